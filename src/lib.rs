@@ -1,0 +1,26 @@
+//! # jsonnet-courier
+//!
+//! HTTP delivery for identity-server courier messages (the reference is the Ory Kratos courier's
+//! `http` delivery strategy): a [`message::Message`] becomes a `ctx` object, a cached, sandboxed
+//! Jsonnet template turns the ctx into a payload, and the payload is posted to the configured
+//! endpoint.
+//!
+//! ```
+//! use jsonnet_courier::message::{samples, CtxStyle, MessageType, TemplateType};
+//! use jsonnet_courier::template::{default_template, Engine, Limits};
+//!
+//! let message = samples::message(TemplateType::RecoveryCodeValid, MessageType::Email).unwrap();
+//! let ctx = jsonnet_courier::message::ctx::build(&message, CtxStyle::Pascal);
+//! let mut engine = Engine::new(Limits::default()).unwrap();
+//! let payload = engine.render(&default_template(CtxStyle::Pascal), &ctx).unwrap();
+//! assert!(payload.contains(r#""template_type":"recovery_code_valid""#));
+//! ```
+//!
+//! Modules, one concern each: [`message`] (messages and ctx), [`template`] (sources, engine,
+//! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
+#![warn(missing_docs)]
+
+pub mod encode;
+pub mod http;
+pub mod message;
+pub mod template;

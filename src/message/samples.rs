@@ -1,0 +1,76 @@
+//! Realistic sample messages, one per template type for email (13) and SMS (7), embedded in the
+//! binary so that `courier render --type ...` and `courier check` work with no files at hand.
+//! The sources are `testdata/messages/{email,sms}/<template_type>.json`.
+
+use super::{Message, MessageType, TemplateType};
+
+macro_rules! samples {
+    ($dir:literal: $($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../testdata/messages/", $dir, "/", $name, ".json")))),*]
+    };
+}
+
+const EMAIL: &[(&str, &str)] = samples!("email":
+    "recovery_invalid", "recovery_valid", "recovery_code_invalid", "recovery_code_valid",
+    "verification_invalid", "verification_valid", "verification_code_invalid",
+    "verification_code_valid", "login_code_valid", "registration_code_valid",
+    "verifiable_address_changed", "authenticator_key_added", "stub",
+);
+
+const SMS: &[(&str, &str)] = samples!("sms":
+    "recovery_code_valid", "verification_code_valid", "login_code_valid",
+    "registration_code_valid", "verifiable_address_changed", "authenticator_key_added", "stub",
+);
+
+/// The raw JSON of the sample for `template_type` and `kind`, or `None` when the reference never
+/// sends that type by that kind (e.g. `recovery_valid` by SMS).
+pub fn json(template_type: TemplateType, kind: MessageType) -> Option<&'static str> {
+    let table = match kind {
+        MessageType::Email => EMAIL,
+        MessageType::Sms => SMS,
+    };
+    table
+        .iter()
+        .find(|(name, _)| *name == template_type.as_str())
+        .map(|(_, json)| *json)
+}
+
+/// The sample message for `template_type` and `kind`, parsed.
+pub fn message(template_type: TemplateType, kind: MessageType) -> Option<Message> {
+    // The samples are checked by a test below, so a parse failure here is a build defect.
+    json(template_type, kind).map(|j| Message::from_json(j.as_bytes()).expect("embedded sample parses"))
+}
+
+/// Every sample: all email types, then the SMS ones.
+pub fn all() -> impl Iterator<Item = (TemplateType, MessageType, Message)> {
+    let email = TemplateType::ALL.into_iter().map(|t| (t, MessageType::Email));
+    let sms = TemplateType::SMS.into_iter().map(|t| (t, MessageType::Sms));
+    email
+        .chain(sms)
+        .filter_map(|(t, k)| message(t, k).map(|m| (t, k, m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_parses_and_matches_its_slot() {
+        let mut count = 0;
+        for (t, kind) in TemplateType::ALL
+            .into_iter()
+            .map(|t| (t, MessageType::Email))
+            .chain(TemplateType::SMS.into_iter().map(|t| (t, MessageType::Sms)))
+        {
+            let raw = json(t, kind).unwrap_or_else(|| panic!("no sample for {t} {kind:?}"));
+            let msg = Message::from_json(raw.as_bytes()).unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!(msg.template_type, t);
+            assert_eq!(msg.message_type, kind);
+            assert!(!msg.recipient.is_empty());
+            count += 1;
+        }
+        assert_eq!(count, 20);
+        assert_eq!(all().count(), 20);
+        assert!(json(TemplateType::RecoveryValid, MessageType::Sms).is_none());
+    }
+}

@@ -1,0 +1,221 @@
+//! One evaluator on the current thread: a jrsonnet `State` with the standard library, the import
+//! policy, and a cache of compiled templates.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use jrsonnet_evaluator::function::{CallLocation, FuncVal, NativeFn};
+use jrsonnet_evaluator::trace::PathResolver;
+use jrsonnet_evaluator::{IStr, State, Val};
+use jrsonnet_stdlib::TracePrinter;
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use super::jail::{DenyImports, JailImports};
+use super::manifest::{ManifestError, Writer};
+use super::{Limits, RenderError, RenderErrorKind, Template};
+
+/// Compiled templates kept per engine; past this the cache starts over (a template costs ~13 µs to
+/// compile, so this only bounds memory for processes that see many distinct templates).
+const CACHE_CAPACITY: usize = 512;
+/// Renders between cycle collections: jrsonnet never collects cycles by itself, and collecting
+/// rarely means long pauses.
+const GC_EVERY: u32 = 100;
+
+/// Evaluates templates on the thread that owns it. Not `Send`: use [`super::Pool`] from async code.
+pub struct Engine {
+    state: State,
+    limits: Limits,
+    cache: HashMap<u64, NativeFn<(Val, Val)>>,
+    since_gc: u32,
+}
+
+#[derive(jrsonnet_gcmodule::Acyclic)]
+struct Tracer {
+    stderr: bool,
+}
+
+impl TracePrinter for Tracer {
+    fn print_trace(&self, loc: CallLocation, value: IStr) {
+        let line = loc
+            .0
+            .map(|span| span.0.map_source_locations(&[span.1])[0].line)
+            .unwrap_or(0);
+        if self.stderr {
+            eprintln!("TRACE: line {line}: {value}");
+        } else {
+            tracing::debug!(target: "courier::template", line, "std.trace: {value}");
+        }
+    }
+}
+
+impl Engine {
+    /// An engine enforcing `limits`.
+    ///
+    /// # Errors
+    /// The import directory, when set, does not exist or cannot be read.
+    pub fn new(limits: Limits) -> std::io::Result<Self> {
+        let stdlib = jrsonnet_stdlib::ContextInitializer::new(PathResolver::FileName);
+        stdlib.settings_mut().trace_printer = Rc::new(Tracer {
+            stderr: limits.trace_to_stderr,
+        });
+        let mut builder = State::builder();
+        builder.context_initializer(stdlib);
+        match &limits.import_dir {
+            Some(dir) => builder.import_resolver(JailImports::new(dir)?),
+            None => builder.import_resolver(DenyImports),
+        };
+        Ok(Self {
+            state: builder.build(),
+            limits,
+            cache: HashMap::new(),
+            since_gc: 0,
+        })
+    }
+
+    /// The limits this engine enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles `template` (or finds it in the cache) without rendering it.
+    ///
+    /// # Errors
+    /// Syntax errors, errors in the template's top-level code, and a top level that is not a
+    /// function.
+    pub fn compile(&mut self, template: &Template) -> Result<(), RenderError> {
+        let _entered = self.state.try_enter();
+        jrsonnet_evaluator::stack::set_stack_depth_limit(self.limits.max_stack);
+        self.compiled(template).map(|_| ())
+    }
+
+    fn compiled(&mut self, template: &Template) -> Result<NativeFn<(Val, Val)>, RenderError> {
+        if let Some(f) = self.cache.get(&template.id()) {
+            return Ok(f.clone());
+        }
+        let top = self
+            .state
+            .prepare_snippet(template.name(), template.source())
+            .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+        let Val::Func(func) = top else {
+            return Err(RenderError::new(
+                RenderErrorKind::NotAFunction,
+                template,
+                format!(
+                    "the top level is {}, not a function: write the template as `function(ctx) {{ ... }}`",
+                    type_name(&top)
+                ),
+            ));
+        };
+        check_arity(template, &func)?;
+        let native = NativeFn::<(Val, Val)>::try_from(func)
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+        if self.cache.len() >= CACHE_CAPACITY {
+            self.cache.clear();
+        }
+        self.cache.insert(template.id(), native.clone());
+        Ok(native)
+    }
+
+    /// Renders `template` over `ctx` and returns the payload as compact JSON.
+    ///
+    /// # Errors
+    /// See [`RenderErrorKind`]; the error names the template, the location and the output field.
+    pub fn render(&mut self, template: &Template, ctx: &Value) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(512);
+        self.render_into(template, ctx, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Engine::render`], writing into `out` (cleared first).
+    ///
+    /// # Errors
+    /// As [`Engine::render`].
+    pub fn render_into(
+        &mut self,
+        template: &Template,
+        ctx: &Value,
+        out: &mut String,
+    ) -> Result<(), RenderError> {
+        out.clear();
+        let _entered = self.state.try_enter();
+        jrsonnet_evaluator::stack::set_stack_depth_limit(self.limits.max_stack);
+        let result = self.evaluate(template, ctx, out);
+        if result.is_err() {
+            // A failed evaluation can leave errors memoised in the template's top-level locals.
+            self.cache.remove(&template.id());
+            out.clear();
+        }
+        self.since_gc += 1;
+        if self.since_gc >= GC_EVERY {
+            self.since_gc = 0;
+            jrsonnet_gcmodule::collect_thread_cycles();
+        }
+        result
+    }
+
+    fn evaluate(
+        &mut self,
+        template: &Template,
+        ctx: &Value,
+        out: &mut String,
+    ) -> Result<(), RenderError> {
+        let func = self.compiled(template)?;
+        // Deserializing from a JSON value cannot fail: every JSON value has a Jsonnet form.
+        let ctx = Val::deserialize(ctx).map_err(|e| {
+            RenderError::new(RenderErrorKind::Runtime, template, format!("ctx: {e}"))
+        })?;
+        let val = func
+            .call(ctx)
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+        let mut writer = Writer::new(out, self.limits.max_output_bytes);
+        writer.write(&val).map_err(|e| match e {
+            ManifestError::Eval(err, path) => {
+                RenderError::from_jsonnet(template, &err, (!path.is_empty()).then_some(path))
+            }
+            ManifestError::TooLarge => RenderError::new(
+                RenderErrorKind::OutputTooLarge,
+                template,
+                format!(
+                    "the payload is larger than the {} byte cap",
+                    self.limits.max_output_bytes
+                ),
+            ),
+            ManifestError::Invalid(path, msg) => {
+                RenderError::new(RenderErrorKind::Runtime, template, msg)
+                    .with_field((!path.is_empty()).then_some(path))
+            }
+        })
+    }
+}
+
+/// The reference passes ctx by name as the only argument; a function that cannot take exactly one
+/// argument would fail on every message, so say so at compile time.
+fn check_arity(template: &Template, func: &FuncVal) -> Result<(), RenderError> {
+    let params = func.params();
+    let required = params.iter().filter(|p| !p.has_default()).count();
+    if params.is_empty() || required > 1 {
+        return Err(RenderError::new(
+            RenderErrorKind::NotAFunction,
+            template,
+            format!(
+                "the top-level function takes {} required parameters; it must take one, ctx: `function(ctx) {{ ... }}`",
+                required
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn type_name(val: &Val) -> &'static str {
+    match val {
+        Val::Null => "null",
+        Val::Bool(_) => "a boolean",
+        Val::Num(_) => "a number",
+        Val::Str(_) => "a string",
+        Val::Arr(_) => "an array",
+        Val::Obj(_) => "an object",
+        Val::Func(_) => "a function",
+    }
+}

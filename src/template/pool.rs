@@ -1,0 +1,290 @@
+//! A pool of evaluator threads for async (and blocking) callers.
+//!
+//! Each worker thread owns an [`Engine`] on its own stack (never in a thread-local: jrsonnet values
+//! destroyed by thread-local destructors crash). Jobs arrive over one channel; the answer goes back
+//! over a oneshot. A watchdog thread enforces the evaluation timeout: a render still running at its
+//! deadline gets a timeout error at once, and its worker is written off and replaced, so the pool
+//! keeps its full capacity. A written-off thread exits when its evaluation ends; jrsonnet offers no
+//! way to interrupt one sooner.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{Engine, Limits, RenderError, RenderErrorKind, Template};
+
+type Reply = oneshot::Sender<Result<String, RenderError>>;
+
+struct Job {
+    template: Template,
+    ctx: Value,
+    reply: Reply,
+}
+
+/// One worker's view for the watchdog: when its current job started, and the job's reply sender.
+/// Whoever takes the reply (the worker when done, the watchdog at the deadline) answers the job.
+struct Slot {
+    /// Nanoseconds since the pool's epoch at which the current job started; 0 when idle.
+    started: AtomicU64,
+    current: Mutex<Option<(Template, Reply, u64)>>,
+}
+
+struct Shared {
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    limits: Limits,
+    epoch: Instant,
+    slots: Mutex<Vec<Arc<Slot>>>,
+    closed: AtomicBool,
+    renders: AtomicU64,
+    timeouts: AtomicU64,
+    panics: AtomicU64,
+}
+
+/// Counters of a [`Pool`]'s life so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Worker threads serving renders now.
+    pub threads: usize,
+    /// Renders answered by workers (successes and template errors).
+    pub renders: u64,
+    /// Renders stopped by the timeout; each wrote off one worker.
+    pub timeouts: u64,
+    /// Evaluations that panicked (the worker's engine was rebuilt).
+    pub panics: u64,
+}
+
+/// Evaluator threads with a job queue. Cheap to clone; the threads stop when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Pool {
+    tx: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    _closer: Arc<Closer>,
+}
+
+struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+    }
+}
+
+impl Pool {
+    /// Starts `threads` evaluator threads (at least one) enforcing `limits`.
+    ///
+    /// # Errors
+    /// An engine cannot be built (the import directory does not exist), or a thread cannot be
+    /// spawned.
+    pub fn new(threads: usize, limits: Limits) -> std::io::Result<Self> {
+        // Fail here, not in a worker, when the limits cannot be honoured.
+        drop(Engine::new(limits.clone())?);
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(rx),
+            limits,
+            epoch: Instant::now(),
+            slots: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            renders: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+        });
+        for _ in 0..threads.max(1) {
+            spawn_worker(&shared)?;
+        }
+        let watched = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("courier-render-watchdog".into())
+            .spawn(move || watchdog(&watched))?;
+        Ok(Self {
+            tx,
+            _closer: Arc::new(Closer(Arc::clone(&shared))),
+            shared,
+        })
+    }
+
+    /// A pool with one thread per available core.
+    ///
+    /// # Errors
+    /// As [`Pool::new`].
+    pub fn with_default_threads(limits: Limits) -> std::io::Result<Self> {
+        let n = thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(n, limits)
+    }
+
+    /// The limits every render runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    fn submit(&self, template: &Template, ctx: Value) -> oneshot::Receiver<Result<String, RenderError>> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            template: template.clone(),
+            ctx,
+            reply,
+        };
+        if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+            let _ = job.reply.send(Err(closed(template)));
+        }
+        rx
+    }
+
+    /// Renders `template` over `ctx` on a pool thread and returns the payload as compact JSON.
+    ///
+    /// # Errors
+    /// As [`Engine::render`], plus [`RenderErrorKind::Timeout`] when evaluation runs past the
+    /// limit.
+    pub async fn render(&self, template: &Template, ctx: Value) -> Result<String, RenderError> {
+        self.submit(template, ctx)
+            .await
+            .unwrap_or_else(|_| Err(closed(template)))
+    }
+
+    /// Like [`Pool::render`], blocking the calling thread. Do not call it from async code.
+    ///
+    /// # Errors
+    /// As [`Pool::render`].
+    pub fn render_blocking(&self, template: &Template, ctx: Value) -> Result<String, RenderError> {
+        self.submit(template, ctx)
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(closed(template)))
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared;
+        PoolStats {
+            threads: s.slots.lock().map_or(0, |v| v.len()),
+            renders: s.renders.load(Ordering::Relaxed),
+            timeouts: s.timeouts.load(Ordering::Relaxed),
+            panics: s.panics.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn closed(template: &Template) -> RenderError {
+    RenderError::new(RenderErrorKind::PoolClosed, template, "the render pool is shut down")
+}
+
+fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let slot = Arc::new(Slot {
+        started: AtomicU64::new(0),
+        current: Mutex::new(None),
+    });
+    let shared2 = Arc::clone(shared);
+    let slot2 = Arc::clone(&slot);
+    thread::Builder::new()
+        .name("courier-render".into())
+        .spawn(move || worker(&shared2, &slot2))?;
+    if let Ok(mut slots) = shared.slots.lock() {
+        slots.push(slot);
+    }
+    Ok(())
+}
+
+fn worker(shared: &Shared, slot: &Slot) {
+    let Ok(mut engine) = Engine::new(shared.limits.clone()) else {
+        return;
+    };
+    let mut out = String::with_capacity(1024);
+    loop {
+        // The lock is held only while waiting for the next job, so idle workers queue up on it.
+        let job = match shared.jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(Job {
+            template,
+            ctx,
+            reply,
+        }) = job
+        else {
+            return; // every sender dropped: the pool is gone
+        };
+        let started = (shared.epoch.elapsed().as_nanos() as u64).max(1);
+        if let Ok(mut cur) = slot.current.lock() {
+            *cur = Some((template.clone(), reply, started));
+        }
+        slot.started.store(started, Ordering::Release);
+
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            engine.render_into(&template, &ctx, &mut out).map(|()| out.clone())
+        }));
+        slot.started.store(0, Ordering::Release);
+        let result = result.unwrap_or_else(|panic| {
+            shared.panics.fetch_add(1, Ordering::Relaxed);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            // The engine may be mid-way through anything: start from a fresh one.
+            if let Ok(fresh) = Engine::new(shared.limits.clone()) {
+                engine = fresh;
+            }
+            Err(RenderError::new(
+                RenderErrorKind::Panic,
+                &template,
+                format!("the evaluator panicked: {what}"),
+            ))
+        });
+        let taken = slot.current.lock().ok().and_then(|mut cur| cur.take());
+        match taken {
+            Some((_, reply, _)) => {
+                shared.renders.fetch_add(1, Ordering::Relaxed);
+                let _ = reply.send(result);
+            }
+            // The watchdog answered this job with a timeout and replaced this worker.
+            None => return,
+        }
+        drop(ctx);
+    }
+}
+
+fn watchdog(shared: &Arc<Shared>) {
+    let timeout = shared.limits.timeout;
+    let tick = (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(25));
+    let limit = timeout.as_nanos() as u64;
+    while !shared.closed.load(Ordering::Acquire) {
+        thread::sleep(tick);
+        let now = shared.epoch.elapsed().as_nanos() as u64;
+        let expired: Vec<(Arc<Slot>, u64)> = match shared.slots.lock() {
+            Ok(slots) => slots
+                .iter()
+                .map(|s| (Arc::clone(s), s.started.load(Ordering::Acquire)))
+                .filter(|(_, t)| *t != 0 && now.saturating_sub(*t) >= limit)
+                .collect(),
+            Err(_) => return,
+        };
+        for (slot, started) in expired {
+            // Take the job only if it is still the one that expired, not a newer one.
+            let taken = slot.current.lock().ok().and_then(|mut c| {
+                if c.as_ref().is_some_and(|(_, _, t)| *t == started) {
+                    c.take()
+                } else {
+                    None
+                }
+            });
+            let Some((template, reply, _)) = taken else {
+                continue; // finished just now
+            };
+            shared.timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(template = template.name(), "render timed out; replacing its evaluator thread");
+            let _ = reply.send(Err(RenderError::timeout(&template, timeout)));
+            if let Ok(mut slots) = shared.slots.lock() {
+                slots.retain(|s| !Arc::ptr_eq(s, &slot));
+            }
+            if let Err(e) = spawn_worker(shared) {
+                tracing::error!("cannot replace an evaluator thread: {e}");
+            }
+        }
+    }
+}
