@@ -1,1 +1,17 @@
-fn main() {}
+//! The `courier` binary: logging setup, then the CLI.
+
+mod cli;
+
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    // Logs go to stderr so that payloads and reports on stdout stay machine-readable.
+    let filter = EnvFilter::try_from_env("COURIER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    cli::run(cli::Cli::parse())
+}

@@ -153,10 +153,18 @@ impl RenderError {
         if let Some(file) = &self.file {
             s.push_str(&format!(" (in {file})"));
         }
+        let detail = self.detail();
+        s.push_str(if self.location.is_some() { " " } else { ": " });
+        s.push_str(&detail);
+        s
+    }
+
+    /// The first line without the template name: `line 3 column 12: field "subject": ...`.
+    pub fn detail(&self) -> String {
+        let mut s = String::new();
         if let Some((line, col)) = self.location {
-            s.push_str(&format!(" line {line} column {col}"));
+            s.push_str(&format!("line {line} column {col}: "));
         }
-        s.push_str(": ");
         if let Some(field) = &self.field {
             s.push_str(&format!("field {field:?}: "));
         }

@@ -1,0 +1,104 @@
+//! `courier render`: one template over one ctx, payload on stdout.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, ValueEnum};
+use serde_json::Value;
+
+use super::{load_template, read_input, CmdResult, Failure, LimitArgs, StyleArg};
+use jsonnet_courier::encode;
+use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType, TemplateType};
+use jsonnet_courier::template::{source::Loader, Pool};
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["ctx", "message", "template_type"])))]
+pub(crate) struct RenderArgs {
+    /// The template: a path, or a file://, base64://, http:// or https:// URI.
+    template: String,
+    /// Pass this JSON (a file, or - for standard input) to the template as ctx, verbatim.
+    #[arg(long, value_name = "FILE")]
+    ctx: Option<PathBuf>,
+    /// Build the ctx from this message (a file, or - for standard input; either key style).
+    #[arg(long, value_name = "FILE")]
+    message: Option<PathBuf>,
+    /// Build the ctx from the embedded sample message of this template type.
+    #[arg(long = "type", value_name = "TEMPLATE_TYPE", value_parser = parse_type)]
+    template_type: Option<TemplateType>,
+    /// With --type: use the SMS sample instead of the email one.
+    #[arg(long, requires = "template_type")]
+    sms: bool,
+    /// Key style of the ctx built from a message or sample.
+    #[arg(long, value_enum, default_value_t)]
+    style: StyleArg,
+    /// Output encoding: the template's JSON, or an application/x-www-form-urlencoded body.
+    #[arg(long, value_enum, default_value_t)]
+    format: FormatArg,
+    /// Pretty-print JSON output.
+    #[arg(long)]
+    pretty: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Output encoding flag.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub(crate) enum FormatArg {
+    /// JSON, compact unless --pretty
+    #[default]
+    Json,
+    /// key=value&... with keys sorted (needs a flat object of strings)
+    Form,
+}
+
+pub(crate) fn parse_type(s: &str) -> Result<TemplateType, String> {
+    s.parse().map_err(|e: jsonnet_courier::message::UnknownTemplateType| e.to_string())
+}
+
+/// The sample message for a type and kind, or a usage error saying which exist.
+pub(crate) fn sample(t: TemplateType, sms: bool) -> Result<Message, Failure> {
+    let kind = if sms { MessageType::Sms } else { MessageType::Email };
+    samples::message(t, kind).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "there is no SMS sample for {t}: the reference sends it by email only; SMS types are {}",
+            TemplateType::SMS.map(|t| t.as_str()).join(", ")
+        ))
+    })
+}
+
+fn ctx_of(args: &RenderArgs) -> Result<Value, Failure> {
+    let style = CtxStyle::from(args.style);
+    if let Some(path) = &args.ctx {
+        let bytes = read_input(path)?;
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::usage(anyhow::anyhow!("--ctx {}: invalid JSON: {e}", path.display()))
+        });
+    }
+    let message = if let Some(path) = &args.message {
+        let bytes = read_input(path)?;
+        Message::from_json(&bytes)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("--message {}: {e}", path.display())))?
+    } else {
+        // clap's required group guarantees one of the three inputs.
+        let t = args.template_type.unwrap_or(TemplateType::Stub);
+        sample(t, args.sms)?
+    };
+    Ok(ctx::build(&message, style))
+}
+
+pub(crate) async fn run(args: RenderArgs) -> CmdResult {
+    let loader = Loader::new(None);
+    let template = load_template(&loader, &args.template).await?;
+    let ctx = ctx_of(&args)?;
+    let pool = Pool::new(1, args.limits.limits()).map_err(|e| {
+        Failure::usage(anyhow::anyhow!("--import-dir: {e}"))
+    })?;
+    let json = pool.render(&template, ctx).await.map_err(Failure::failed)?;
+    let out = match args.format {
+        FormatArg::Json if args.pretty => encode::pretty(&json),
+        FormatArg::Json => json,
+        FormatArg::Form => encode::form(&json)
+            .map_err(|e| Failure::failed(anyhow::anyhow!("template {:?}: {e}", template.name())))?,
+    };
+    println!("{out}");
+    Ok(())
+}
