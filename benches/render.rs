@@ -1,1 +1,179 @@
-fn main(){}
+//! Render throughput: the engine and the pool against the bare jrsonnet floor, in one run.
+//!
+//! Run with `cargo bench --bench render`. After criterion's own report, a summary prints each
+//! variant's renders per second and its ratio to the floor (one cached jrsonnet function call plus
+//! JSON conversion in a plain loop on one thread), all from this run's measurements.
+
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{black_box, Criterion, Throughput};
+use jrsonnet_evaluator::function::NativeFn;
+use jrsonnet_evaluator::trace::PathResolver;
+use jrsonnet_evaluator::{State, Val};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use jsonnet_courier::message::{ctx, samples, CtxStyle};
+use jsonnet_courier::template::{
+    default_template, CtxRef, Engine, Limits, Pool, Template, DEFAULT_PASCAL,
+};
+
+/// Renders per pool iteration, and the number of callers issuing them concurrently.
+const BATCH: usize = 2000;
+const CALLERS: usize = 64;
+
+/// The ctx of every sample message (20, email and SMS), as JSON text: the form the pool moves
+/// between threads.
+fn ctxs() -> Vec<String> {
+    samples::all()
+        .map(|(_, _, m)| ctx::to_json(&m, CtxStyle::Pascal))
+        .collect()
+}
+
+fn floor(c: &mut Criterion, ctxs: &[String]) {
+    let mut b = State::builder();
+    b.context_initializer(jrsonnet_stdlib::ContextInitializer::new(
+        PathResolver::FileName,
+    ));
+    let state = b.build();
+    let _entered = state.enter();
+    let prepared = state
+        .prepare_snippet("default.jsonnet", DEFAULT_PASCAL)
+        .unwrap();
+    let Val::Func(f) = state.evaluate_prepared_snippet(&prepared).unwrap() else {
+        panic!("the default template is a function")
+    };
+    let func = NativeFn::<(Val, Val)>::try_from(f).unwrap();
+    let mut g = c.benchmark_group("render");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("floor_bare_jrsonnet", |b| {
+        b.iter(|| {
+            i = (i + 1) % ctxs.len();
+            let mut de = serde_json::Deserializer::from_str(&ctxs[i]);
+            let val = func.call(Val::deserialize(&mut de).unwrap()).unwrap();
+            black_box(serde_json::to_string(&val).unwrap())
+        })
+    });
+    g.finish();
+}
+
+fn engine(c: &mut Criterion, ctxs: &[String]) {
+    let mut engine = Engine::new(Limits::default()).unwrap();
+    let template = default_template(CtxStyle::Pascal);
+    let mut g = c.benchmark_group("render");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    let mut out = String::new();
+    g.bench_function("engine_cached", |b| {
+        b.iter(|| {
+            i = (i + 1) % ctxs.len();
+            engine
+                .render_into(&template, CtxRef::Json(&ctxs[i]), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    g.bench_function("engine_cold_compile_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % ctxs.len();
+            // A new identity each time: compiled from source, then rendered.
+            let t = Template::new("default.jsonnet", DEFAULT_PASCAL);
+            engine
+                .render_into(&t, CtxRef::Json(&ctxs[i]), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+fn pool(c: &mut Criterion, ctxs: &[String], threads: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = Pool::new(threads, Limits::default()).unwrap();
+    let template = default_template(CtxStyle::Pascal);
+    let ctxs: std::sync::Arc<Vec<String>> = std::sync::Arc::new(ctxs.to_vec());
+    let mut g = c.benchmark_group("render");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(format!("pool_{threads}_threads"), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for caller in 0..CALLERS {
+                    let (pool, template, ctxs) = (pool.clone(), template.clone(), ctxs.clone());
+                    set.spawn(async move {
+                        let mut n = 0;
+                        for k in (caller..BATCH).step_by(CALLERS) {
+                            n += pool
+                                .render(&template, ctxs[k % ctxs.len()].clone())
+                                .await
+                                .unwrap()
+                                .len();
+                        }
+                        n
+                    });
+                }
+                while let Some(n) = set.join_next().await {
+                    black_box(n.unwrap());
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Mean nanoseconds per iteration of `render/<id>` from criterion's saved estimates.
+fn mean_ns(id: &str) -> Option<f64> {
+    let path = format!("target/criterion/render/{id}/new/estimates.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn summary() {
+    let Some(floor) = mean_ns("floor_bare_jrsonnet") else {
+        return;
+    };
+    let floor_rate = 1e9 / floor;
+    println!("\nrender summary (this run; ratio = renders/s relative to the floor)");
+    println!(
+        "{:<34} {:>12} {:>10} {:>7}",
+        "variant", "renders/s", "µs/render", "ratio"
+    );
+    for (id, per_iter) in [
+        ("floor_bare_jrsonnet", 1.0),
+        ("engine_cached", 1.0),
+        ("engine_cold_compile_and_render", 1.0),
+        ("pool_1_threads", BATCH as f64),
+        ("pool_2_threads", BATCH as f64),
+    ] {
+        if let Some(ns) = mean_ns(id) {
+            let rate = 1e9 * per_iter / ns;
+            println!(
+                "{id:<34} {rate:>12.0} {:>10.2} {:>7.2}",
+                1e6 / rate,
+                rate / floor_rate
+            );
+        }
+    }
+}
+
+fn main() {
+    let ctxs = ctxs();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    floor(&mut c, &ctxs);
+    engine(&mut c, &ctxs);
+    pool(&mut c, &ctxs, 1);
+    pool(&mut c, &ctxs, 2);
+    c.final_summary();
+    summary();
+}

@@ -5,6 +5,10 @@ mod cli;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
+// See Cargo.toml: measurably faster than glibc malloc for the render pool's cross-thread traffic.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Logs go to stderr so that payloads and reports on stdout stay machine-readable.
     let filter = EnvFilter::try_from_env("COURIER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));

@@ -54,7 +54,10 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
         };
         rows.push((t, kind, row));
     }
-    println!("{:<28} {:<6} {:<10} {:>7}  DETAIL", "TYPE", "KIND", "RESULT", "BYTES");
+    println!(
+        "{:<28} {:<6} {:<10} {:>7}  DETAIL",
+        "TYPE", "KIND", "RESULT", "BYTES"
+    );
     let (mut ok, mut failed, mut cancelled) = (0, 0, 0);
     for (t, kind, row) in &rows {
         let kind = match kind {
@@ -75,7 +78,13 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
                 ("error", "-".into(), e.clone())
             }
         };
-        println!("{:<28} {:<6} {:<10} {:>7}  {detail}", t.as_str(), kind, result, bytes);
+        println!(
+            "{:<28} {:<6} {:<10} {:>7}  {detail}",
+            t.as_str(),
+            kind,
+            result,
+            bytes
+        );
     }
     println!(
         "\ntemplate {:?} ({} style): {ok} ok, {cancelled} cancelled, {failed} failed",

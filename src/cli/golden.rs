@@ -108,14 +108,18 @@ pub(crate) async fn render_case(
 ) -> Result<Value, String> {
     let bytes = std::fs::read(&case.input).map_err(|e| format!("{}: {e}", case.input.display()))?;
     let ctx = if case.is_message {
-        let msg = Message::from_json(&bytes).map_err(|e| format!("{}: {e}", case.input.display()))?;
+        let msg =
+            Message::from_json(&bytes).map_err(|e| format!("{}: {e}", case.input.display()))?;
         let snake = template.name().ends_with(".snake.jsonnet");
         ctx::build(&msg, if snake { CtxStyle::Snake } else { style })
     } else {
         serde_json::from_slice(&bytes)
             .map_err(|e| format!("{}: invalid JSON: {e}", case.input.display()))?
     };
-    let json = pool.render(template, ctx).await.map_err(|e| e.to_string())?;
+    let json = pool
+        .render(template, ctx)
+        .await
+        .map_err(|e| e.to_string())?;
     serde_json::from_str(&json).map_err(|e| format!("the payload is not JSON: {e}"))
 }
 
@@ -195,7 +199,13 @@ pub(crate) fn diff(expected: &Value, actual: &Value) -> Vec<String> {
 }
 
 fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
-    let at = |p: &str| if p.is_empty() { "(top level)".to_owned() } else { p.to_owned() };
+    let at = |p: &str| {
+        if p.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {

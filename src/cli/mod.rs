@@ -21,7 +21,12 @@ use jsonnet_courier::template::{source::Loader, Limits, Template};
 /// `function(ctx) { to: ctx.Recipient, subject: ctx.Subject, body: ctx.Body }`.
 /// TEMPLATE arguments are a path or a URI: file://, base64://, http://, https://.
 #[derive(Debug, Parser)]
-#[command(name = "courier", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "courier",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -186,5 +191,15 @@ pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     } else {
         std::fs::read(path)
             .map_err(|e| Failure::usage(anyhow::anyhow!("reading {}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -51,12 +51,17 @@ pub(crate) enum FormatArg {
 }
 
 pub(crate) fn parse_type(s: &str) -> Result<TemplateType, String> {
-    s.parse().map_err(|e: jsonnet_courier::message::UnknownTemplateType| e.to_string())
+    s.parse()
+        .map_err(|e: jsonnet_courier::message::UnknownTemplateType| e.to_string())
 }
 
 /// The sample message for a type and kind, or a usage error saying which exist.
 pub(crate) fn sample(t: TemplateType, sms: bool) -> Result<Message, Failure> {
-    let kind = if sms { MessageType::Sms } else { MessageType::Email };
+    let kind = if sms {
+        MessageType::Sms
+    } else {
+        MessageType::Email
+    };
     samples::message(t, kind).ok_or_else(|| {
         Failure::usage(anyhow::anyhow!(
             "there is no SMS sample for {t}: the reference sends it by email only; SMS types are {}",
@@ -70,7 +75,10 @@ fn ctx_of(args: &RenderArgs) -> Result<Value, Failure> {
     if let Some(path) = &args.ctx {
         let bytes = read_input(path)?;
         return serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::usage(anyhow::anyhow!("--ctx {}: invalid JSON: {e}", path.display()))
+            Failure::usage(anyhow::anyhow!(
+                "--ctx {}: invalid JSON: {e}",
+                path.display()
+            ))
         });
     }
     let message = if let Some(path) = &args.message {
@@ -89,9 +97,8 @@ pub(crate) async fn run(args: RenderArgs) -> CmdResult {
     let loader = Loader::new(None);
     let template = load_template(&loader, &args.template).await?;
     let ctx = ctx_of(&args)?;
-    let pool = Pool::new(1, args.limits.limits()).map_err(|e| {
-        Failure::usage(anyhow::anyhow!("--import-dir: {e}"))
-    })?;
+    let pool = Pool::new(1, args.limits.limits())
+        .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
     let json = pool.render(&template, ctx).await.map_err(Failure::failed)?;
     let out = match args.format {
         FormatArg::Json if args.pretty => encode::pretty(&json),

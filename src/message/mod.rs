@@ -188,7 +188,12 @@ pub struct TemplateData {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Producer-assigned id, if any (`courier serve` assigns one when absent).
-    #[serde(default, alias = "ID", alias = "Id", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "ID",
+        alias = "Id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     /// Email address, or phone number for SMS.
     #[serde(alias = "Recipient")]
@@ -215,7 +220,11 @@ pub struct Message {
     #[serde(default, alias = "Channel", skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     /// Allow-listed headers of the user's request that triggered the message.
-    #[serde(default, alias = "RequestHeaders", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "RequestHeaders",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_headers: Option<Map<String, Value>>,
 }
 

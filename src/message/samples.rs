@@ -38,12 +38,15 @@ pub fn json(template_type: TemplateType, kind: MessageType) -> Option<&'static s
 /// The sample message for `template_type` and `kind`, parsed.
 pub fn message(template_type: TemplateType, kind: MessageType) -> Option<Message> {
     // The samples are checked by a test below, so a parse failure here is a build defect.
-    json(template_type, kind).map(|j| Message::from_json(j.as_bytes()).expect("embedded sample parses"))
+    json(template_type, kind)
+        .map(|j| Message::from_json(j.as_bytes()).expect("embedded sample parses"))
 }
 
 /// Every sample: all email types, then the SMS ones.
 pub fn all() -> impl Iterator<Item = (TemplateType, MessageType, Message)> {
-    let email = TemplateType::ALL.into_iter().map(|t| (t, MessageType::Email));
+    let email = TemplateType::ALL
+        .into_iter()
+        .map(|t| (t, MessageType::Email));
     let sms = TemplateType::SMS.into_iter().map(|t| (t, MessageType::Sms));
     email
         .chain(sms)

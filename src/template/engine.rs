@@ -97,7 +97,7 @@ impl Engine {
             .state
             .prepare_snippet(template.name(), template.source())
             .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None))?;
         let Val::Func(func) = top else {
             return Err(RenderError::new(
                 RenderErrorKind::NotAFunction,
@@ -110,7 +110,7 @@ impl Engine {
         };
         check_arity(template, &func)?;
         let native = NativeFn::<(Val, Val)>::try_from(func)
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None))?;
         if self.cache.len() >= CACHE_CAPACITY {
             self.cache.clear();
         }
@@ -124,18 +124,28 @@ impl Engine {
     /// See [`RenderErrorKind`]; the error names the template, the location and the output field.
     pub fn render(&mut self, template: &Template, ctx: &Value) -> Result<String, RenderError> {
         let mut out = String::with_capacity(512);
-        self.render_into(template, ctx, &mut out)?;
+        self.render_into(template, CtxRef::Value(ctx), &mut out)?;
         Ok(out)
     }
 
-    /// Like [`Engine::render`], writing into `out` (cleared first).
+    /// Like [`Engine::render`], with the ctx as JSON text (the cheapest form to hand over).
+    ///
+    /// # Errors
+    /// As [`Engine::render`]; text that is not JSON is a runtime error naming the ctx.
+    pub fn render_json(&mut self, template: &Template, ctx: &str) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(512);
+        self.render_into(template, CtxRef::Json(ctx), &mut out)?;
+        Ok(out)
+    }
+
+    /// Renders into `out` (cleared first), reusing its allocation.
     ///
     /// # Errors
     /// As [`Engine::render`].
     pub fn render_into(
         &mut self,
         template: &Template,
-        ctx: &Value,
+        ctx: CtxRef<'_>,
         out: &mut String,
     ) -> Result<(), RenderError> {
         out.clear();
@@ -158,21 +168,40 @@ impl Engine {
     fn evaluate(
         &mut self,
         template: &Template,
-        ctx: &Value,
+        ctx: CtxRef<'_>,
         out: &mut String,
     ) -> Result<(), RenderError> {
         let func = self.compiled(template)?;
-        // Deserializing from a JSON value cannot fail: every JSON value has a Jsonnet form.
-        let ctx = Val::deserialize(ctx).map_err(|e| {
-            RenderError::new(RenderErrorKind::Runtime, template, format!("ctx: {e}"))
+        let val = match ctx {
+            CtxRef::Value(v) => Val::deserialize(v).map_err(|e| e.to_string()),
+            // Parsed straight into Jsonnet values: no intermediate serde_json::Value.
+            CtxRef::Json(text) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                Val::deserialize(&mut de)
+                    .and_then(|v| de.end().map(|()| v))
+                    .map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|e| {
+            RenderError::new(
+                RenderErrorKind::Runtime,
+                template,
+                format!("ctx is not valid JSON: {e}"),
+            )
         })?;
+        // Only errors need the ctx as a JSON value (for the key-style hint).
+        let hint_ctx = || match ctx {
+            CtxRef::Value(v) => Some(v.clone()),
+            CtxRef::Json(text) => serde_json::from_str(text).ok(),
+        };
         let val = func
-            .call(ctx)
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None))?;
+            .call(val)
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None, hint_ctx().as_ref()))?;
         let mut writer = Writer::new(out, self.limits.max_output_bytes);
         writer.write(&val).map_err(|e| match e {
             ManifestError::Eval(err, path) => {
-                RenderError::from_jsonnet(template, &err, (!path.is_empty()).then_some(path))
+                let field = (!path.is_empty()).then_some(path);
+                RenderError::from_jsonnet(template, &err, field, hint_ctx().as_ref())
             }
             ManifestError::TooLarge => RenderError::new(
                 RenderErrorKind::OutputTooLarge,
@@ -187,6 +216,47 @@ impl Engine {
                     .with_field((!path.is_empty()).then_some(path))
             }
         })
+    }
+}
+
+/// A borrowed ctx: a JSON value, or JSON text.
+#[derive(Debug, Clone, Copy)]
+pub enum CtxRef<'a> {
+    /// An already parsed value.
+    Value(&'a Value),
+    /// JSON text, parsed directly into Jsonnet values.
+    Json(&'a str),
+}
+
+/// An owned ctx for [`super::Pool`]: a JSON value, or JSON text (cheapest to move between
+/// threads; see [`crate::message::ctx::to_json`]).
+#[derive(Debug, Clone)]
+pub enum Ctx {
+    /// An already parsed value.
+    Value(Value),
+    /// JSON text.
+    Json(String),
+}
+
+impl Ctx {
+    /// Borrows it.
+    pub fn as_ref(&self) -> CtxRef<'_> {
+        match self {
+            Ctx::Value(v) => CtxRef::Value(v),
+            Ctx::Json(s) => CtxRef::Json(s),
+        }
+    }
+}
+
+impl From<Value> for Ctx {
+    fn from(v: Value) -> Self {
+        Ctx::Value(v)
+    }
+}
+
+impl From<String> for Ctx {
+    fn from(s: String) -> Self {
+        Ctx::Json(s)
     }
 }
 

@@ -37,7 +37,10 @@ pub enum RenderErrorKind {
 /// A failed render. `Display` gives one line (`template "x" line 3 column 12: field "subject":
 /// ...`), followed, for syntax errors, by the offending source line and a caret.
 #[derive(Debug, Clone)]
-pub struct RenderError {
+pub struct RenderError(Box<Detail>);
+
+#[derive(Debug, Clone)]
+struct Detail {
     kind: RenderErrorKind,
     template: String,
     /// 1-based line and column in `file`.
@@ -50,8 +53,12 @@ pub struct RenderError {
 }
 
 impl RenderError {
-    pub(crate) fn new(kind: RenderErrorKind, template: &Template, message: impl Into<String>) -> Self {
-        Self {
+    pub(crate) fn new(
+        kind: RenderErrorKind,
+        template: &Template,
+        message: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Detail {
             kind,
             template: template.name().to_owned(),
             location: None,
@@ -59,7 +66,7 @@ impl RenderError {
             field: None,
             message: message.into(),
             snippet: None,
-        }
+        }))
     }
 
     pub(crate) fn timeout(template: &Template, limit: Duration) -> Self {
@@ -72,15 +79,23 @@ impl RenderError {
 
     /// Converts a jrsonnet error raised while rendering `template`, with the output field being
     /// written at the time (`None` if it was raised before output began).
-    pub(crate) fn from_jsonnet(template: &Template, err: &JError, field: Option<String>) -> Self {
+    ///
+    /// `ctx` (when known) lets a missing-field error say that the name exists in the other key
+    /// style, the commonest mistake when moving templates between reference versions.
+    pub(crate) fn from_jsonnet(
+        template: &Template,
+        err: &JError,
+        field: Option<String>,
+        ctx: Option<&serde_json::Value>,
+    ) -> Self {
         let kind = match err.error() {
             ErrorKind::ImportSyntaxError { .. } => RenderErrorKind::Syntax,
             ErrorKind::StackOverflow => RenderErrorKind::StackOverflow,
             ErrorKind::RuntimeError(msg) if msg.as_str() == "cancel" => RenderErrorKind::Cancelled,
             _ => RenderErrorKind::Runtime,
         };
-        let mut out = Self::new(kind, template, message_of(err));
-        out.field = field;
+        let mut out = Self::new(kind, template, message_of(err, ctx));
+        out.0.field = field;
         if let ErrorKind::ImportSyntaxError { path, error } = err.error() {
             let span = Span(path.clone(), error.location.1, error.location.2);
             out.locate(template, &span, true);
@@ -95,11 +110,13 @@ impl RenderError {
         let code = span.0.code();
         let offset = (span.1 as usize).min(code.len());
         let [loc] = span.0.map_source_locations(&[offset as u32]);
-        self.location = Some((loc.line, loc.column));
+        self.0.location = Some((loc.line, loc.column));
         let path = span.0.source_path();
-        let file = path.path().map_or_else(|| path.to_string(), |p| p.display().to_string());
+        let file = path
+            .path()
+            .map_or_else(|| path.to_string(), |p| p.display().to_string());
         if file != format!("virtual:{}", template.name()) {
-            self.file = Some(file);
+            self.0.file = Some(file);
         }
         if with_snippet {
             let line = code
@@ -107,54 +124,54 @@ impl RenderError {
                 .unwrap_or("")
                 .trim_end_matches(['\r', '\n']);
             let caret = " ".repeat(loc.column.saturating_sub(1));
-            self.snippet = Some(format!("{:>5} | {line}\n      | {caret}^", loc.line));
+            self.0.snippet = Some(format!("{:>5} | {line}\n      | {caret}^", loc.line));
         }
     }
 
     pub(crate) fn with_field(mut self, field: Option<String>) -> Self {
-        self.field = field;
+        self.0.field = field;
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> RenderErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// True when the template asked to cancel the send (`error "cancel"`).
     pub fn is_cancelled(&self) -> bool {
-        self.kind == RenderErrorKind::Cancelled
+        self.0.kind == RenderErrorKind::Cancelled
     }
 
     /// The name of the template that failed.
     pub fn template(&self) -> &str {
-        &self.template
+        &self.0.template
     }
 
     /// 1-based line and column of the error, when known.
     pub fn location(&self) -> Option<(usize, usize)> {
-        self.location
+        self.0.location
     }
 
     /// The output field being written when the error was raised, e.g. `subject` or
     /// `personalizations[0].to`.
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.0.field.as_deref()
     }
 
     /// The bare error message, without template, location or field.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The first line of the error: everything but the source snippet.
     pub fn summary(&self) -> String {
-        let mut s = format!("template {:?}", self.template);
-        if let Some(file) = &self.file {
+        let mut s = format!("template {:?}", self.0.template);
+        if let Some(file) = &self.0.file {
             s.push_str(&format!(" (in {file})"));
         }
         let detail = self.detail();
-        s.push_str(if self.location.is_some() { " " } else { ": " });
+        s.push_str(if self.0.location.is_some() { " " } else { ": " });
         s.push_str(&detail);
         s
     }
@@ -162,13 +179,13 @@ impl RenderError {
     /// The first line without the template name: `line 3 column 12: field "subject": ...`.
     pub fn detail(&self) -> String {
         let mut s = String::new();
-        if let Some((line, col)) = self.location {
+        if let Some((line, col)) = self.0.location {
             s.push_str(&format!("line {line} column {col}: "));
         }
-        if let Some(field) = &self.field {
+        if let Some(field) = &self.0.field {
             s.push_str(&format!("field {field:?}: "));
         }
-        s.push_str(&self.message);
+        s.push_str(&self.0.message);
         s
     }
 }
@@ -176,7 +193,7 @@ impl RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary())?;
-        if let Some(snippet) = &self.snippet {
+        if let Some(snippet) = &self.0.snippet {
             write!(f, "\n{snippet}")?;
         }
         Ok(())
@@ -185,35 +202,38 @@ impl fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
-/// The error's own message on one line, with a hint when a missing field is a ctx key of the
-/// other key style (the commonest mistake when moving templates between reference versions).
-fn message_of(err: &JError) -> String {
-    let mut msg = match err.error() {
+/// The error's own message on one line.
+fn message_of(err: &JError, ctx: Option<&serde_json::Value>) -> String {
+    if let ErrorKind::NoSuchField(name, _) = err.error() {
+        if let Some(hint) = ctx.and_then(|c| style_hint(name.as_str(), c)) {
+            return format!("no such field: {name} ({hint})");
+        }
+    }
+    let msg = match err.error() {
         ErrorKind::ImportSyntaxError { error, .. } => format!("syntax error: {}", error.message),
         ErrorKind::RuntimeError(m) => format!("error: {m}"),
         other => other.to_string(),
     };
     // jrsonnet appends multi-line detail (suggestions, signatures); keep it on one line.
-    if msg.contains('\n') {
-        msg = msg.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
-    }
-    if let ErrorKind::NoSuchField(name, _) = err.error() {
-        if let Some(hint) = style_hint(name.as_str()) {
-            msg.push_str(&format!(" ({hint})"));
-        }
-    }
-    msg
+    msg.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
-fn style_hint(name: &str) -> Option<String> {
+/// A hint when `name` is a ctx key of one style and the ctx is in the other.
+fn style_hint(name: &str, ctx: &serde_json::Value) -> Option<String> {
+    let ctx_is_pascal = ctx.get("Recipient").is_some() || ctx.get("TemplateData").is_some();
+    let ctx_is_snake = ctx.get("recipient").is_some() || ctx.get("template_data").is_some();
     TOP_LEVEL.iter().chain(TEMPLATE_DATA.iter()).find_map(|(snake, pascal)| {
-        if name == *snake && snake != pascal {
+        if name == *snake && snake != pascal && ctx_is_pascal {
             Some(format!(
-                "this is the snake-style name; the ctx is in pascal style, where it is {pascal}: use the snake style (--style snake) or rename it"
+                "{name} is the snake-style name, but the ctx is in pascal style, where it is {pascal}: select the snake style or rename it"
             ))
-        } else if name == *pascal && snake != pascal {
+        } else if name == *pascal && snake != pascal && ctx_is_snake {
             Some(format!(
-                "this is the pascal-style name; the ctx is in snake style, where it is {snake}: use the pascal style (--style pascal) or rename it"
+                "{name} is the pascal-style name, but the ctx is in snake style, where it is {snake}: select the pascal style or rename it"
             ))
         } else {
             None

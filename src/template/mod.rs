@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use engine::Engine;
+pub use engine::{Ctx, CtxRef, Engine};
 pub use error::{RenderError, RenderErrorKind};
 pub use pool::{Pool, PoolStats};
 

@@ -14,16 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{Engine, Limits, RenderError, RenderErrorKind, Template};
+use super::{Ctx, Engine, Limits, RenderError, RenderErrorKind, Template};
 
 type Reply = oneshot::Sender<Result<String, RenderError>>;
 
 struct Job {
     template: Template,
-    ctx: Value,
+    ctx: Ctx,
     reply: Reply,
 }
 
@@ -124,7 +123,11 @@ impl Pool {
         &self.shared.limits
     }
 
-    fn submit(&self, template: &Template, ctx: Value) -> oneshot::Receiver<Result<String, RenderError>> {
+    fn submit(
+        &self,
+        template: &Template,
+        ctx: Ctx,
+    ) -> oneshot::Receiver<Result<String, RenderError>> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             template: template.clone(),
@@ -142,8 +145,12 @@ impl Pool {
     /// # Errors
     /// As [`Engine::render`], plus [`RenderErrorKind::Timeout`] when evaluation runs past the
     /// limit.
-    pub async fn render(&self, template: &Template, ctx: Value) -> Result<String, RenderError> {
-        self.submit(template, ctx)
+    pub async fn render(
+        &self,
+        template: &Template,
+        ctx: impl Into<Ctx>,
+    ) -> Result<String, RenderError> {
+        self.submit(template, ctx.into())
             .await
             .unwrap_or_else(|_| Err(closed(template)))
     }
@@ -152,8 +159,12 @@ impl Pool {
     ///
     /// # Errors
     /// As [`Pool::render`].
-    pub fn render_blocking(&self, template: &Template, ctx: Value) -> Result<String, RenderError> {
-        self.submit(template, ctx)
+    pub fn render_blocking(
+        &self,
+        template: &Template,
+        ctx: impl Into<Ctx>,
+    ) -> Result<String, RenderError> {
+        self.submit(template, ctx.into())
             .blocking_recv()
             .unwrap_or_else(|_| Err(closed(template)))
     }
@@ -171,7 +182,11 @@ impl Pool {
 }
 
 fn closed(template: &Template) -> RenderError {
-    RenderError::new(RenderErrorKind::PoolClosed, template, "the render pool is shut down")
+    RenderError::new(
+        RenderErrorKind::PoolClosed,
+        template,
+        "the render pool is shut down",
+    )
 }
 
 fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
@@ -216,7 +231,9 @@ fn worker(shared: &Shared, slot: &Slot) {
         slot.started.store(started, Ordering::Release);
 
         let result = catch_unwind(AssertUnwindSafe(|| {
-            engine.render_into(&template, &ctx, &mut out).map(|()| out.clone())
+            engine
+                .render_into(&template, ctx.as_ref(), &mut out)
+                .map(|()| out.clone())
         }));
         slot.started.store(0, Ordering::Release);
         let result = result.unwrap_or_else(|panic| {
@@ -277,7 +294,10 @@ fn watchdog(shared: &Arc<Shared>) {
                 continue; // finished just now
             };
             shared.timeouts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(template = template.name(), "render timed out; replacing its evaluator thread");
+            tracing::warn!(
+                template = template.name(),
+                "render timed out; replacing its evaluator thread"
+            );
             let _ = reply.send(Err(RenderError::timeout(&template, timeout)));
             if let Ok(mut slots) = shared.slots.lock() {
                 slots.retain(|s| !Arc::ptr_eq(s, &slot));

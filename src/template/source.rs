@@ -184,9 +184,8 @@ impl Loader {
                         uri: shown.clone(),
                         reason: e.to_string(),
                     })?;
-                let code = String::from_utf8(bytes).map_err(|_| SourceError::NotUtf8 {
-                    uri: shown.clone(),
-                })?;
+                let code = String::from_utf8(bytes)
+                    .map_err(|_| SourceError::NotUtf8 { uri: shown.clone() })?;
                 Template::new(shown, code)
             }
             TemplateUri::Remote(url) => {
@@ -194,7 +193,10 @@ impl Loader {
                 let client = self
                     .client
                     .lock()
-                    .map(|mut c| c.get_or_insert_with(|| http::client(self.fetch_timeout)).clone())
+                    .map(|mut c| {
+                        c.get_or_insert_with(|| http::client(self.fetch_timeout))
+                            .clone()
+                    })
                     .unwrap_or_else(|_| http::client(self.fetch_timeout));
                 let body = http::get(&client, &url, self.fetch_timeout, MAX_REMOTE_BYTES)
                     .await
@@ -249,7 +251,9 @@ mod tests {
             TemplateUri::parse("https://x.example/t.jsonnet", None).unwrap(),
             TemplateUri::Remote(_)
         ));
-        let err = TemplateUri::parse("s3://bucket/t.jsonnet", None).unwrap_err().to_string();
+        let err = TemplateUri::parse("s3://bucket/t.jsonnet", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"s3\"") && err.contains("base64://"), "{err}");
     }
 
@@ -259,7 +263,10 @@ mod tests {
             redact("https://user:secret@h.example:8443/t.jsonnet?token=abc"),
             "https://h.example:8443/t.jsonnet"
         );
-        assert_eq!(redact("base64://ZnVuY3Rpb24oY3R4KSB7fQ=="), "base64://ZnVuY3Rpb24o…");
+        assert_eq!(
+            redact("base64://ZnVuY3Rpb24oY3R4KSB7fQ=="),
+            "base64://ZnVuY3Rpb24o…"
+        );
     }
 
     #[tokio::test]
@@ -271,11 +278,18 @@ mod tests {
         let b = loader.load("file://./t.jsonnet").await.unwrap();
         assert_eq!(a.id(), b.id(), "one identity per URI");
         assert_eq!(a.source(), "function(ctx) {a: 1}");
-        let c = loader.load("base64://ZnVuY3Rpb24oY3R4KSB7fQ==").await.unwrap();
+        let c = loader
+            .load("base64://ZnVuY3Rpb24oY3R4KSB7fQ==")
+            .await
+            .unwrap();
         assert_eq!(c.source(), "function(ctx) {}");
         let err = loader.load("base64://***").await.unwrap_err().to_string();
         assert!(err.contains("invalid base64"), "{err}");
-        let err = loader.load("file:///nonexistent/x.jsonnet").await.unwrap_err().to_string();
+        let err = loader
+            .load("file:///nonexistent/x.jsonnet")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/x.jsonnet"), "{err}");
     }
 }
