@@ -20,7 +20,9 @@
 //! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
 #![warn(missing_docs)]
 
+pub mod delivery;
 pub mod encode;
 pub mod http;
 pub mod message;
+pub mod store;
 pub mod template;
