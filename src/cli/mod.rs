@@ -2,8 +2,10 @@
 //! (0 success, 1 a template, render or delivery failure, 2 bad usage, input or configuration).
 
 mod check;
+mod config;
 mod golden;
 mod render;
+mod send;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,18 @@ enum Command {
     /// files from the current output instead.
     #[command(name = "test")]
     Golden(golden::GoldenArgs),
+    /// Render and deliver one message through a configured channel, with retries, and print the
+    /// delivery report (every attempt: time, status or error, latency, response body) as JSON.
+    ///
+    /// Exits 0 if delivered, 1 if not (abandoned, cancelled, or failed permanently), 2 on bad
+    /// input or configuration.
+    ///
+    /// Example:
+    ///   courier send --config courier.yaml --type recovery_code_valid
+    #[command(verbatim_doc_comment)]
+    Send(send::SendArgs),
+    /// Work with configuration files.
+    Config(config::ConfigArgs),
 }
 
 /// Sandbox settings shared by every subcommand that renders.
@@ -156,6 +170,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Render(args) => render::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Golden(args) => golden::run(args).await,
+            Command::Send(args) => send::run(args).await,
+            Command::Config(args) => config::run(args).await,
         }
     });
     match result {

@@ -1,5 +1,7 @@
 //! Delivering messages: render, build the request, send, classify, retry.
 
+mod courier;
 mod report;
 
+pub use courier::Courier;
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};

@@ -225,3 +225,360 @@ pub trait MessageStore: Send + Sync {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backends, and what they share: time and row encoding, URL dispatch, error mapping.
+
+#[cfg(test)]
+mod contract;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Opens the store a database URL names: `sqlite://PATH` (created when missing), `sqlite::memory:`,
+/// or `postgres://…` / `postgresql://…`. Migrations run before this returns.
+///
+/// # Errors
+/// [`StoreError::BadUrl`] for any other scheme; [`StoreError::Unavailable`] when the database
+/// cannot be opened or migrated (the message never contains the URL's password).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MessageStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::BadUrl(redact_url(url)))
+    }
+}
+
+/// Whether `token` could have come from [`Page::next_page_token`]. Both backends answer an invalid
+/// token with an empty last page (the trait has no error for it), so an API that wants to reject
+/// a malformed token with a client error checks it here first.
+pub fn is_valid_page_token(token: &str) -> bool {
+    parse_page_token(token).is_some()
+}
+
+/// The token is the `seq` of the last message of the page: the next page is `seq < token`.
+/// A plain number keeps it debuggable; clients are told it is opaque.
+fn parse_page_token(token: &str) -> Option<i64> {
+    token
+        .parse::<i64>()
+        .ok()
+        .filter(|seq| *seq > 0 && !token.starts_with('+'))
+}
+
+/// Times are stored as milliseconds since the Unix epoch in both backends: one integer type,
+/// indexable, identical semantics everywhere.
+fn to_millis(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+fn duration_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `usize` limits become SQL `LIMIT`s.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// A message ready to insert: its id (given or assigned) and its JSON with that id inside, so a
+/// stored message is self-describing.
+struct NewRow {
+    id: String,
+    recipient: String,
+    template_type: &'static str,
+    json: String,
+}
+
+fn new_rows(messages: &[Message]) -> Result<Vec<NewRow>, StoreError> {
+    messages
+        .iter()
+        .map(|m| {
+            // An empty id is treated as none: it could never be addressed by `get`.
+            let id = match &m.id {
+                Some(id) if !id.is_empty() => id.clone(),
+                _ => uuid::Uuid::new_v4().to_string(),
+            };
+            let mut m = m.clone();
+            m.id = Some(id.clone());
+            let json = serde_json::to_string(&m).map_err(|e| StoreError::Corrupt {
+                id: id.clone(),
+                reason: format!("cannot encode message: {e}"),
+            })?;
+            Ok(NewRow {
+                id,
+                recipient: m.recipient,
+                template_type: m.template_type.as_str(),
+                json,
+            })
+        })
+        .collect()
+}
+
+fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
+    serde_json::to_string(attempt).map_err(|e| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason: format!("cannot encode attempt: {e}"),
+    })
+}
+
+/// The status column a recorded update writes. `Processing` would leave a message leased by no one
+/// (and so never claimed again): it is stored as `Queued`, due at `next_attempt_at`.
+fn recorded_status(status: Status) -> &'static str {
+    match status {
+        Status::Processing => Status::Queued.as_str(),
+        s => s.as_str(),
+    }
+}
+
+fn decode_message(id: &str, json: &str) -> Result<Message, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason: format!("message: {e}"),
+    })
+}
+
+fn decode_status(id: &str, s: &str) -> Result<Status, StoreError> {
+    s.parse().map_err(|reason| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason,
+    })
+}
+
+fn decode_count(id: &str, n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason: format!("send count {n} out of range"),
+    })
+}
+
+/// One message joined with one of its attempts (or none): what `get` and `list` read in a single
+/// statement, so a message and its attempts come from one snapshot.
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    status: String,
+    send_count: i64,
+    message: String,
+    created_at: i64,
+    updated_at: i64,
+    next_attempt_at: i64,
+    seq: i64,
+    attempt: Option<String>,
+}
+
+/// The columns [`MessageRow`] reads, from `messages m LEFT JOIN attempts a`.
+const MESSAGE_COLUMNS: &str = "m.id, m.status, m.send_count, m.message, m.created_at, \
+     m.updated_at, m.next_attempt_at, m.seq, a.record AS attempt";
+
+/// Folds rows ordered by message then attempt number into messages; returns each with its `seq`.
+fn assemble(rows: Vec<MessageRow>) -> Result<Vec<(i64, StoredMessage)>, StoreError> {
+    let mut out: Vec<(i64, StoredMessage)> = Vec::new();
+    for row in rows {
+        let attempt =
+            match &row.attempt {
+                Some(json) => Some(serde_json::from_str::<Attempt>(json).map_err(|e| {
+                    StoreError::Corrupt {
+                        id: row.id.clone(),
+                        reason: format!("attempt: {e}"),
+                    }
+                })?),
+                None => None,
+            };
+        if let Some((_, last)) = out.last_mut().filter(|(_, m)| m.id == row.id) {
+            last.attempts.extend(attempt);
+            continue;
+        }
+        out.push((
+            row.seq,
+            StoredMessage {
+                status: decode_status(&row.id, &row.status)?,
+                send_count: decode_count(&row.id, row.send_count)?,
+                message: decode_message(&row.id, &row.message)?,
+                attempts: attempt.into_iter().collect(),
+                created_at: from_millis(row.created_at),
+                updated_at: from_millis(row.updated_at),
+                next_attempt_at: from_millis(row.next_attempt_at),
+                id: row.id,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// A row a claim returns.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    message: String,
+    send_count: i64,
+    next_attempt_at: i64,
+    seq: i64,
+}
+
+/// Claimed rows in claim order, oldest due first (`RETURNING` order is unspecified).
+///
+/// A row that cannot be decoded is left out and logged: it stays `processing` under this lease,
+/// visible in the stats and the API, instead of failing every claim that would include it.
+fn claimed(mut rows: Vec<ClaimRow>) -> Vec<Claimed> {
+    rows.sort_by_key(|r| (r.next_attempt_at, r.seq));
+    rows.into_iter()
+        .filter_map(|r| {
+            let decoded = decode_message(&r.id, &r.message)
+                .and_then(|m| Ok((m, decode_count(&r.id, r.send_count)?)));
+            match decoded {
+                Ok((message, send_count)) => Some(Claimed {
+                    id: r.id,
+                    message,
+                    send_count,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "claimed message cannot be decoded; left processing");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Stats from per-status counts (statuses with no messages are absent) and the oldest queued
+/// `created_at`.
+fn stats_of(
+    counts: Vec<(String, i64)>,
+    oldest_queued: Option<i64>,
+) -> Result<StoreStats, StoreError> {
+    let mut by_status: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+    for (status, n) in counts {
+        let status = decode_status("(stats)", &status)?;
+        if let Some(slot) = by_status.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 = u64::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(StoreStats {
+        by_status,
+        oldest_queued_at: oldest_queued.map(from_millis),
+    })
+}
+
+fn empty_page() -> Page {
+    Page {
+        messages: Vec::new(),
+        next_page_token: None,
+    }
+}
+
+/// Turns fetched rows (at most `limit + 1` messages, newest first) into a page.
+fn page_of(rows: Vec<MessageRow>, limit: usize) -> Result<Page, StoreError> {
+    let mut messages = assemble(rows)?;
+    let next_page_token = if messages.len() > limit {
+        messages.truncate(limit);
+        messages.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        messages: messages.into_iter().map(|(_, m)| m).collect(),
+        next_page_token,
+    })
+}
+
+/// Maps a driver error; `secret` (the URL's password, if any) is scrubbed from the text.
+fn unavailable(e: impl std::fmt::Display, secret: Option<&str>) -> StoreError {
+    let mut msg = e.to_string();
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        msg = msg.replace(secret, "***");
+    }
+    StoreError::Unavailable(msg)
+}
+
+/// Maps an insert error: a unique violation means the id exists (or repeats within the batch).
+fn insert_error(e: sqlx::Error, id: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Duplicate(id.to_owned())
+        }
+        _ => unavailable(e, None),
+    }
+}
+
+/// The password in a URL's userinfo or `password=` parameter, for scrubbing error messages.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let from_userinfo = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password.to_owned());
+    let from_query = url
+        .split_once('?')
+        .and_then(|(_, query)| query.split('&').find_map(|kv| kv.strip_prefix("password=")))
+        .map(str::to_owned);
+    from_userinfo.or(from_query).filter(|p| !p.is_empty())
+}
+
+/// `url` with its password replaced by `***`, for messages.
+fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(password) => url.replace(&password, "***"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_trip_both_sides_of_the_epoch() {
+        for ms in [0_i64, 1, 1_763_700_000_123, -1, -86_400_000] {
+            assert_eq!(to_millis(from_millis(ms)), ms);
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/courier"),
+            "postgres://app:***@db:5432/courier"
+        );
+        assert_eq!(
+            redact_url("postgres://db/courier?user=app&password=s3cret"),
+            "postgres://db/courier?user=app&password=***"
+        );
+        assert_eq!(redact_url("sqlite://courier.db"), "sqlite://courier.db");
+        let e = unavailable("auth failed for s3cret", Some("s3cret"));
+        assert_eq!(e.to_string(), "store unavailable: auth failed for ***");
+    }
+
+    #[test]
+    fn page_tokens() {
+        assert!(is_valid_page_token("42"));
+        for bad in ["", "0", "-3", "+4", "x", "4.0", "99999999999999999999"] {
+            assert!(!is_valid_page_token(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_rejected_without_the_password() {
+        let err = open("mysql://root:hunter2@db/x").await.err();
+        match err {
+            Some(StoreError::BadUrl(url)) => assert_eq!(url, "mysql://root:***@db/x"),
+            other => panic!("expected BadUrl, got {other:?}"),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::Server;
+use crate::support::{Reply, Server};
 
 fn courier(args: &[&str]) -> Output {
     courier_stdin(args, "")
@@ -172,13 +172,9 @@ fn usage_errors_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_templates_are_fetched_and_failures_name_the_uri() {
-    let server = Server::start(|req| match req.path.as_str() {
-        "/t.jsonnet" => (
-            200,
-            vec![],
-            b"function(ctx) {remote: ctx.Recipient}".to_vec(),
-        ),
-        _ => (404, vec![], b"nope".to_vec()),
+    let server = Server::start(|_, req| match req.path.as_str() {
+        "/t.jsonnet" => Reply::status(200).body("function(ctx) {remote: ctx.Recipient}"),
+        _ => Reply::status(404).body("nope"),
     })
     .await;
     let url = server.url("/t.jsonnet");

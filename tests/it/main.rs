@@ -2,5 +2,6 @@
 //! endpoint; the CLI tests run the real `courier` binary.
 
 mod cli;
+mod deliver;
 mod engine;
 mod support;

@@ -1,8 +1,9 @@
 //! A scriptable HTTP server on 127.0.0.1 that records every request it receives.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -21,12 +22,63 @@ pub struct Recorded {
     pub body: Bytes,
 }
 
-type Responder = dyn Fn(&Recorded) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
+#[allow(dead_code)]
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the server does with a request.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Wait this long before answering.
+    pub delay: Option<Duration>,
+    /// Close the connection without answering.
+    pub drop: bool,
+}
+
+#[allow(dead_code)]
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            ..Reply::default()
+        }
+    }
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Reply {
+        self.body = body.into();
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = Some(d);
+        self
+    }
+    pub fn dropped() -> Reply {
+        Reply {
+            drop: true,
+            ..Reply::default()
+        }
+    }
+}
+
+type Responder = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
 
 /// The running server. Dropping it stops accepting connections.
 pub struct Server {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,21 +88,24 @@ impl Drop for Server {
     }
 }
 
+#[allow(dead_code)]
 impl Server {
-    /// Starts a server answering every request with `respond(request)`.
+    /// Starts a server answering the n-th request (0-based) with `respond(n, request)`.
     pub async fn start(
-        respond: impl Fn(&Recorded) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static,
+        respond: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let respond: Arc<Responder> = Arc::new(respond);
-        let recorded = Arc::clone(&requests);
+        let (recorded, conns) = (Arc::clone(&requests), Arc::clone(&connections));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                conns.fetch_add(1, Ordering::SeqCst);
                 let recorded = Arc::clone(&recorded);
                 let respond = Arc::clone(&respond);
                 tokio::spawn(async move {
@@ -73,17 +128,27 @@ impl Server {
                                 headers: parts.headers,
                                 body,
                             };
-                            let (status, headers, body) = respond(&rec);
-                            recorded.lock().unwrap().push(rec);
-                            let mut resp = Response::new(Full::new(Bytes::from(body)));
-                            *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-                            for (k, v) in headers {
+                            let n = {
+                                let mut all = recorded.lock().unwrap();
+                                all.push(rec.clone());
+                                all.len() - 1
+                            };
+                            let reply = respond(n, &rec);
+                            if let Some(d) = reply.delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            if reply.drop {
+                                return Err(std::io::Error::other("dropped on purpose"));
+                            }
+                            let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+                            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+                            for (k, v) in reply.headers {
                                 resp.headers_mut().insert(
                                     hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
                                     v.parse().unwrap(),
                                 );
                             }
-                            Ok::<_, Infallible>(resp)
+                            Ok::<_, std::io::Error>(resp)
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -95,8 +160,14 @@ impl Server {
         Server {
             addr,
             requests,
+            connections,
             task,
         }
+    }
+
+    /// A server that answers every request with `status`.
+    pub async fn status(status: u16) -> Server {
+        Server::start(move |_, _| Reply::status(status)).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -105,5 +176,9 @@ impl Server {
 
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
+    }
+
+    pub fn request(&self, n: usize) -> Recorded {
+        self.requests.lock().unwrap()[n].clone()
     }
 }

@@ -1,0 +1,1132 @@
+//! Configuration: one YAML or JSON file. The `courier` section of a reference (identity server)
+//! config is read as-is, with every other top-level section ignored; our own settings live in the
+//! `jsonnet_courier` section ([`Settings`]).
+//!
+//! Loading validates everything it can without I/O and reports *every* problem, each with its key
+//! path (`courier.http.request_config.auth.config.user: missing`). Templates are loaded and
+//! compiled when a [`crate::delivery::Courier`] is built from the config, still before any send.
+//!
+//! Strings may use `${VAR}` (or `${VAR:-default}`) to take values from the environment, and any
+//! key `X_file` reads X from a file (e.g. `password_file: /run/secrets/mailer`), so that a config
+//! with secrets can be committed.
+
+mod secret;
+pub mod settings;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
+pub use settings::{Settings, StatusPattern};
+
+use crate::encode::Encoding;
+
+/// Every problem found in a configuration, each with its key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the configuration came from (a file path), when known.
+    pub source: Option<String>,
+    /// `(key path, reason)` pairs.
+    pub issues: Vec<(String, String)>,
+}
+
+impl ConfigError {
+    pub(crate) fn one(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            source: None,
+            issues: vec![(path.into(), reason.into())],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        match &self.source {
+            Some(s) => write!(
+                f,
+                "invalid configuration {s} ({n} problem{}):",
+                if n == 1 { "" } else { "s" }
+            )?,
+            None => write!(
+                f,
+                "invalid configuration ({n} problem{}):",
+                if n == 1 { "" } else { "s" }
+            )?,
+        }
+        for (path, reason) in &self.issues {
+            write!(f, "\n  {path}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How an API key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyLocation {
+    /// As a header `name: value`, replacing a configured one.
+    Header,
+    /// As `name=value` in the Cookie header.
+    Cookie,
+}
+
+/// A channel's authentication.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Auth {
+    /// `Authorization: Basic base64(user:password)`.
+    BasicAuth {
+        /// The user name.
+        user: Secret,
+        /// The password.
+        password: Secret,
+    },
+    /// An API key in a header or a cookie.
+    ApiKey {
+        /// Header or cookie name.
+        name: String,
+        /// The key.
+        value: Secret,
+        /// Header or cookie.
+        #[serde(rename = "in")]
+        location: KeyLocation,
+    },
+}
+
+/// A validated HTTP channel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChannelConfig {
+    /// `email` or a channel id.
+    pub id: String,
+    /// The key path of its `request_config`, for error messages.
+    #[serde(skip)]
+    pub path: String,
+    /// Absolute http(s) URL.
+    #[serde(serialize_with = "ser_masked_url")]
+    pub url: String,
+    /// Request method.
+    #[serde(serialize_with = "ser_display")]
+    pub method: Method,
+    /// Configured headers, in order (Content-Type included).
+    #[serde(serialize_with = "ser_headers")]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// JSON or form body, from the Content-Type.
+    #[serde(serialize_with = "ser_debug")]
+    pub encoding: Encoding,
+    /// Body template URI; `None` sends no body.
+    pub body: Option<String>,
+    /// Authentication.
+    pub auth: Option<Auth>,
+}
+
+fn ser_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(url))
+}
+fn ser_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+fn ser_debug<S: serde::Serializer, T: fmt::Debug>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:?}").to_ascii_lowercase())
+}
+fn ser_headers<S: serde::Serializer>(
+    h: &[(HeaderName, HeaderValue)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut m = s.serialize_map(Some(h.len()))?;
+    for (k, v) in h {
+        let shown = if is_sensitive_header(k.as_str()) {
+            "***".to_owned()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
+        m.serialize_entry(k.as_str(), &shown)?;
+    }
+    m.end()
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Config {
+    /// Attempts per message are `message_retries + 1` (default 5).
+    pub message_retries: u32,
+    /// The HTTP channels, `email` first when configured.
+    pub channels: Vec<ChannelConfig>,
+    /// Our own settings.
+    #[serde(rename = "jsonnet_courier")]
+    pub settings: Settings,
+    /// The config file's directory: relative template paths and `import_dir` resolve from here.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+    /// Things worth knowing that are not errors (ignored sections, deprecated forms).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            message_retries: 5,
+            channels: Vec::new(),
+            settings: Settings::default(),
+            base_dir: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+// ---- the reference's `courier` section, as written -------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCourier {
+    delivery_strategy: Option<String>,
+    message_retries: Option<i64>,
+    http: Option<RawHttp>,
+    channels: Option<Vec<RawChannel>>,
+    // Reference settings for other delivery strategies and the email templates: accepted, unused.
+    smtp: Option<Value>,
+    sms: Option<Value>,
+    templates: Option<Value>,
+    template_override_path: Option<Value>,
+    worker: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    request_config: Option<RawRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    url: Option<String>,
+    method: Option<String>,
+    headers: Option<Map<String, Value>>,
+    body: Option<String>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    config: Option<RawAuthConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthConfig {
+    user: Option<String>,
+    password: Option<String>,
+    name: Option<String>,
+    value: Option<String>,
+    #[serde(rename = "in")]
+    location: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    request_config: Option<RawRequest>,
+    smtp_config: Option<Value>,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path` (YAML, or JSON by a `.json` name).
+    ///
+    /// # Errors
+    /// Unreadable file, syntax errors, and every validation problem, with key paths.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: Some(shown.clone()),
+            issues: vec![("(file)".into(), e.to_string())],
+        })?;
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .map(Path::to_path_buf);
+        Self::parse(&text, json, base_dir, &|k| std::env::var(k).ok()).map_err(|mut e| {
+            e.source = Some(shown);
+            e
+        })
+    }
+
+    /// Parses and validates configuration text. `env` looks up `${VAR}` references.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(
+        text: &str,
+        json: bool,
+        base_dir: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: Value = if json {
+            serde_json::from_str(text).map_err(|e| {
+                ConfigError::one(
+                    format!("(line {} column {})", e.line(), e.column()),
+                    format!("invalid JSON: {e}"),
+                )
+            })?
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| ConfigError::one("(syntax)", format!("invalid YAML: {e}")))?
+        };
+        if root.is_null() {
+            root = Value::Object(Map::new());
+        }
+        let mut issues = Vec::new();
+        resolve(&mut root, "", env, base_dir.as_deref(), &mut issues);
+        if !issues.is_empty() {
+            return Err(ConfigError {
+                source: None,
+                issues,
+            });
+        }
+        let Value::Object(mut top) = root else {
+            return Err(ConfigError::one(
+                "(top level)",
+                "expected a mapping with a `courier` section",
+            ));
+        };
+        let raw: RawCourier = match top.remove("courier") {
+            None | Some(Value::Null) => RawCourier::default(),
+            Some(v) => typed(v, "courier")?,
+        };
+        let settings: Settings = match top.remove("jsonnet_courier") {
+            None | Some(Value::Null) => Settings::default(),
+            Some(v) => typed(v, "jsonnet_courier")?,
+        };
+        let mut cfg = Config {
+            settings,
+            base_dir,
+            ..Config::default()
+        };
+        cfg.validate(raw, &mut issues);
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError {
+                source: None,
+                issues,
+            })
+        }
+    }
+
+    fn validate(&mut self, raw: RawCourier, issues: &mut Vec<(String, String)>) {
+        let mut issue = |p: &str, r: String| issues.push((p.to_owned(), r));
+        match raw.message_retries {
+            None => {}
+            Some(n) if (0..=1000).contains(&n) => self.message_retries = n as u32,
+            Some(n) => issue(
+                "courier.message_retries",
+                format!("{n} is out of range (0 to 1000)"),
+            ),
+        }
+        let strategy = raw.delivery_strategy.as_deref().unwrap_or("http");
+        let email_http = match strategy {
+            "http" => true,
+            "smtp" => {
+                self.warnings.push("courier.delivery_strategy is smtp: email is not delivered by this courier; only http channels are".into());
+                false
+            }
+            other => {
+                issue(
+                    "courier.delivery_strategy",
+                    format!("unknown strategy {other:?}; expected http or smtp"),
+                );
+                false
+            }
+        };
+        for (key, present) in [
+            ("smtp", raw.smtp.is_some()),
+            ("sms", raw.sms.is_some()),
+            ("templates", raw.templates.is_some()),
+            (
+                "template_override_path",
+                raw.template_override_path.is_some(),
+            ),
+            ("worker", raw.worker.is_some()),
+        ] {
+            if present {
+                self.warnings.push(format!(
+                    "courier.{key} is not used by this courier (ignored)"
+                ));
+            }
+        }
+        let mut ids = HashSet::new();
+        if let Some(req) = raw.http.and_then(|h| h.request_config) {
+            if email_http {
+                let path = "courier.http.request_config";
+                if let Some(ch) = channel("email", path, req, true, &mut issue) {
+                    ids.insert("email".to_owned());
+                    self.channels.push(ch);
+                }
+            }
+        } else if email_http
+            && raw
+                .channels
+                .as_ref()
+                .is_none_or(|c| c.iter().all(|c| c.id.as_deref() != Some("email")))
+        {
+            issue("courier.http.request_config", "missing: delivery_strategy is http, so email needs a request_config (url, method, body...)".into());
+        }
+        for (i, ch) in raw.channels.unwrap_or_default().into_iter().enumerate() {
+            let path = format!("courier.channels[{i}]");
+            let Some(id) = ch.id.filter(|s| !s.trim().is_empty()) else {
+                issue(&format!("{path}.id"), "missing".into());
+                continue;
+            };
+            match ch.kind.as_deref() {
+                Some("http") => {}
+                Some("smtp") => {
+                    self.warnings.push(format!(
+                        "{path} ({id}) is an smtp channel: not delivered by this courier"
+                    ));
+                    continue;
+                }
+                Some(other) => {
+                    issue(
+                        &format!("{path}.type"),
+                        format!("unknown type {other:?}; expected http"),
+                    );
+                    continue;
+                }
+                None => {
+                    issue(&format!("{path}.type"), "missing; expected http".into());
+                    continue;
+                }
+            }
+            if ch.smtp_config.is_some() {
+                issue(
+                    &format!("{path}.smtp_config"),
+                    "only smtp channels take smtp_config".into(),
+                );
+            }
+            if !ids.insert(id.clone()) {
+                issue(
+                    &format!("{path}.id"),
+                    format!("duplicate channel id {id:?}"),
+                );
+                continue;
+            }
+            let Some(req) = ch.request_config else {
+                issue(&format!("{path}.request_config"), "missing".into());
+                continue;
+            };
+            if let Some(c) = channel(
+                &id,
+                &format!("{path}.request_config"),
+                req,
+                false,
+                &mut issue,
+            ) {
+                self.channels.push(c);
+            }
+        }
+        let s = &self.settings;
+        if s.retry.multiplier < 1.0 || !s.retry.multiplier.is_finite() {
+            issue(
+                "jsonnet_courier.retry.multiplier",
+                "must be at least 1".into(),
+            );
+        }
+        if s.retry.retry_after_min > s.retry.retry_after_max {
+            issue(
+                "jsonnet_courier.retry.retry_after_min",
+                "is larger than retry_after_max".into(),
+            );
+        }
+        if s.http.timeout.is_zero() {
+            issue("jsonnet_courier.http.timeout", "must be more than 0".into());
+        }
+        if s.template.timeout.is_zero() {
+            issue(
+                "jsonnet_courier.template.timeout",
+                "must be more than 0".into(),
+            );
+        }
+        if s.serve.concurrency == 0 {
+            issue(
+                "jsonnet_courier.serve.concurrency",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(dir) = &s.template.import_dir {
+            let dir = match &self.base_dir {
+                Some(base) if dir.is_relative() => base.join(dir),
+                _ => dir.clone(),
+            };
+            if !dir.is_dir() {
+                issue(
+                    "jsonnet_courier.template.import_dir",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+            self.settings.template.import_dir = Some(dir);
+        }
+        let http = HeaderValue::from_str(&self.settings.http.user_agent);
+        if http.is_err() {
+            issue(
+                "jsonnet_courier.http.user_agent",
+                "not a valid header value".into(),
+            );
+        }
+    }
+
+    /// The channel that delivers messages for `id`.
+    pub fn channel(&self, id: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The template limits these settings describe.
+    pub fn limits(&self) -> crate::template::Limits {
+        let t = &self.settings.template;
+        crate::template::Limits {
+            max_stack: t.max_stack,
+            max_output_bytes: t.max_output_bytes,
+            timeout: t.timeout,
+            import_dir: t.import_dir.clone(),
+            trace_to_stderr: false,
+        }
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value, section: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let inner = e.inner().to_string();
+        let at = e.path().to_string();
+        let path = if at == "." {
+            section.to_owned()
+        } else {
+            format!("{section}.{at}")
+        };
+        // Make serde's phrasing name the key itself.
+        if let Some(rest) = inner.strip_prefix("unknown field `") {
+            let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let parent = path.rsplit_once('.').map_or(path.as_str(), |(p, _)| p);
+            let parent = if at == "." { path.as_str() } else { parent };
+            let expected = expected.trim_start_matches(", ");
+            return ConfigError::one(
+                format!("{parent}.{key}"),
+                format!("unknown key ({expected})"),
+            );
+        }
+        if let Some(rest) = inner.strip_prefix("missing field `") {
+            let key = rest.split('`').next().unwrap_or(rest);
+            return ConfigError::one(format!("{path}.{key}"), "missing");
+        }
+        ConfigError::one(path, inner)
+    })
+}
+
+/// Expands `${VAR}` in strings and replaces `X_file` keys by X read from the file.
+fn resolve(
+    v: &mut Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: Option<&Path>,
+    issues: &mut Vec<(String, String)>,
+) {
+    match v {
+        Value::String(s) => match expand(s, env) {
+            Ok(out) => *s = out,
+            Err(reason) => issues.push((path.to_owned(), reason)),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve(item, &format!("{path}[{i}]"), env, base, issues);
+            }
+        }
+        Value::Object(map) => {
+            let file_keys: Vec<String> = map
+                .keys()
+                .filter(|k| k.ends_with("_file") && k.len() > 5)
+                .cloned()
+                .collect();
+            for fk in file_keys {
+                let key = fk.trim_end_matches("_file").to_owned();
+                let at = join(path, &fk);
+                let Some(Value::String(file)) = map.remove(&fk) else {
+                    issues.push((at, "must be a file path".into()));
+                    continue;
+                };
+                if map.contains_key(&key) {
+                    issues.push((at, format!("set either {key} or {fk}, not both")));
+                    continue;
+                }
+                let file = match expand(&file, env) {
+                    Ok(f) => f,
+                    Err(r) => {
+                        issues.push((at, r));
+                        continue;
+                    }
+                };
+                let p = match base {
+                    Some(b) if Path::new(&file).is_relative() => b.join(&file),
+                    _ => PathBuf::from(&file),
+                };
+                match std::fs::read_to_string(&p) {
+                    Ok(text) => {
+                        map.insert(
+                            key,
+                            Value::String(text.trim_end_matches(['\n', '\r']).to_owned()),
+                        );
+                    }
+                    Err(e) => issues.push((at, format!("reading {}: {e}", p.display()))),
+                }
+            }
+            for (k, item) in map.iter_mut() {
+                resolve(item, &join(path, k), env, base, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// `${VAR}`, `${VAR:-default}`; `$$` is a literal `$`.
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    if !s.contains('$') {
+        return Ok(s.to_owned());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let Some(end) = inner.find('}') else {
+                return Err("unterminated ${...}".into());
+            };
+            let expr = &inner[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {name:?} in ${{...}}"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!("environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
+                }
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn channel(
+    id: &str,
+    path: &str,
+    raw: RawRequest,
+    is_email: bool,
+    issue: &mut dyn FnMut(&str, String),
+) -> Option<ChannelConfig> {
+    // Problems of this channel alone: it is built only if there are none.
+    let mut local: Vec<(String, String)> = Vec::new();
+    let url = match raw.url.as_deref().map(str::trim) {
+        None | Some("") => {
+            local.push((format!("{path}.url"), "missing".into()));
+            String::new()
+        }
+        Some(u) => {
+            match u.parse::<hyper::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.authority().is_some() => {}
+                _ => local.push((
+                    format!("{path}.url"),
+                    format!("{} is not an absolute http(s) URL", mask_url(u)),
+                )),
+            }
+            u.to_owned()
+        }
+    };
+    let method = match raw.method.as_deref().map(str::trim) {
+        None | Some("") => Method::POST,
+        Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                local.push((
+                    format!("{path}.method"),
+                    format!("{m:?} is not an HTTP method"),
+                ));
+                Method::POST
+            }
+        },
+    };
+    let mut headers = Vec::new();
+    let mut encoding = Encoding::Json;
+    for (name, value) in raw.headers.unwrap_or_default() {
+        let at = format!("{path}.headers.{name}");
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                local.push((at.clone(), "must be a string".into()));
+                continue;
+            }
+        };
+        let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
+            local.push((at.clone(), "not a valid header name".into()));
+            continue;
+        };
+        let Ok(hv) = HeaderValue::from_str(&text) else {
+            local.push((at.clone(), "not a valid header value".into()));
+            continue;
+        };
+        if hn == hyper::header::CONTENT_TYPE {
+            let media = text
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match media.as_str() {
+                "application/json" => encoding = Encoding::Json,
+                "application/x-www-form-urlencoded" => encoding = Encoding::Form,
+                _ => local.push((at.clone(), format!("{text:?} is not supported; use application/json or application/x-www-form-urlencoded (parameters such as ; charset=utf-8 are fine)"))),
+            }
+        }
+        headers.push((hn, hv));
+    }
+    let body = match raw.body.map(|b| b.trim().to_owned()) {
+        Some(b) if !b.is_empty() => Some(b),
+        // The email channel's documented default; other channels send no body without a template.
+        _ if is_email => Some(DEFAULT_BODY.to_owned()),
+        _ => None,
+    };
+    let auth = raw.auth.and_then(|a| {
+        auth(&format!("{path}.auth"), a, &mut |p, r| {
+            local.push((p.to_owned(), r))
+        })
+    });
+    if !local.is_empty() {
+        for (p, r) in local {
+            issue(&p, r);
+        }
+        return None;
+    }
+    Some(ChannelConfig {
+        id: id.to_owned(),
+        path: path.to_owned(),
+        url,
+        method,
+        headers,
+        encoding,
+        body,
+        auth,
+    })
+}
+
+/// The URI standing for the shipped default template (embedded; matched to the ctx style).
+pub const DEFAULT_BODY: &str = "builtin://default.jsonnet";
+
+fn auth(path: &str, raw: RawAuth, issue: &mut dyn FnMut(&str, String)) -> Option<Auth> {
+    let kind = raw.kind.as_deref().map(str::trim);
+    let cfg = raw.config;
+    let cfg_path = format!("{path}.config");
+    let field =
+        |v: Option<&String>, key: &str, issue: &mut dyn FnMut(&str, String)| -> Option<String> {
+            match v.map(|s| s.as_str()) {
+                Some(s) if !s.is_empty() => Some(s.to_owned()),
+                _ => {
+                    issue(&format!("{cfg_path}.{key}"), "missing".into());
+                    None
+                }
+            }
+        };
+    match kind {
+        Some("basic_auth") => {
+            let Some(c) = cfg else {
+                issue(
+                    &cfg_path,
+                    "missing: basic_auth needs config.user and config.password".into(),
+                );
+                return None;
+            };
+            let user = field(c.user.as_ref(), "user", issue);
+            let password = field(c.password.as_ref(), "password", issue);
+            for (k, present) in [
+                ("name", c.name.is_some()),
+                ("value", c.value.is_some()),
+                ("in", c.location.is_some()),
+            ] {
+                if present {
+                    issue(
+                        &format!("{cfg_path}.{k}"),
+                        "belongs to api_key, not basic_auth".into(),
+                    );
+                }
+            }
+            if user.as_deref().is_some_and(|u| u.contains(':')) {
+                issue(
+                    &format!("{cfg_path}.user"),
+                    "must not contain ':' (basic auth separates user and password with it)".into(),
+                );
+            }
+            Some(Auth::BasicAuth {
+                user: Secret::new(user?),
+                password: Secret::new(password?),
+            })
+        }
+        Some("api_key") => {
+            let Some(c) = cfg else {
+                issue(
+                    &cfg_path,
+                    "missing: api_key needs config.name, config.value and config.in".into(),
+                );
+                return None;
+            };
+            let name = field(c.name.as_ref(), "name", issue);
+            let value = field(c.value.as_ref(), "value", issue);
+            for (k, present) in [
+                ("user", c.user.is_some()),
+                ("password", c.password.is_some()),
+            ] {
+                if present {
+                    issue(
+                        &format!("{cfg_path}.{k}"),
+                        "belongs to basic_auth, not api_key".into(),
+                    );
+                }
+            }
+            let location = match c.location.as_deref() {
+                None | Some("header") => KeyLocation::Header,
+                Some("cookie") => KeyLocation::Cookie,
+                Some(other) => {
+                    issue(
+                        &format!("{cfg_path}.in"),
+                        format!("{other:?}: expected header or cookie"),
+                    );
+                    return None;
+                }
+            };
+            let name = name?;
+            let value = value?;
+            if location == KeyLocation::Header && HeaderName::from_bytes(name.as_bytes()).is_err() {
+                issue(
+                    &format!("{cfg_path}.name"),
+                    "not a valid header name".into(),
+                );
+                return None;
+            }
+            if HeaderValue::from_str(&value).is_err() {
+                issue(
+                    &format!("{cfg_path}.value"),
+                    "not a valid header value".into(),
+                );
+                return None;
+            }
+            Some(Auth::ApiKey {
+                name,
+                value: Secret::new(value),
+                location,
+            })
+        }
+        Some(other) => {
+            issue(
+                &format!("{path}.type"),
+                format!("unknown auth type {other:?}; expected basic_auth or api_key"),
+            );
+            None
+        }
+        None => {
+            issue(
+                &format!("{path}.type"),
+                "missing; expected basic_auth or api_key".into(),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        Config::parse(yaml, false, None, &|k| match k {
+            "COURIER_API_KEY" => Some("from-env".into()),
+            _ => None,
+        })
+    }
+
+    fn issues(yaml: &str) -> Vec<String> {
+        parse(yaml)
+            .unwrap_err()
+            .issues
+            .into_iter()
+            .map(|(p, r)| format!("{p}: {r}"))
+            .collect()
+    }
+
+    const REFERENCE: &str = r#"
+dsn: memory
+serve:
+  public: { base_url: "http://127.0.0.1:4433/" }
+selfservice: { default_browser_return_url: "http://127.0.0.1:4455/" }
+courier:
+  delivery_strategy: http
+  message_retries: 3
+  smtp:
+    connection_uri: smtps://user:pass@mail.example.com:465/
+  template_override_path: /conf/courier-templates
+  http:
+    request_config:
+      url: https://api.example.com/send
+      method: post
+      headers:
+        Content-Type: application/json
+        X-Tenant: 42
+      body: base64://ZnVuY3Rpb24oY3R4KSB7fQ==
+      auth:
+        type: basic_auth
+        config:
+          user: courier
+          password: s3cr3t-pw
+  channels:
+    - id: sms
+      type: http
+      request_config:
+        url: https://sms.example.com/v1/messages?token=abc
+        headers:
+          Content-Type: application/x-www-form-urlencoded
+        auth:
+          type: api_key
+          config:
+            name: X-Api-Key
+            value: ${COURIER_API_KEY}
+            in: header
+"#;
+
+    #[test]
+    fn reads_a_reference_config_as_is() {
+        let c = parse(REFERENCE).unwrap();
+        assert_eq!(c.message_retries, 3);
+        assert_eq!(c.channels.len(), 2);
+        let email = c.channel("email").unwrap();
+        assert_eq!(email.method, Method::POST);
+        assert_eq!(email.headers[1].1, "42");
+        assert_eq!(
+            email.auth,
+            Some(Auth::BasicAuth {
+                user: Secret::new("courier"),
+                password: Secret::new("s3cr3t-pw")
+            })
+        );
+        let sms = c.channel("sms").unwrap();
+        assert_eq!(sms.encoding, Encoding::Form);
+        assert_eq!(sms.body, None, "channels have no default body");
+        match &sms.auth {
+            Some(Auth::ApiKey {
+                value, location, ..
+            }) => {
+                assert_eq!(value.expose(), "from-env");
+                assert_eq!(*location, KeyLocation::Header);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.warnings.iter().any(|w| w.contains("courier.smtp")));
+        assert_eq!(c.settings, Settings::default());
+    }
+
+    #[test]
+    fn the_effective_config_masks_every_secret() {
+        let c = parse(REFERENCE).unwrap();
+        let shown = serde_json::to_string(&c).unwrap();
+        for secret in [
+            "s3cr3t-pw",
+            "from-env",
+            "\"user\":\"courier\"",
+            "token=abc",
+            "pass@",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("https://sms.example.com/v1/messages?token=***"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cr3t-pw") && !debug.contains("from-env"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let got = issues(
+            r#"
+courier:
+  message_retries: -1
+  http:
+    request_config:
+      url: /relative
+      method: "BAD METHOD"
+      headers:
+        Content-Type: text/plain
+      auth:
+        type: basic_auth
+        config:
+          password: x
+  channels:
+    - id: sms
+      type: http
+      request_config:
+        url: ftp://files.example.com
+        auth:
+          type: api_key
+          config:
+            name: X-Key
+            in: query
+    - type: http
+    - id: push
+      type: carrier-pigeon
+"#,
+        );
+        let expected = [
+            "courier.message_retries: -1 is out of range (0 to 1000)",
+            "courier.http.request_config.url: /relative is not an absolute http(s) URL",
+            "courier.http.request_config.method: \"BAD METHOD\" is not an HTTP method",
+            "courier.http.request_config.headers.Content-Type: \"text/plain\" is not supported",
+            "courier.http.request_config.auth.config.user: missing",
+            "courier.channels[0].request_config.url: ftp://files.example.com is not an absolute http(s) URL",
+            "courier.channels[0].request_config.auth.config.value: missing",
+            "courier.channels[0].request_config.auth.config.in: \"query\": expected header or cookie",
+            "courier.channels[1].id: missing",
+            "courier.channels[2].type: unknown type \"carrier-pigeon\"; expected http",
+        ];
+        for e in expected {
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let got = issues("courier:\n  http:\n    request_config:\n      url: http://x.example/\n      bodyy: file://x\n");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("courier.http.request_config.bodyy: unknown key (expected one of"),
+            "{got:?}"
+        );
+        let got = issues("jsonnet_courier:\n  retry:\n    initial_backof: 1s\n");
+        assert!(
+            got[0].starts_with("jsonnet_courier.retry.initial_backof: unknown key"),
+            "{got:?}"
+        );
+        let got = issues("jsonnet_courier:\n  http:\n    timeout: soon\n");
+        assert!(
+            got[0].starts_with("jsonnet_courier.http.timeout: \"soon\" is not a duration"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn env_and_file_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "file-secret\n").unwrap();
+        let yaml = "courier:\n  http:\n    request_config:\n      url: http://x.example/${MISSING:-fallback}\n      auth:\n        type: basic_auth\n        config:\n          user: u\n          password_file: ./pw\n";
+        let c = Config::parse(yaml, false, Some(dir.path().to_path_buf()), &|_| None).unwrap();
+        let email = c.channel("email").unwrap();
+        assert_eq!(email.url, "http://x.example/fallback");
+        assert_eq!(
+            email.auth,
+            Some(Auth::BasicAuth {
+                user: Secret::new("u"),
+                password: Secret::new("file-secret")
+            })
+        );
+        let got = issues("courier:\n  http:\n    request_config:\n      url: http://x.example/\n      auth:\n        type: api_key\n        config: {name: K, value: \"${NOPE}\"}\n");
+        assert_eq!(
+            got,
+            ["courier.http.request_config.auth.config.value: environment variable NOPE is not set (write ${NOPE:-default} for a default)"]
+        );
+        assert_eq!(expand("cost: $$5", &|_| None).unwrap(), "cost: $5");
+    }
+
+    #[test]
+    fn an_empty_file_needs_an_email_request_config() {
+        let got = issues("");
+        assert!(
+            got[0].starts_with("courier.http.request_config: missing"),
+            "{got:?}"
+        );
+        let c = parse("courier:\n  delivery_strategy: smtp\n").unwrap();
+        assert!(c.channels.is_empty());
+    }
+
+    #[test]
+    fn json_configs_and_our_settings() {
+        let c = Config::parse(
+            r#"{"courier": {"http": {"request_config": {"url": "http://127.0.0.1:1/"}}},
+                "jsonnet_courier": {"ctx_style": "snake", "retry": {"retryable_statuses": [429, "5xx"], "max_backoff": "30s"},
+                                    "template": {"timeout": 0.5}}}"#,
+            true,
+            None,
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.settings.ctx_style, crate::message::CtxStyle::Snake);
+        assert_eq!(
+            c.settings.retry.max_backoff,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            c.settings.template.timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(
+            c.channel("email").unwrap().body.as_deref(),
+            Some(DEFAULT_BODY)
+        );
+        let err = Config::parse("{\"courier\": ", true, None, &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid JSON"), "{err}");
+    }
+}

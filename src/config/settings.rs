@@ -1,0 +1,282 @@
+//! Our own settings, in the `jsonnet_courier` section beside the reference's `courier` section.
+//! Every field has a default; the whole section may be left out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Secret, SecretUrl};
+use crate::message::CtxStyle;
+
+/// The `jsonnet_courier` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Key style of the ctx handed to templates: `pascal` (default) or `snake`.
+    pub ctx_style: CtxStyle,
+    /// Template sandbox.
+    pub template: TemplateSettings,
+    /// The HTTP client.
+    pub http: HttpSettings,
+    /// Retry policy.
+    pub retry: RetrySettings,
+    /// `courier serve`.
+    pub serve: ServeSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ctx_style: CtxStyle::Pascal,
+            template: TemplateSettings::default(),
+            http: HttpSettings::default(),
+            retry: RetrySettings::default(),
+            serve: ServeSettings::default(),
+        }
+    }
+}
+
+/// `jsonnet_courier.template`: what templates may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Allow imports from this directory only (relative to the config file); denied when unset.
+    pub import_dir: Option<PathBuf>,
+    /// Maximum Jsonnet stack depth (default 200).
+    pub max_stack: usize,
+    /// Maximum payload size in bytes (default 262144).
+    pub max_output_bytes: usize,
+    /// Maximum evaluation time per render (default 1s).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Evaluator threads; 0 means one per core (default 0).
+    pub threads: usize,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        let l = crate::template::Limits::default();
+        Self {
+            import_dir: None,
+            max_stack: l.max_stack,
+            max_output_bytes: l.max_output_bytes,
+            timeout: l.timeout,
+            threads: 0,
+        }
+    }
+}
+
+/// `jsonnet_courier.http`: the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// TCP (and TLS) connect timeout (default 5s).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Total time for one attempt, from connect to the end of the response body (default 10s).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// How much of a response body is kept in the attempt record (default 16384 bytes).
+    pub max_response_body_bytes: usize,
+    /// User-Agent sent unless a channel's headers set one (default `jsonnet-courier/<version>`).
+    pub user_agent: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            max_response_body_bytes: 16 * 1024,
+            user_agent: crate::http::USER_AGENT.to_owned(),
+        }
+    }
+}
+
+/// `jsonnet_courier.retry`: when and how often to try again. The number of attempts is
+/// `courier.message_retries + 1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Upper bound of the first retry's delay (default 1s); full jitter picks a delay below it.
+    #[serde(with = "duration")]
+    pub initial_backoff: Duration,
+    /// Growth of the bound per retry (default 2).
+    pub multiplier: f64,
+    /// Cap of the bound (default 10m).
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// A server's Retry-After is honoured, clamped to this range (default 0s to 10m).
+    #[serde(with = "duration")]
+    pub retry_after_min: Duration,
+    /// See `retry_after_min`.
+    #[serde(with = "duration")]
+    pub retry_after_max: Duration,
+    /// Statuses that mean delivered (default `["2xx"]`).
+    pub success_statuses: Vec<StatusPattern>,
+    /// Statuses worth retrying (default `[408, 429, "5xx"]`); any other status is permanent.
+    pub retryable_statuses: Vec<StatusPattern>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(600),
+            retry_after_min: Duration::ZERO,
+            retry_after_max: Duration::from_secs(600),
+            success_statuses: vec![StatusPattern::Class(2)],
+            retryable_statuses: vec![
+                StatusPattern::Code(408),
+                StatusPattern::Code(429),
+                StatusPattern::Class(5),
+            ],
+        }
+    }
+}
+
+/// A status code (`429`) or a class (`"5xx"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPattern {
+    /// Exactly this code.
+    Code(u16),
+    /// Every code of this hundred (`5` for `5xx`).
+    Class(u16),
+}
+
+impl StatusPattern {
+    /// Whether `status` matches.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            Self::Code(c) => c == status,
+            Self::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+impl Serialize for StatusPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Code(c) => s.serialize_u16(*c),
+            Self::Class(c) => s.collect_str(&format_args!("{c}xx")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "{v} is not a status: use a code from 100 to 599 or a class such as \"5xx\""
+            ))
+        };
+        match &v {
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(c @ 100..=599) => Ok(Self::Code(c as u16)),
+                _ => Err(bad()),
+            },
+            serde_json::Value::String(s) => {
+                let s = s.trim().to_ascii_lowercase();
+                if let Some(class) = s.strip_suffix("xx") {
+                    match class.parse::<u16>() {
+                        Ok(c @ 1..=5) => Ok(Self::Class(c)),
+                        _ => Err(bad()),
+                    }
+                } else {
+                    match s.parse::<u16>() {
+                        Ok(c @ 100..=599) => Ok(Self::Code(c)),
+                        _ => Err(bad()),
+                    }
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// `jsonnet_courier.serve`: the delivery service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Address of the HTTP API (default 127.0.0.1:4480).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (default `sqlite://courier.db`, relative to the working directory) or
+    /// `postgres://...` (shown with its password masked).
+    pub database: SecretUrl,
+    /// Bearer tokens accepted by the API; required when `listen` is not a loopback address.
+    pub tokens: Vec<Secret>,
+    /// Largest accepted request body (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Deliveries in flight per process (default 64).
+    pub concurrency: usize,
+    /// How long a claim lasts before another process may take the message over (default 60s).
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// How often the worker looks for due messages when idle (default 100ms).
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// Time given to in-flight deliveries at shutdown (default 10s).
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Sent and cancelled messages are deleted after this long (default 7 days).
+    #[serde(with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4480)),
+            database: SecretUrl::new("sqlite://courier.db"),
+            tokens: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(100),
+            shutdown_grace: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// Durations as `"1s"`, `"250ms"`, `"10m"`, `"1h 30m"` (humantime), or a number of seconds.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `"1s"`, `"10m"`...
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    /// Reads a humantime string or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        match &v {
+            serde_json::Value::Number(n) => n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| serde::de::Error::custom(format!("{v} is not a duration"))),
+            serde_json::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a duration ({e}); write e.g. \"500ms\", \"10s\", \"5m\""
+                ))
+            }),
+            _ => Err(serde::de::Error::custom(format!(
+                "{v} is not a duration; write e.g. \"500ms\", \"10s\", \"5m\""
+            ))),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The PostgreSQL backend of [`MessageStore`], for several `courier serve` processes sharing the
+//! work: claims lock rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the
+//! same message and never wait for each other.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use super::{
+    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt, new_rows,
+    page_of, parse_page_token, recorded_status, sql_limit, stats_of, to_millis, url_password,
+    AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow, MessageStore, Page, Requeue,
+    StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+};
+
+/// Connections per process: claims, records and API reads run concurrently.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a caller waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL [`MessageStore`].
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The URL's password, scrubbed from every error message.
+    secret: Option<String>,
+    /// The options without `search_path`, and the schema, when opened in one.
+    base: PgConnectOptions,
+    schema: Option<String>,
+}
+
+// By hand: the connect options hold the password.
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("pool_size", &self.pool.size())
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`, every libpq-style parameter sqlx
+    /// understands) and runs the embedded migrations (serialized between processes by sqlx's
+    /// advisory lock).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached or migrated; the message
+    /// never contains the URL's password.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, None).await
+    }
+
+    /// Like [`open`](Self::open), but every table (and sqlx's migration table) lives in `schema`,
+    /// which is created if missing: several independent stores in one database, as the contract
+    /// tests use to run in parallel. `schema` must be a lowercase SQL identifier
+    /// (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`StoreError::BadUrl`] for an invalid schema name.
+    pub async fn open_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !schema.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(StoreError::BadUrl(format!(
+                "{} (invalid schema name {schema:?})",
+                super::redact_url(url)
+            )));
+        }
+        Self::connect(url, Some(schema)).await
+    }
+
+    async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let secret = url_password(url);
+        let err = |e: &dyn std::fmt::Display| super::unavailable(e, secret.as_deref());
+        let base = PgConnectOptions::from_str(url).map_err(|e| err(&e))?;
+        let options = match schema {
+            Some(schema) => {
+                // The identifier was validated by the caller, so quoting it is enough.
+                let mut conn = base.connect().await.map_err(|e| err(&e))?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| err(&e))?;
+                conn.close().await.map_err(|e| err(&e))?;
+                base.clone().options([("search_path", schema)])
+            }
+            None => base.clone(),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| err(&e))?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| err(&format!("migrating: {e}")))?;
+        Ok(Self {
+            pool,
+            secret,
+            base,
+            schema: schema.map(str::to_owned),
+        })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Closes the pool and drops the schema this store was opened in by
+    /// [`open_in_schema`](Self::open_in_schema), with everything in it: the clean-up of a
+    /// throwaway schema (tests, CI). Does nothing else for a store opened with [`open`](Self::open).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        self.pool.close().await;
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let mut conn = self.base.connect().await.map_err(|e| self.err(e))?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        conn.close().await.map_err(|e| self.err(e))
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        super::unavailable(e, self.secret.as_deref())
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageStore for PostgresStore {
+    async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError> {
+        let rows = new_rows(messages)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = rows.iter().find(|r| !seen.insert(r.id.as_str())) {
+            return Err(StoreError::Duplicate(dup.id.clone()));
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
+        let jsons: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+        let now = to_millis(SystemTime::now());
+
+        // One statement for the whole batch; ORDER BY ord gives `seq` the batch's order. DO
+        // NOTHING (then rolling back) rather than an error tells which id already existed.
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
+             created_at, updated_at, next_attempt_at) \
+             SELECT u.id, 'queued', u.recipient, u.template_type, u.message, 0, $5, $5, $5 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+                 WITH ORDINALITY AS u(id, recipient, template_type, message, ord) \
+             ORDER BY u.ord \
+             ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+        )
+        .bind(&ids)
+        .bind(&recipients)
+        .bind(&types)
+        .bind(&jsons)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if inserted.len() != rows.len() {
+            let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
+            let existing = ids
+                .iter()
+                .find(|id| !inserted.contains(**id))
+                .map_or_else(String::new, |id| (*id).to_owned());
+            tx.rollback().await.map_err(|e| self.err(e))?;
+            return Err(StoreError::Duplicate(existing));
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_millis(now);
+        // SKIP LOCKED: rows another claimer is taking right now are passed over, not waited for
+        // and never taken twice. Under READ COMMITTED a row changed since the snapshot is
+        // re-checked against the WHERE once locked, so a just-claimed row is not claimed again.
+        let rows: Vec<ClaimRow> = sqlx::query_as(
+            "UPDATE messages SET status = 'processing', lease_owner = $1, lease_until = $2, \
+             updated_at = $3 \
+             WHERE id IN (SELECT id FROM messages \
+                 WHERE (status = 'queued' AND next_attempt_at <= $3) \
+                    OR (status = 'processing' AND lease_until < $3) \
+                 ORDER BY next_attempt_at, seq LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, message, send_count, next_attempt_at, seq",
+        )
+        .bind(worker)
+        .bind(now.saturating_add(duration_millis(lease)))
+        .bind(now)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(claimed(rows))
+    }
+
+    async fn record(&self, updates: &[AttemptUpdate]) -> Result<usize, StoreError> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let now = to_millis(SystemTime::now());
+        let mut applied = 0;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        for u in updates {
+            let record = encode_attempt(&u.id, &u.attempt)?;
+            // The attempt is appended only if the update applied (the message was still leased
+            // by this worker). A repeated attempt number replaces the record rather than failing
+            // the whole batch.
+            let done = sqlx::query(
+                "WITH upd AS ( \
+                     UPDATE messages SET status = $1, send_count = $2, next_attempt_at = $3, \
+                         updated_at = $4, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $5 AND status = 'processing' AND lease_owner = $6 \
+                     RETURNING id) \
+                 INSERT INTO attempts (message_id, number, record) \
+                 SELECT id, $2, $7 FROM upd \
+                 ON CONFLICT (message_id, number) DO UPDATE SET record = EXCLUDED.record",
+            )
+            .bind(recorded_status(u.status))
+            .bind(i64::from(u.attempt.number))
+            .bind(to_millis(u.next_attempt_at))
+            .bind(now)
+            .bind(&u.id)
+            .bind(&u.worker)
+            .bind(record)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if done.rows_affected() > 0 {
+                applied += 1;
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(applied)
+    }
+
+    async fn release(&self, worker: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE messages SET status = 'queued', next_attempt_at = $1, updated_at = $1, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = ANY($2) AND status = 'processing' AND lease_owner = $3",
+        )
+        .bind(to_millis(SystemTime::now()))
+        .bind(ids)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             LEFT JOIN attempts a ON a.message_id = m.id \
+             WHERE m.id = $1 ORDER BY a.number"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(assemble(rows)?.into_iter().next().map(|(_, m)| m))
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let before = match page_token.map(parse_page_token) {
+            None => None,
+            Some(Some(seq)) => Some(seq),
+            // Not a token this store made: an empty last page (see `is_valid_page_token`).
+            Some(None) => return Ok(empty_page()),
+        };
+        if limit == 0 {
+            return Ok(empty_page());
+        }
+        // Only the filters in use appear in the SQL, so each shape gets its own plan and index.
+        let mut conditions = Vec::new();
+        if filter.status.is_some() {
+            conditions.push(format!("status = ${}", conditions.len() + 1));
+        }
+        if filter.recipient.is_some() {
+            conditions.push(format!("recipient = ${}", conditions.len() + 1));
+        }
+        if before.is_some() {
+            conditions.push(format!("seq < ${}", conditions.len() + 1));
+        }
+        let limit_param = conditions.len() + 1;
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        // One more than asked tells whether there is a next page.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM \
+             (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT ${limit_param}) m \
+             LEFT JOIN attempts a ON a.message_id = m.id \
+             ORDER BY m.seq DESC, a.number"
+        );
+        let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(recipient) = &filter.recipient {
+            query = query.bind(recipient.as_str());
+        }
+        if let Some(seq) = before {
+            query = query.bind(seq);
+        }
+        let rows = query
+            .bind(sql_limit(limit).saturating_add(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        page_of(rows, limit)
+    }
+
+    async fn requeue(&self, id: &str, now: SystemTime) -> Result<Requeue, StoreError> {
+        let now = to_millis(now);
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'queued', next_attempt_at = $1, updated_at = $1, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND status IN ('abandoned', 'cancelled')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Requeue::Requeued);
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        match status {
+            None => Ok(Requeue::NotFound),
+            Some(s) => Ok(Requeue::NotFinal(decode_status(id, &s)?)),
+        }
+    }
+
+    async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        // Attempts go with their message (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND updated_at < $1",
+        )
+        .bind(to_millis(cutoff))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM messages WHERE status = 'queued'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        stats_of(counts, oldest)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}

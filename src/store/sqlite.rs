@@ -1,0 +1,364 @@
+//! The embedded SQLite backend of [`MessageStore`]: one database file, zero setup.
+//!
+//! SQLite allows one writer at a time (and many readers in WAL mode), so writes go through a pool
+//! of one connection — in-process writers queue fairly in the pool instead of spinning in SQLite's
+//! busy handler — and reads through a small pool of their own. Another process writing the same
+//! file is still safe: write transactions start with `BEGIN IMMEDIATE` and wait up to the busy
+//! timeout for the lock.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use super::{
+    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt, insert_error,
+    new_rows, page_of, parse_page_token, recorded_status, sql_limit, stats_of, to_millis,
+    AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow, MessageStore, Page, Requeue,
+    StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// How long a statement waits for another connection's (or process's) write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read connections: WAL readers do not block each other or the writer.
+const READERS: u32 = 4;
+
+/// The SQLite [`MessageStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// One connection: SQLite has a single writer anyway.
+    writer: SqlitePool,
+    /// Readers; the writer pool itself for an in-memory database.
+    reader: SqlitePool,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    super::unavailable(e, None)
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `url` — `sqlite://PATH`, `sqlite:PATH`, or
+    /// `sqlite::memory:` for a private in-memory database that lives as long as the store — and
+    /// runs the embedded migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened or migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL fsyncs the WAL at every commit. NORMAL (the usual WAL pairing) may lose the last
+            // commits on a power loss, but a 202 from the API promises the message is durable.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        // An in-memory database disappears with its last connection: keep that one forever.
+        let writer = if in_memory {
+            writer
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            writer
+        };
+        let writer = writer.connect_with(options.clone()).await.map_err(db_err)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| super::unavailable(format!("migrating {url}: {e}"), None))?;
+
+        // In-memory databases use a shared cache, whose table locks are not covered by the busy
+        // timeout: one connection does everything there.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(db_err)?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement, so it never
+    /// fails half-way because another process wrote first.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageStore for SqliteStore {
+    async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError> {
+        let rows = new_rows(messages)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = to_millis(SystemTime::now());
+        let mut tx = self.begin_write().await?;
+        for row in &rows {
+            sqlx::query(
+                "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
+                 created_at, updated_at, next_attempt_at) \
+                 VALUES (?1, 'queued', ?2, ?3, ?4, 0, ?5, ?5, ?5)",
+            )
+            .bind(&row.id)
+            .bind(&row.recipient)
+            .bind(row.template_type)
+            .bind(&row.json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| insert_error(e, &row.id))?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_millis(now);
+        // One statement: it holds the write lock from the selection to the update, so two
+        // claimers (even in two processes) never select the same row.
+        let rows: Vec<ClaimRow> = sqlx::query_as(
+            "UPDATE messages SET status = 'processing', lease_owner = ?1, lease_until = ?2, \
+             updated_at = ?3 \
+             WHERE id IN (SELECT id FROM messages \
+                 WHERE (status = 'queued' AND next_attempt_at <= ?3) \
+                    OR (status = 'processing' AND lease_until < ?3) \
+                 ORDER BY next_attempt_at, seq LIMIT ?4) \
+             RETURNING id, message, send_count, next_attempt_at, seq",
+        )
+        .bind(worker)
+        .bind(now.saturating_add(duration_millis(lease)))
+        .bind(now)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(claimed(rows))
+    }
+
+    async fn record(&self, updates: &[AttemptUpdate]) -> Result<usize, StoreError> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let now = to_millis(SystemTime::now());
+        let mut applied = 0;
+        let mut tx = self.begin_write().await?;
+        for u in updates {
+            let record = encode_attempt(&u.id, &u.attempt)?;
+            let done = sqlx::query(
+                "UPDATE messages SET status = ?1, send_count = ?2, next_attempt_at = ?3, \
+                 updated_at = ?4, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?5 AND status = 'processing' AND lease_owner = ?6",
+            )
+            .bind(recorded_status(u.status))
+            .bind(i64::from(u.attempt.number))
+            .bind(to_millis(u.next_attempt_at))
+            .bind(now)
+            .bind(&u.id)
+            .bind(&u.worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                continue; // not leased by this worker (any more)
+            }
+            // A repeated attempt number replaces the record rather than failing the whole batch.
+            sqlx::query(
+                "INSERT INTO attempts (message_id, number, record) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (message_id, number) DO UPDATE SET record = excluded.record",
+            )
+            .bind(&u.id)
+            .bind(i64::from(u.attempt.number))
+            .bind(record)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            applied += 1;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(applied)
+    }
+
+    async fn release(&self, worker: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = to_millis(SystemTime::now());
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE messages SET status = 'queued', next_attempt_at = ?1, updated_at = ?1, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?2 AND status = 'processing' AND lease_owner = ?3",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             LEFT JOIN attempts a ON a.message_id = m.id \
+             WHERE m.id = ?1 ORDER BY a.number"
+        ))
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(assemble(rows)?.into_iter().next().map(|(_, m)| m))
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let before = match page_token.map(parse_page_token) {
+            None => None,
+            Some(Some(seq)) => Some(seq),
+            // Not a token this store made: an empty last page (see `is_valid_page_token`).
+            Some(None) => return Ok(empty_page()),
+        };
+        if limit == 0 {
+            return Ok(empty_page());
+        }
+        // Only the filters in use appear in the SQL, so each shape gets the index it needs.
+        let mut conditions = Vec::new();
+        if filter.status.is_some() {
+            conditions.push("status = ?");
+        }
+        if filter.recipient.is_some() {
+            conditions.push("recipient = ?");
+        }
+        if before.is_some() {
+            conditions.push("seq < ?");
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        // One more than asked tells whether there is a next page.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM \
+             (SELECT * FROM messages {where_clause} ORDER BY seq LIMIT ?) m \
+             LEFT JOIN attempts a ON a.message_id = m.id \
+             ORDER BY m.seq DESC, a.number"
+        );
+        let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(recipient) = &filter.recipient {
+            query = query.bind(recipient.as_str());
+        }
+        if let Some(seq) = before {
+            query = query.bind(seq);
+        }
+        let rows = query
+            .bind(sql_limit(limit).saturating_add(1))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        page_of(rows, limit)
+    }
+
+    async fn requeue(&self, id: &str, now: SystemTime) -> Result<Requeue, StoreError> {
+        let now = to_millis(now);
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'queued', next_attempt_at = ?1, updated_at = ?1, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = ?2 AND status IN ('abandoned', 'cancelled')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(Requeue::Requeued);
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM messages WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        match status {
+            None => Ok(Requeue::NotFound),
+            Some(s) => Ok(Requeue::NotFinal(decode_status(id, &s)?)),
+        }
+    }
+
+    async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        // Attempts go with their message (ON DELETE CASCADE; foreign keys are on).
+        let done = sqlx::query(
+            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND updated_at < ?1",
+        )
+        .bind(to_millis(cutoff))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM messages WHERE status = 'queued'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
+        stats_of(counts, oldest)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
