@@ -1,6 +1,7 @@
 //! The `courier` command line: argument parsing (clap) and the exit-code convention
 //! (0 success, 1 a template, render or delivery failure, 2 bad usage, input or configuration).
 
+mod bench;
 mod check;
 mod config;
 mod golden;
@@ -73,6 +74,10 @@ enum Command {
     Send(send::SendArgs),
     /// Work with configuration files.
     Config(config::ConfigArgs),
+    /// Measure render-and-deliver throughput against an in-process HTTP sink on 127.0.0.1, and in
+    /// the same run the ceiling: a bare hyper client posting a pre-rendered payload to the same
+    /// sink at the same concurrency. Prints msgs/s, p50/p99 latency and the ratio.
+    Bench(bench::BenchArgs),
 }
 
 /// Sandbox settings shared by every subcommand that renders.
@@ -172,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Golden(args) => golden::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Config(args) => config::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

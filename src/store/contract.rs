@@ -226,13 +226,15 @@ async fn claim_only_due_in_order(store: &dyn MessageStore) {
         .unwrap();
     assert_eq!(applied, 3);
     let claimed = store
-        .claim_due("w2", t0 + 15 * MINUTE, 10, MINUTE)
+        .claim_due("w2", t0 + 15 * MINUTE, 3, MINUTE)
         .await
         .unwrap();
     let got: Vec<_> = claimed.iter().map(|c| c.id.clone()).collect();
-    assert_eq!(got, [ids[3].as_str(), &ids[4], &ids[1], &ids[0]]);
+    assert_eq!(got, [ids[3].as_str(), &ids[4], &ids[1]]);
     assert_eq!(claimed[2].send_count, 1);
     assert_eq!(claimed[0].send_count, 0);
+    let rest = claim_ids(store, "w2", t0 + 15 * MINUTE, 10).await;
+    assert_eq!(rest, [ids[0].as_str()]);
 }
 
 async fn concurrent_claims(a: Arc<dyn MessageStore>, b: Arc<dyn MessageStore>) {
@@ -298,10 +300,10 @@ async fn expired_lease_is_reclaimed(store: &dyn MessageStore) {
     assert_eq!(got.send_count, 0);
 
     let fresh = update(&ids[0], "new", 1, Status::Sent, t);
-    assert_eq!(store.record(&[fresh.clone()]).await.unwrap(), 1);
+    assert_eq!(store.record(std::slice::from_ref(&fresh)).await.unwrap(), 1);
     let got = must_get(store, &ids[0]).await;
     assert_eq!(got.status, Status::Sent);
-    assert_eq!(got.attempts, [fresh.attempt.clone()]);
+    assert_eq!(got.attempts, std::slice::from_ref(&fresh.attempt));
     assert_eq!(got.send_count, 1);
     // Recorded once: the lease is gone.
     assert_eq!(store.record(&[fresh]).await.unwrap(), 0);
@@ -324,7 +326,7 @@ async fn record_transitions(store: &dyn MessageStore) {
         let got = must_get(store, id).await;
         assert_eq!(got.status, u.status, "{id}");
         assert_eq!(got.send_count, 1);
-        assert_eq!(got.attempts, [u.attempt.clone()]);
+        assert_eq!(got.attempts, std::slice::from_ref(&u.attempt));
         assert!(got.updated_at >= got.created_at);
     }
     assert_eq!(
@@ -342,7 +344,10 @@ async fn record_transitions(store: &dyn MessageStore) {
     assert_eq!(again[0].id, ids[1]);
     assert_eq!(again[0].send_count, 1);
     let second = update(&ids[1], "w", 2, Status::Sent, t);
-    assert_eq!(store.record(&[second.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        store.record(std::slice::from_ref(&second)).await.unwrap(),
+        1
+    );
     let got = must_get(store, &ids[1]).await;
     assert_eq!(got.status, Status::Sent);
     assert_eq!(got.send_count, 2);
@@ -427,16 +432,20 @@ async fn list_pagination(store: &dyn MessageStore) {
     }
     assert_eq!(pages, 5);
 
-    // Pages carry attempts; a token this store did not make gives an empty last page.
+    // Pages carry attempts, in order; a token this store did not make gives an empty last page.
     let t = SystemTime::now() + SECOND;
-    let claimed = claim_ids(store, "w", t, 1).await;
-    let rec = update(&claimed[0], "w", 1, Status::Sent, t);
-    store.record(&[rec.clone()]).await.unwrap();
+    assert_eq!(claim_ids(store, "w", t, 1).await, [ids[0].as_str()]);
+    let retry = update(&ids[0], "w", 1, Status::Queued, t - MINUTE); // due before the rest
+    store.record(std::slice::from_ref(&retry)).await.unwrap();
+    assert_eq!(claim_ids(store, "w", t, 1).await, [ids[0].as_str()]);
+    let sent = update(&ids[0], "w", 2, Status::Sent, t);
+    store.record(std::slice::from_ref(&sent)).await.unwrap();
     let page = store.list(&ListFilter::default(), None, 25).await.unwrap();
     let first = page.messages.last().expect("oldest is last");
     assert_eq!(first.id, ids[0]);
-    assert_eq!(first.attempts, [rec.attempt]);
+    assert_eq!(first.attempts, [retry.attempt, sent.attempt]);
     assert_eq!(first.status, Status::Sent);
+    assert_eq!(first.send_count, 2);
     assert_eq!(page.messages[0].message.recipient, "page24@example.com");
     for bad in ["garbage", "-1", ""] {
         let page = store

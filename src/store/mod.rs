@@ -574,6 +574,38 @@ mod helper_tests {
     }
 
     #[tokio::test]
+    async fn open_dispatches_on_the_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let store = open(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert!(path.exists(), "the database file is created");
+        let ids = store.insert(&[sample()]).await.unwrap();
+        assert!(store.get(&ids[0]).await.unwrap().is_some());
+        drop(store);
+        // Reopening finds the data (and the migrations already applied).
+        let store = open(&format!("sqlite:{}", path.display())).await.unwrap();
+        assert!(store.get(&ids[0]).await.unwrap().is_some());
+
+        let memory = open("sqlite::memory:").await.unwrap();
+        memory.ping().await.unwrap();
+        assert!(memory.get(&ids[0]).await.unwrap().is_none());
+
+        let missing_dir = dir.path().join("no/such/dir/x.db");
+        let err = open(&format!("sqlite://{}", missing_dir.display()))
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+    }
+
+    fn sample() -> Message {
+        serde_json::from_value(serde_json::json!({
+            "recipient": "a@example.com",
+            "template_type": "stub"
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
     async fn unknown_schemes_are_rejected_without_the_password() {
         let err = open("mysql://root:hunter2@db/x").await.err();
         match err {

@@ -279,7 +279,7 @@ impl MessageStore for SqliteStore {
         // One more than asked tells whether there is a next page.
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM \
-             (SELECT * FROM messages {where_clause} ORDER BY seq LIMIT ?) m \
+             (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT ?) m \
              LEFT JOIN attempts a ON a.message_id = m.id \
              ORDER BY m.seq DESC, a.number"
         );
