@@ -47,14 +47,18 @@ impl Sink {
                 let _ = stream.set_nodelay(true);
                 let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let counter = Arc::clone(&counter);
-                        async move {
-                            let _ = req.into_body().collect().await;
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Empty::<Bytes>::new()))
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                            let counter = Arc::clone(&counter);
+                            async move {
+                                let _ = req.into_body().collect().await;
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Empty::<
+                                    Bytes,
+                                >::new(
+                                )))
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -97,7 +101,8 @@ fn stats(mut latencies_us: Vec<u32>, failed: u64, elapsed: Duration) -> RunStats
         if latencies_us.is_empty() {
             0.0
         } else {
-            let i = ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
+            let i =
+                ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
             f64::from(latencies_us[i]) / 1000.0
         }
     };
@@ -125,7 +130,8 @@ where
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency.max(1) {
-        let (job, next, failed, progress) = (job.clone(), next.clone(), failed.clone(), progress.clone());
+        let (job, next, failed, progress) =
+            (job.clone(), next.clone(), failed.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -148,7 +154,11 @@ where
             all.extend(lat);
         }
     }
-    stats(all, failed.load(Ordering::Relaxed) as u64, started.elapsed())
+    stats(
+        all,
+        failed.load(Ordering::Relaxed) as u64,
+        started.elapsed(),
+    )
 }
 
 /// Delivers `total` messages (cycling through `messages`) through `courier` with `concurrency`

@@ -40,9 +40,19 @@ pub(crate) struct BenchArgs {
     json: bool,
 }
 
-fn progress(total: u64, label: &str, quiet: bool) -> (ProgressBar, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec} eta {eta}") {
+fn progress(
+    total: u64,
+    label: &str,
+    quiet: bool,
+) -> (ProgressBar, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(label.to_owned());
@@ -72,7 +82,11 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         Some(t) => {
             // Validate early, with the CLI's path-or-URI rules.
             load_template(&Loader::new(None), t).await?;
-            Some(if t.contains("://") { t.clone() } else { format!("file://{t}") })
+            Some(if t.contains("://") {
+                t.clone()
+            } else {
+                format!("file://{t}")
+            })
         }
         None => Some(jsonnet_courier::config::DEFAULT_BODY.to_owned()),
     };
@@ -114,14 +128,35 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     }
     // A short warm-up fills the connection pools and the template caches.
     let warm = (args.messages / 50).clamp(100, 2000);
-    run_courier(courier.clone(), messages.clone(), warm, args.concurrency, Arc::new(AtomicU64::new(0))).await;
+    run_courier(
+        courier.clone(),
+        messages.clone(),
+        warm,
+        args.concurrency,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
 
     let ceiling = if args.no_ceiling {
         None
     } else {
-        run_ceiling(&sink.url("/deliver"), payload.clone().into(), warm, args.concurrency, Arc::new(AtomicU64::new(0))).await;
+        run_ceiling(
+            &sink.url("/deliver"),
+            payload.clone().into(),
+            warm,
+            args.concurrency,
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await;
         let (bar, count, ticker) = progress(args.messages, "ceiling", quiet);
-        let s = run_ceiling(&sink.url("/deliver"), payload.into(), args.messages, args.concurrency, count).await;
+        let s = run_ceiling(
+            &sink.url("/deliver"),
+            payload.into(),
+            args.messages,
+            args.concurrency,
+            count,
+        )
+        .await;
         ticker.abort();
         bar.finish_and_clear();
         Some(s)
@@ -131,7 +166,9 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     ticker.abort();
     bar.finish_and_clear();
 
-    let ratio = ceiling.as_ref().map(|c| ours.per_second / c.per_second.max(1e-9));
+    let ratio = ceiling
+        .as_ref()
+        .map(|c| ours.per_second / c.per_second.max(1e-9));
     if args.json {
         let out = serde_json::json!({
             "messages": args.messages, "concurrency": args.concurrency,
@@ -148,7 +185,10 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         }
     }
     if ours.failed > 0 {
-        return Err(Failure::failed(anyhow::anyhow!("{} deliveries failed", ours.failed)));
+        return Err(Failure::failed(anyhow::anyhow!(
+            "{} deliveries failed",
+            ours.failed
+        )));
     }
     Ok(())
 }

@@ -4,4 +4,5 @@
 mod cli;
 mod deliver;
 mod engine;
+mod send;
 mod support;

@@ -1,0 +1,109 @@
+//! Delivery throughput: render + deliver through `Courier` to an in-process sink on 127.0.0.1,
+//! and in the same run the ceiling, a bare hyper client posting a pre-rendered payload to the same
+//! sink at the same concurrency. Run with `cargo bench --bench deliver`; a summary with the ratio
+//! prints after criterion's report.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+
+use jsonnet_courier::bench::{run_ceiling, run_courier, Sink};
+use jsonnet_courier::config::{ChannelConfig, Config, DEFAULT_BODY};
+use jsonnet_courier::delivery::Courier;
+use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
+use jsonnet_courier::template::{default_template, Engine, Limits};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: u64 = 2000;
+const CONCURRENCY: usize = 64;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sink = rt.block_on(Sink::start()).unwrap();
+    let mut config = Config::default();
+    config.channels.push(ChannelConfig {
+        id: "email".into(),
+        path: "bench".into(),
+        url: sink.url("/deliver"),
+        method: hyper::Method::POST,
+        headers: Vec::new(),
+        encoding: jsonnet_courier::encode::Encoding::Json,
+        body: Some(DEFAULT_BODY.into()),
+        auth: None,
+    });
+    let courier = Arc::new(rt.block_on(Courier::new(config)).unwrap());
+    let messages: Vec<Message> = samples::all()
+        .map(|(_, _, mut m)| {
+            m.channel = Some("email".into());
+            m
+        })
+        .collect();
+    let payload = Engine::new(Limits::default())
+        .unwrap()
+        .render(
+            &default_template(CtxStyle::Pascal),
+            &ctx::build(&messages[0], CtxStyle::Pascal),
+        )
+        .unwrap();
+    let messages = Arc::new(messages);
+    let url = sink.url("/deliver");
+
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    let mut g = c.benchmark_group("deliver");
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("ceiling_bare_client", |b| {
+        b.iter(|| {
+            rt.block_on(run_ceiling(
+                &url,
+                payload.clone().into(),
+                BATCH,
+                CONCURRENCY,
+                Arc::new(AtomicU64::new(0)),
+            ))
+        })
+    });
+    g.bench_function("courier_render_and_deliver", |b| {
+        b.iter(|| {
+            rt.block_on(run_courier(
+                courier.clone(),
+                messages.clone(),
+                BATCH,
+                CONCURRENCY,
+                Arc::new(AtomicU64::new(0)),
+            ))
+        })
+    });
+    g.finish();
+    c.final_summary();
+
+    let mean = |id: &str| -> Option<f64> {
+        let text =
+            std::fs::read_to_string(format!("target/criterion/deliver/{id}/new/estimates.json"))
+                .ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["mean"]["point_estimate"].as_f64()
+    };
+    if let (Some(ceiling), Some(ours)) = (
+        mean("ceiling_bare_client"),
+        mean("courier_render_and_deliver"),
+    ) {
+        let rate = |ns: f64| BATCH as f64 * 1e9 / ns;
+        println!(
+            "\ndeliver summary (this run): ceiling {:.0}/s, courier {:.0}/s, ratio {:.2}",
+            rate(ceiling),
+            rate(ours),
+            ceiling / ours
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! `courier send`, `courier config check` and `courier bench` as a user runs them.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::{Reply, Server};
+
+fn courier(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("COURIER_TEST_KEY", "key-from-env")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_config(dir: &std::path::Path, url: &str, extra: &str) -> String {
+    let path = dir.join("courier.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "courier:\n  message_retries: 2\n  http:\n    request_config:\n      url: {url}\n      auth:\n        type: api_key\n        config:\n          name: X-Api-Key\n          value: ${{COURIER_TEST_KEY}}\n          in: header\n{extra}jsonnet_courier:\n  retry:\n    initial_backoff: 10ms\n"
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_a_sample_and_prints_the_report() {
+    let server = Server::start(|n, _| {
+        if n == 0 {
+            Reply::status(503).body("try later")
+        } else {
+            Reply::status(202)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &server.url("/mail"), "");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&["send", "--config", &cfg, "--type", "recovery_code_valid"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "delivered");
+    assert_eq!(report["channel"], "email");
+    assert_eq!(report["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(report["attempts"][0]["status"], 503);
+    assert_eq!(report["attempts"][0]["response_body"], "try later");
+    assert_eq!(report["attempts"][1]["status"], 202);
+    assert!(report["attempts"][0]["started_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let req = server.request(1);
+    assert_eq!(req.header("x-api-key"), Some("key-from-env"));
+    let payload: Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(payload["template_type"], "recovery_code_valid");
+    assert!(!text(&out.stderr).contains("key-from-env"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exits_1_when_not_delivered_and_reads_messages_from_files() {
+    let server = Server::start(|_, _| Reply::status(400).body("bad request")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &server.url("/mail"), "");
+    let msg = dir.path().join("m.json");
+    std::fs::write(
+        &msg,
+        r#"{"Recipient":"a@example.com","TemplateType":"stub","Subject":"s","Body":"b"}"#,
+    )
+    .unwrap();
+    let msg = msg.to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || courier(&["send", "-c", &cfg, "-m", &msg]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["attempts"][0]["class"], "permanent");
+    assert!(
+        text(&out.stderr).contains("not delivered: failed after 1 attempt"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn send_rejects_bad_input_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "http://127.0.0.1:9/", "");
+    let out = courier(&[
+        "send",
+        "--config",
+        &cfg,
+        "--type",
+        "stub",
+        "--channel",
+        "fax",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no http channel \"fax\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "courier:\n  http:\n    request_config:\n      url: nowhere\n",
+    )
+    .unwrap();
+    let out = courier(&["send", "--config", bad.to_str().unwrap(), "--type", "stub"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr)
+        .contains("courier.http.request_config.url: nowhere is not an absolute http(s) URL"));
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("body.jsonnet"),
+        "function(ctx) {to: ctx.Recipient}",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "https://user:pa55@api.example.com/send",
+        "  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: https://sms.example.com/\n        body: body.jsonnet\n        headers:\n          Authorization: Bearer tok-123\n",
+    );
+    let out = courier(&["config", "check", &cfg]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        shown["channels"][0]["url"],
+        "https://user:***@api.example.com/send"
+    );
+    assert_eq!(shown["channels"][0]["auth"]["value"], "***");
+    assert_eq!(shown["channels"][1]["headers"]["authorization"], "***");
+    assert_eq!(shown["jsonnet_courier"]["retry"]["initial_backoff"], "10ms");
+    for secret in ["pa55", "key-from-env", "tok-123"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
+    }
+    assert!(
+        stderr.contains("deprecated"),
+        "a bare template path warns: {stderr}"
+    );
+
+    std::fs::write(dir.path().join("body.jsonnet"), "{not: 'a function'}").unwrap();
+    let out = courier(&["config", "check", &cfg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("courier.channels[0].request_config.body: template \"body.jsonnet\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_runs_and_reports_the_ratio() {
+    let out = courier(&["bench", "-n", "400", "-c", "8", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["courier"]["count"], 400);
+    assert_eq!(v["courier"]["failed"], 0);
+    assert_eq!(v["ceiling"]["count"], 400);
+    assert!(v["ratio"].as_f64().unwrap() > 0.0);
+}
