@@ -10,12 +10,15 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // Logs go to stderr so that payloads and reports on stdout stay machine-readable.
-    let filter = EnvFilter::try_from_env("COURIER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let cli = cli::Cli::parse();
+    // Logs go to stderr so that payloads and reports on stdout stay machine-readable. The service
+    // logs its lifecycle; one-shot commands only warnings.
+    let default = if cli.is_service() { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("COURIER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    cli::run(cli::Cli::parse())
+    cli::run(cli)
 }

@@ -7,6 +7,7 @@ mod config;
 mod golden;
 mod render;
 mod send;
+mod serve;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,14 @@ enum Command {
     Send(send::SendArgs),
     /// Work with configuration files.
     Config(config::ConfigArgs),
+    /// Run the delivery service: an HTTP API that stores messages durably (SQLite by default,
+    /// PostgreSQL for several processes) and a worker that delivers them with persisted retries.
+    ///
+    /// Examples:
+    ///   courier serve --deliver-to http://127.0.0.1:8080/send
+    ///   courier serve --config courier.yaml --database postgres://courier@db/courier
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeArgs),
     /// Measure render-and-deliver throughput against an in-process HTTP sink on 127.0.0.1, and in
     /// the same run the ceiling: a bare hyper client posting a pre-rendered payload to the same
     /// sink at the same concurrency. Prints msgs/s, p50/p99 latency and the ratio.
@@ -158,6 +167,13 @@ impl Failure {
 
 pub(crate) type CmdResult = Result<(), Failure>;
 
+impl Cli {
+    /// Whether this command runs the long-lived service.
+    pub fn is_service(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -178,6 +194,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Config(args) => config::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

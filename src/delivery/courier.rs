@@ -147,6 +147,7 @@ impl Courier {
             number,
             started_at,
             latency_ms: 0.0,
+            render_ms: None,
             class: AttemptClass::Permanent,
             status: None,
             error_kind: None,
@@ -176,7 +177,10 @@ impl Courier {
         };
         let payload = match (&route.template, route.request.carries_body()) {
             (Some(t), true) => match self.pool.render(t, ctx).await {
-                Ok(p) => Some(p),
+                Ok(p) => {
+                    a.render_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
+                    Some(p)
+                }
                 Err(e) => {
                     let (kind, class) = match e.kind() {
                         RenderErrorKind::Cancelled => {

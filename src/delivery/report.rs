@@ -51,8 +51,12 @@ pub struct Attempt {
     /// When the attempt started (RFC 3339 in JSON).
     #[serde(with = "rfc3339")]
     pub started_at: SystemTime,
-    /// From start to the end of reading the response (or the failure), in milliseconds.
+    /// From sending the request to the end of reading the response (or the failure), in
+    /// milliseconds.
     pub latency_ms: f64,
+    /// Time spent rendering the payload, in milliseconds (absent when nothing was rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_ms: Option<f64>,
     /// How the retry policy classed it.
     pub class: AttemptClass,
     /// The response status, when there was a response.

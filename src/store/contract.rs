@@ -56,6 +56,7 @@ fn attempt(number: u32, class: AttemptClass) -> Attempt {
         started_at: SystemTime::UNIX_EPOCH
             + Duration::from_millis(1_763_700_000_000 + u64::from(number)),
         latency_ms: 12.5 * f64::from(number),
+        render_ms: Some(0.25),
         class,
         status: Some(if failed { 503 } else { 202 }),
         error_kind: failed.then_some(ErrorKind::Status),

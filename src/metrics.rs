@@ -1,0 +1,151 @@
+//! Prometheus metrics of `courier serve`: messages by status, attempts by outcome class, delivery
+//! and render latency, queue depth and the age of the oldest queued message.
+//!
+//! Counters and histograms are updated on the hot path; the store-derived gauges are refreshed
+//! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
+
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::delivery::{Attempt, AttemptClass};
+use crate::store::StoreStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    messages: Family<StatusLabel, Gauge>,
+    queue_depth: Gauge,
+    oldest_queued_age: Gauge<f64, AtomicU64>,
+    accepted: Counter,
+    attempts: Family<ClassLabel, Counter>,
+    delivery_latency: Histogram,
+    render_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("courier");
+        let messages = Family::<StatusLabel, Gauge>::default();
+        registry.register("messages", "Stored messages by status", messages.clone());
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Messages queued for delivery (due or not)",
+            queue_depth.clone(),
+        );
+        let oldest_queued_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_queued_age_seconds",
+            "Age of the oldest queued message",
+            oldest_queued_age.clone(),
+        );
+        let accepted = Counter::default();
+        registry.register(
+            "messages_accepted",
+            "Messages accepted by the API",
+            accepted.clone(),
+        );
+        let attempts = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "attempts",
+            "Delivery attempts by outcome class",
+            attempts.clone(),
+        );
+        // 0.5 ms to ~16 s.
+        let delivery_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "delivery_latency_seconds",
+            "HTTP time of delivery attempts",
+            delivery_latency.clone(),
+        );
+        // 10 µs to ~0.3 s.
+        let render_latency = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
+        registry.register(
+            "render_latency_seconds",
+            "Template render time of delivery attempts",
+            render_latency.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            queue_depth,
+            oldest_queued_age,
+            accepted,
+            attempts,
+            delivery_latency,
+            render_latency,
+        }
+    }
+
+    /// Counts messages accepted by the API.
+    pub fn accepted(&self, n: usize) {
+        self.accepted.inc_by(n as u64);
+    }
+
+    /// Records one attempt.
+    pub fn attempt(&self, a: &Attempt) {
+        let class = match a.class {
+            AttemptClass::Delivered => "delivered",
+            AttemptClass::Retryable => "retryable",
+            AttemptClass::Permanent => "permanent",
+            AttemptClass::Cancelled => "cancelled",
+        };
+        self.attempts.get_or_create(&ClassLabel { class }).inc();
+        if a.status.is_some()
+            || a.error_kind
+                .is_some_and(|k| k != crate::delivery::ErrorKind::Render)
+        {
+            self.delivery_latency.observe(a.latency_ms / 1e3);
+        }
+        if let Some(r) = a.render_ms {
+            self.render_latency.observe(r / 1e3);
+        }
+    }
+
+    /// The Prometheus text exposition, with the store-derived gauges set from `stats`.
+    pub fn render(&self, stats: &StoreStats) -> String {
+        for (status, n) in &stats.by_status {
+            self.messages
+                .get_or_create(&StatusLabel {
+                    status: status.as_str(),
+                })
+                .set(*n as i64);
+            if *status == crate::store::Status::Queued {
+                self.queue_depth.set(*n as i64);
+            }
+        }
+        let age = stats
+            .oldest_queued_at
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.oldest_queued_age.set(age);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,511 @@
+//! The HTTP API of `courier serve`: accept messages (stored before they are acknowledged), look
+//! them up, requeue them, health and metrics. Errors are JSON: `{"error": {"code", "status",
+//! "reason"}}`.
+//!
+//! Inserts from concurrent requests are committed together (group commit): one transaction, and
+//! with SQLite one fsync, for every request waiting at that moment.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize as _;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::config::Secret;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::store::{self, ListFilter, MessageStore, Requeue, Status, StoreError};
+
+/// Most messages committed in one group-commit transaction.
+const MAX_GROUP: usize = 1024;
+
+type InsertReply = oneshot::Sender<Result<Vec<String>, StoreError>>;
+
+/// Shared state of the API handlers.
+pub struct Api {
+    /// The store.
+    pub store: Arc<dyn MessageStore>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Accepted bearer tokens; empty means no authentication (loopback only).
+    pub tokens: Vec<Secret>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Wakes the local worker after an insert.
+    pub wake: Arc<Notify>,
+    /// Whether the worker's claim loop runs.
+    pub worker_running: Arc<AtomicBool>,
+    inserts: mpsc::Sender<(Vec<Message>, InsertReply)>,
+}
+
+impl Api {
+    /// The API state; starts the group-commit task on the current runtime.
+    pub fn new(
+        store: Arc<dyn MessageStore>,
+        metrics: Arc<Metrics>,
+        tokens: Vec<Secret>,
+        max_body_bytes: usize,
+        wake: Arc<Notify>,
+        worker_running: Arc<AtomicBool>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(group_commit(Arc::clone(&store), rx));
+        Self {
+            store,
+            metrics,
+            tokens,
+            max_body_bytes,
+            wake,
+            worker_running,
+            inserts: tx,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let method = req.method().clone();
+        // Health probes stay open so orchestrators need no token.
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["health", "alive"]) => {
+                return reply(StatusCode::OK, &json!({"status": "ok"}))
+            }
+            (&Method::GET, ["health", "ready"]) => return self.ready().await,
+            _ => {}
+        }
+        if let Some(rejection) = self.unauthorized(&req) {
+            return rejection;
+        }
+        let result = match (&method, segments.as_slice()) {
+            (&Method::POST, ["messages"]) => self.accept(req).await,
+            (&Method::GET, ["messages"]) => self.list(req.uri().query().unwrap_or("")).await,
+            (&Method::GET, ["messages", id]) => self.get(id).await,
+            (&Method::POST, ["messages", id, "retry"]) => self.retry(id).await,
+            (&Method::GET, ["metrics"]) => self.metrics().await,
+            (_, ["messages"]) => Err(not_allowed("GET, POST")),
+            (_, ["messages", _]) => Err(not_allowed("GET")),
+            (_, ["messages", _, "retry"]) | (_, ["metrics"]) => {
+                Err(not_allowed(if segments[0] == "metrics" {
+                    "GET"
+                } else {
+                    "POST"
+                }))
+            }
+            _ => Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no route {method} {path}"),
+            )),
+        };
+        result.unwrap_or_else(|resp| resp)
+    }
+
+    /// The 401 to answer when tokens are required and the request has no valid one.
+    fn unauthorized(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(given) = given else {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token: send Authorization: Bearer <token>".into(),
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Some(r);
+        };
+        // Compare against every token without stopping early, each in constant time.
+        let mut ok = false;
+        for t in &self.tokens {
+            ok |= constant_time_eq(given.as_bytes(), t.expose().as_bytes());
+        }
+        if ok {
+            None
+        } else {
+            let mut r = error(StatusCode::UNAUTHORIZED, "invalid bearer token".into());
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            Some(r)
+        }
+    }
+
+    async fn ready(&self) -> Response<Full<Bytes>> {
+        let store = self.store.ping().await;
+        let worker = self.worker_running.load(Ordering::Acquire);
+        match (store, worker) {
+            (Ok(()), true) => reply(StatusCode::OK, &json!({"status": "ok"})),
+            (Err(e), _) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "reason": e.to_string()}),
+            ),
+            (Ok(()), false) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "reason": "the delivery worker is not running"}),
+            ),
+        }
+    }
+
+    async fn accept(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+        let too_large = || {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes) {
+            return Err(too_large());
+        }
+        let body = Limited::new(req.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    too_large()
+                } else {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("reading the body failed: {e}"),
+                    )
+                }
+            })?
+            .to_bytes();
+        let (messages, single) =
+            parse_messages(&body).map_err(|reason| error(StatusCode::BAD_REQUEST, reason))?;
+        if messages.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "the array is empty: send one message or an array of them".into(),
+            ));
+        }
+        let count = messages.len();
+        let (tx, rx) = oneshot::channel();
+        self.inserts.send((messages, tx)).await.map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is shutting down".into(),
+            )
+        })?;
+        let ids = rx
+            .await
+            .map_err(|_| {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service is shutting down".into(),
+                )
+            })?
+            .map_err(store_error)?;
+        self.metrics.accepted(count);
+        self.wake.notify_one();
+        let body = if single {
+            json!({"id": ids[0], "ids": ids})
+        } else {
+            json!({"ids": ids})
+        };
+        Ok(reply(StatusCode::ACCEPTED, &body))
+    }
+
+    async fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+        match self.store.get(id).await.map_err(store_error)? {
+            Some(m) => Ok(reply(StatusCode::OK, &m)),
+            None => Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no message with id {id:?}"),
+            )),
+        }
+    }
+
+    async fn list(&self, query: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+        let mut filter = ListFilter::default();
+        let mut token = None;
+        let mut limit = 50usize;
+        for (k, v) in form_pairs(query) {
+            match k.as_str() {
+                "status" if !v.is_empty() => {
+                    filter.status = Some(v.parse::<Status>().map_err(|e| error(StatusCode::BAD_REQUEST, format!("status: {e}")))?)
+                }
+                "recipient" if !v.is_empty() => filter.recipient = Some(v),
+                "page_token" if !v.is_empty() => {
+                    if !store::is_valid_page_token(&v) {
+                        return Err(error(StatusCode::BAD_REQUEST, "page_token: not a token this service issued".into()));
+                    }
+                    token = Some(v);
+                }
+                "limit" => {
+                    limit = match v.parse::<usize>() {
+                        Ok(n @ 1..=500) => n,
+                        _ => return Err(error(StatusCode::BAD_REQUEST, "limit: expected a number from 1 to 500".into())),
+                    }
+                }
+                "status" | "recipient" | "page_token" => {}
+                other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}; expected status, recipient, page_token, limit"))),
+            }
+        }
+        let page = self
+            .store
+            .list(&filter, token.as_deref(), limit)
+            .await
+            .map_err(store_error)?;
+        Ok(reply(
+            StatusCode::OK,
+            &json!({"messages": page.messages, "next_page_token": page.next_page_token}),
+        ))
+    }
+
+    async fn retry(&self, id: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+        match self
+            .store
+            .requeue(id, SystemTime::now())
+            .await
+            .map_err(store_error)?
+        {
+            Requeue::Requeued => {
+                self.wake.notify_one();
+                Ok(reply(
+                    StatusCode::OK,
+                    &json!({"id": id, "status": "queued"}),
+                ))
+            }
+            Requeue::NotFound => Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no message with id {id:?}"),
+            )),
+            Requeue::NotFinal(s) => Err(error(
+                StatusCode::CONFLICT,
+                format!(
+                    "the message is {}; only abandoned or cancelled messages can be retried",
+                    s.as_str()
+                ),
+            )),
+        }
+    }
+
+    async fn metrics(&self) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+        let stats = self.store.stats().await.map_err(store_error)?;
+        let text = self.metrics.render(&stats);
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        Ok(r)
+    }
+}
+
+/// One message or an array of them, in either key style; errors name the element and the problem.
+fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let check = |m: Message, at: &str| -> Result<Message, String> {
+        if m.recipient.trim().is_empty() {
+            return Err(format!("{at}recipient: must not be empty"));
+        }
+        Ok(m)
+    };
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Message::deserialize(v)
+                    .map_err(|e| format!("messages[{i}]: {e}"))
+                    .and_then(|m| check(m, &format!("messages[{i}].")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| (v, false)),
+        Value::Object(_) => Message::deserialize(value)
+            .map_err(|e| format!("invalid message: {e}"))
+            .and_then(|m| check(m, ""))
+            .map(|m| (vec![m], true)),
+        _ => Err("expected a message object or an array of messages".into()),
+    }
+}
+
+/// Commits the inserts of every request waiting at the moment in one transaction. If that fails
+/// (say one request repeats an existing id), each request is retried alone so that one bad
+/// request cannot fail the others.
+async fn group_commit(
+    store: Arc<dyn MessageStore>,
+    mut rx: mpsc::Receiver<(Vec<Message>, InsertReply)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        let mut total = group[0].0.len();
+        while total < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(next) => {
+                    total += next.0.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if group.len() == 1 {
+            let (messages, reply) = group.remove(0);
+            let _ = reply.send(store.insert(&messages).await);
+            continue;
+        }
+        let all: Vec<Message> = group.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
+        match store.insert(&all).await {
+            Ok(ids) => {
+                let mut ids = ids.into_iter();
+                for (messages, reply) in group {
+                    let mine: Vec<String> = ids.by_ref().take(messages.len()).collect();
+                    let _ = reply.send(Ok(mine));
+                }
+            }
+            Err(_) => {
+                for (messages, reply) in group {
+                    let _ = reply.send(store.insert(&messages).await);
+                }
+            }
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> Response<Full<Bytes>> {
+    match e {
+        StoreError::Duplicate(_) => error(StatusCode::CONFLICT, e.to_string()),
+        StoreError::Unavailable(_) | StoreError::BadUrl(_) | StoreError::Corrupt { .. } => {
+            tracing::error!("store error: {e}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; nothing was stored, try again".into(),
+            )
+        }
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; allowed: {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn error(status: StatusCode, reason: String) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        &json!({"error": {"code": status.as_u16(), "status": status.canonical_reason().unwrap_or(""), "reason": reason}}),
+    )
+}
+
+fn reply(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `a=1&b=x+y` → pairs, percent-decoded.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            form_pairs("recipient=a%2Bb%40example.com&status=sent&x=1+2&bad=%zz"),
+            vec![
+                ("recipient".into(), "a+b@example.com".into()),
+                ("status".into(), "sent".into()),
+                ("x".into(), "1 2".into()),
+                ("bad".into(), "%zz".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn tokens_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn parse_errors_name_the_element() {
+        let e = parse_messages(br#"[{"recipient":"a@b.c","template_type":"stub"},{"recipient":"a@b.c","template_type":"nope"}]"#).unwrap_err();
+        assert!(e.starts_with("messages[1]: unknown variant `nope`"), "{e}");
+        let e = parse_messages(br#"{"template_type":"stub"}"#).unwrap_err();
+        assert!(e.contains("missing field `recipient`"), "{e}");
+        let e = parse_messages(br#"{"recipient":" ","template_type":"stub"}"#).unwrap_err();
+        assert_eq!(e, "recipient: must not be empty");
+        let e = parse_messages(b"{oops").unwrap_err();
+        assert!(
+            e.starts_with("malformed JSON: key must be a string at line 1 column 2"),
+            "{e}"
+        );
+    }
+}

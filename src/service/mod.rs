@@ -1,0 +1,171 @@
+//! `courier serve`: a durable delivery service. The API ([`api`]) stores messages before it
+//! acknowledges them; the worker ([`worker`]) claims due messages and delivers them with
+//! persisted retries. Several processes may share one PostgreSQL database.
+
+pub mod api;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::config::settings::ServeSettings;
+use crate::delivery::Courier;
+use crate::metrics::Metrics;
+use crate::store::MessageStore;
+
+/// Everything `courier serve` runs.
+pub struct Service {
+    /// Serve settings (listen address, tokens, concurrency...).
+    pub settings: ServeSettings,
+    /// The store.
+    pub store: Arc<dyn MessageStore>,
+    /// Renders and sends.
+    pub courier: Arc<Courier>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Listening on a non-loopback address needs API tokens.
+    #[error("refusing to listen on {0} without API tokens: set jsonnet_courier.serve.tokens (or COURIER_API_TOKENS), or listen on 127.0.0.1")]
+    NoTokens(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Service {
+    /// Binds the listen address (checking the token rule), returning the bound listener.
+    ///
+    /// # Errors
+    /// See [`ServeError`].
+    pub async fn bind(&self) -> Result<TcpListener, ServeError> {
+        let addr = self.settings.listen;
+        if !addr.ip().is_loopback() && self.settings.tokens.is_empty() {
+            return Err(ServeError::NoTokens(addr));
+        }
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    }
+
+    /// Serves on `listener` until `shutdown` turns true: then stops accepting connections and
+    /// claims, lets in-flight requests and deliveries finish (within the grace period), releases
+    /// the rest, and returns.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(Notify::new());
+        let running = Arc::new(AtomicBool::new(false));
+        let worker = worker::Worker {
+            id: format!(
+                "{}-{}-{}",
+                hostname(),
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ),
+            store: Arc::clone(&self.store),
+            courier: Arc::clone(&self.courier),
+            metrics: Arc::clone(&metrics),
+            settings: self.settings.clone(),
+            wake: Arc::clone(&wake),
+            running: Arc::clone(&running),
+        };
+        let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+        let retention = tokio::spawn(retention_loop(
+            Arc::clone(&self.store),
+            self.settings.retention,
+            shutdown.clone(),
+        ));
+        let api = Arc::new(api::Api::new(
+            Arc::clone(&self.store),
+            metrics,
+            self.settings.tokens.clone(),
+            self.settings.max_body_bytes,
+            wake,
+            running,
+        ));
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "courier API listening");
+        }
+        let graceful = GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let api = Arc::clone(&api);
+                    let service = hyper::service::service_fn(move |req| {
+                        let api = Arc::clone(&api);
+                        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                    });
+                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let watched = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = watched.await;
+                    });
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: no new connections or claims");
+        let grace = self.settings.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("open API connections outlived the grace period");
+        }
+        let _ = worker_task.await;
+        retention.abort();
+    }
+}
+
+async fn retention_loop(
+    store: Arc<dyn MessageStore>,
+    keep: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Often enough that the table never holds much more than `keep` of history.
+    let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let cutoff = SystemTime::now() - keep;
+        match store.delete_finished_before(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "retention: removed sent and cancelled messages"
+            ),
+            Err(e) => tracing::warn!("retention failed: {e}"),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "courier".into())
+}

@@ -1,0 +1,275 @@
+//! The delivery worker: claims due messages in batches, delivers them with bounded concurrency,
+//! and records the outcomes through one batching writer, so that the store sees few, large
+//! transactions on the hot path.
+//!
+//! Retries are persisted, not slept: a retryable failure stores the next attempt time, so a
+//! restart keeps the schedule. A message whose worker dies stays leased until the lease expires,
+//! then any worker takes it over (at-least-once delivery).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::settings::ServeSettings;
+use crate::delivery::{Attempt, AttemptClass, Courier};
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::store::{AttemptUpdate, Claimed, MessageStore, Status};
+
+/// Most messages claimed, and most updates written, in one store call.
+const BATCH: usize = 256;
+
+/// What a worker needs.
+pub struct Worker {
+    /// This worker's lease owner name (unique per process).
+    pub id: String,
+    /// The store.
+    pub store: Arc<dyn MessageStore>,
+    /// Renders and sends.
+    pub courier: Arc<Courier>,
+    /// Metrics to update.
+    pub metrics: Arc<Metrics>,
+    /// Concurrency, lease, polling, grace.
+    pub settings: ServeSettings,
+    /// Notified when the API stores new messages, so they go out without waiting for a poll.
+    pub wake: Arc<Notify>,
+    /// Set while the claim loop runs (for readiness).
+    pub running: Arc<AtomicBool>,
+}
+
+/// The status and due time that follow an attempt.
+pub fn next_state(policy: &RetryPolicy, a: &Attempt, now: SystemTime) -> (Status, SystemTime) {
+    match a.class {
+        AttemptClass::Delivered => (Status::Sent, now),
+        AttemptClass::Cancelled => (Status::Cancelled, now),
+        AttemptClass::Permanent => (Status::Abandoned, now),
+        AttemptClass::Retryable if a.number >= policy.max_attempts => (Status::Abandoned, now),
+        AttemptClass::Retryable => (
+            Status::Queued,
+            now + policy.delay(a.number, a.retry_after()),
+        ),
+    }
+}
+
+impl Worker {
+    /// Runs until `shutdown` turns true, then stops claiming, gives in-flight deliveries the grace
+    /// period, releases the leases of those still running, and flushes every recorded attempt.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let sem = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let (tx, rx) = mpsc::unbounded_channel::<AttemptUpdate>();
+        let writer = tokio::spawn(write_updates(Arc::clone(&self.store), rx));
+        let inflight_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        self.running.store(true, Ordering::Release);
+        tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "worker started");
+        loop {
+            // Reap finished deliveries so the set stays small.
+            while tasks.try_join_next().is_some() {}
+            let first = tokio::select! {
+                p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            };
+            if *shutdown.borrow() {
+                break;
+            }
+            let want = (1 + sem.available_permits()).min(BATCH);
+            let claimed = match self
+                .store
+                .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("claiming messages failed: {e}; retrying");
+                    drop(first);
+                    self.idle(
+                        &mut shutdown,
+                        self.settings.poll_interval.max(Duration::from_millis(500)),
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let full = claimed.len() == want;
+            let mut first = Some(first);
+            for c in claimed {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    // Only this loop takes permits, so what was available still is.
+                    None => match Arc::clone(&sem).try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                if let Ok(mut ids) = inflight_ids.lock() {
+                    ids.insert(c.id.clone());
+                }
+                let (courier, metrics, tx, ids) = (
+                    Arc::clone(&self.courier),
+                    Arc::clone(&self.metrics),
+                    tx.clone(),
+                    Arc::clone(&inflight_ids),
+                );
+                let worker = self.id.clone();
+                tasks.spawn(async move {
+                    let update = deliver_one(&courier, &metrics, &worker, c).await;
+                    if let Ok(mut ids) = ids.lock() {
+                        ids.remove(&update.id);
+                    }
+                    let _ = tx.send(update);
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if !full {
+                // Nothing more is due: wait for new messages, the poll interval, or shutdown.
+                self.idle(&mut shutdown, self.settings.poll_interval).await;
+            }
+        }
+        self.running.store(false, Ordering::Release);
+        tracing::info!(inflight = tasks.len(), "worker stopping: no more claims");
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                _ = &mut grace => {
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let unfinished: Vec<String> = inflight_ids
+            .lock()
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default();
+        drop(tx);
+        // Every recorded attempt reaches the store before the leases of the rest are released.
+        let _ = writer.await;
+        if !unfinished.is_empty() {
+            tracing::warn!(
+                count = unfinished.len(),
+                "releasing messages still in flight after the grace period"
+            );
+            if let Err(e) = self.store.release(&self.id, &unfinished).await {
+                tracing::error!("releasing leases failed ({e}); they expire after the lease time");
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    async fn idle(&self, shutdown: &mut watch::Receiver<bool>, wait: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn deliver_one(
+    courier: &Courier,
+    metrics: &Metrics,
+    worker: &str,
+    c: Claimed,
+) -> AttemptUpdate {
+    let attempt = courier.attempt(&c.message, c.send_count + 1).await;
+    metrics.attempt(&attempt);
+    let (status, next_attempt_at) = next_state(courier.policy(), &attempt, SystemTime::now());
+    if status == Status::Abandoned {
+        tracing::warn!(id = %c.id, attempts = attempt.number, error = attempt.error.as_deref().unwrap_or(""), "message abandoned");
+    }
+    AttemptUpdate {
+        id: c.id,
+        worker: worker.to_owned(),
+        attempt,
+        status,
+        next_attempt_at,
+    }
+}
+
+/// Writes attempt updates in batches: whatever has accumulated while the previous write ran goes
+/// in the next transaction. A failed write is retried until it succeeds; nothing is dropped.
+async fn write_updates(
+    store: Arc<dyn MessageStore>,
+    mut rx: mpsc::UnboundedReceiver<AttemptUpdate>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match store.record(&batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(
+                        "recording {} attempts failed: {e}; retrying in {backoff:?}",
+                        batch.len()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::RetrySettings;
+
+    fn attempt(number: u32, class: AttemptClass, retry_after_s: Option<f64>) -> Attempt {
+        Attempt {
+            number,
+            started_at: SystemTime::UNIX_EPOCH,
+            latency_ms: 1.0,
+            render_ms: None,
+            class,
+            status: None,
+            error_kind: None,
+            error: None,
+            response_body: None,
+            retry_after_s,
+        }
+    }
+
+    #[test]
+    fn next_state_follows_the_policy() {
+        let p = RetryPolicy::new(2, RetrySettings::default());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(
+            next_state(&p, &attempt(1, AttemptClass::Delivered, None), now),
+            (Status::Sent, now)
+        );
+        assert_eq!(
+            next_state(&p, &attempt(1, AttemptClass::Cancelled, None), now).0,
+            Status::Cancelled
+        );
+        assert_eq!(
+            next_state(&p, &attempt(1, AttemptClass::Permanent, None), now).0,
+            Status::Abandoned
+        );
+        let (s, due) = next_state(&p, &attempt(1, AttemptClass::Retryable, None), now);
+        assert_eq!(s, Status::Queued);
+        assert!(due >= now && due <= now + Duration::from_secs(1));
+        let (_, due) = next_state(&p, &attempt(2, AttemptClass::Retryable, Some(30.0)), now);
+        assert_eq!(due, now + Duration::from_secs(30), "Retry-After wins");
+        assert_eq!(
+            next_state(&p, &attempt(3, AttemptClass::Retryable, None), now).0,
+            Status::Abandoned
+        );
+    }
+}
