@@ -38,6 +38,38 @@ pub(crate) struct BenchArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Benchmark the service instead: post messages to `courier serve`'s API and measure accepted
+    /// and delivered msgs/s, then enqueue-to-delivered latency at a fixed offered rate. Runs an
+    /// in-process service (on --database) unless --api points at a running one.
+    #[arg(long)]
+    service: bool,
+    /// With --service: the store of the in-process service (default: SQLite in a temp dir).
+    #[arg(long, value_name = "URL", requires = "service")]
+    database: Option<String>,
+    /// With --service: a running service's API (http://host:port). Configure its email channel
+    /// to deliver to --sink.
+    #[arg(long, value_name = "URL", requires = "service")]
+    api: Option<String>,
+    /// With --service --api: where the recording sink listens.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4481")]
+    sink: std::net::SocketAddr,
+    /// With --service: bearer token for the API.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "COURIER_BENCH_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// With --service: messages per POST.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// With --service: offered rate of the latency run, messages per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// With --service: duration of the latency run, seconds.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
 fn progress(
@@ -76,6 +108,9 @@ fn line(label: &str, s: &RunStats) -> String {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> CmdResult {
+    if args.service {
+        return run_service(args).await;
+    }
     let style = CtxStyle::from(args.style);
     let sink = Sink::start().await.map_err(Failure::failed)?;
     let body = match &args.template {
@@ -191,4 +226,120 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+async fn run_service(args: BenchArgs) -> CmdResult {
+    use jsonnet_courier::bench::{
+        run_service_latency, run_service_throughput, RecordingSink, Target,
+    };
+    use jsonnet_courier::service::Service;
+
+    let sink_addr = if args.api.is_some() {
+        args.sink
+    } else {
+        ([127, 0, 0, 1], 0).into()
+    };
+    let sink = RecordingSink::start(sink_addr)
+        .await
+        .map_err(Failure::failed)?;
+    let tmp = tempfile_dir().map_err(Failure::failed)?;
+    let (api, stop, task, store_shown) = match &args.api {
+        Some(api) => (api.clone(), None, None, "external".to_owned()),
+        None => {
+            let db = args
+                .database
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", tmp.join("bench.db").display()));
+            let mut config = Config::default();
+            config.settings.template.threads = args.threads;
+            config.settings.serve.listen = ([127, 0, 0, 1], 0).into();
+            config.settings.serve.concurrency = args.concurrency;
+            config.channels.push(ChannelConfig {
+                id: "email".into(),
+                path: "bench".into(),
+                url: sink.sink.url("/deliver"),
+                method: hyper::Method::POST,
+                headers: Vec::new(),
+                encoding: jsonnet_courier::encode::Encoding::Json,
+                body: Some(jsonnet_courier::config::DEFAULT_BODY.to_owned()),
+                auth: None,
+            });
+            let store = jsonnet_courier::store::open(&db)
+                .await
+                .map_err(Failure::usage)?;
+            let settings = config.settings.serve.clone();
+            let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
+            let service = Service {
+                settings,
+                store,
+                courier,
+            };
+            let listener = service.bind().await.map_err(Failure::usage)?;
+            let addr = listener.local_addr().map_err(Failure::failed)?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(service.run(listener, rx));
+            let shown = jsonnet_courier::config::mask_url(&db);
+            (format!("http://{addr}"), Some(tx), Some(task), shown)
+        }
+    };
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let target = |kind: &str| Target {
+        api: api.clone(),
+        token: args.token.clone(),
+        prefix: format!("bench-{run_id}-{kind}-"),
+    };
+    if !args.json {
+        eprintln!(
+            "service bench: {} messages in arrays of {} to {api} (store {store_shown}), then {} msg/s for {} s",
+            args.messages, args.batch, args.rate, args.seconds
+        );
+    }
+    let wait = Duration::from_secs(300);
+    let throughput =
+        run_service_throughput(&target("t"), &sink, args.messages, args.batch, 8, wait).await;
+    let latency = run_service_latency(
+        &target("l"),
+        &sink,
+        args.rate,
+        args.seconds,
+        Duration::from_secs(60),
+    )
+    .await;
+    if let (Some(tx), Some(task)) = (stop, task) {
+        let _ = tx.send(true);
+        let _ = task.await;
+    }
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({"store": store_shown, "throughput": throughput, "latency": latency})
+        );
+    } else {
+        println!(
+            "accepted   {:>9.0} msgs/s\ndelivered  {:>9.0} msgs/s   (duplicates {}, missing {})",
+            throughput.accepted_per_second,
+            throughput.delivered_per_second,
+            throughput.duplicates,
+            throughput.missing
+        );
+        println!(
+            "latency    at {} msgs/s: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (missing {})",
+            latency.rate, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.missing
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    if throughput.missing > 0 || latency.missing > 0 {
+        return Err(Failure::failed(anyhow::anyhow!(
+            "some messages were not delivered"
+        )));
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

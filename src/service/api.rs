@@ -318,6 +318,29 @@ impl Api {
 
 /// One message or an array of them, in either key style; errors name the element and the problem.
 fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
+    // Fast path: straight into messages. Only a failure pays for the element-by-element pass
+    // that names the offending element.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let fast = match first {
+        Some(b'[') => serde_json::from_slice::<Vec<Message>>(body)
+            .ok()
+            .map(|v| (v, false)),
+        Some(b'{') => serde_json::from_slice::<Message>(body)
+            .ok()
+            .map(|m| (vec![m], true)),
+        _ => None,
+    };
+    if let Some((messages, single)) = fast {
+        if let Some(i) = messages.iter().position(|m| m.recipient.trim().is_empty()) {
+            let at = if single {
+                String::new()
+            } else {
+                format!("messages[{i}].")
+            };
+            return Err(format!("{at}recipient: must not be empty"));
+        }
+        return Ok((messages, single));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     let check = |m: Message, at: &str| -> Result<Message, String> {
         if m.recipient.trim().is_empty() {

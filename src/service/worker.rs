@@ -6,7 +6,7 @@
 //! restart keeps the schedule. A message whose worker dies stays leased until the lease expires,
 //! then any worker takes it over (at-least-once delivery).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -66,69 +66,69 @@ impl Worker {
         let mut tasks = JoinSet::new();
         self.running.store(true, Ordering::Release);
         tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "worker started");
+        // Claimed messages waiting for a delivery slot. Claiming ahead in batches keeps store
+        // round trips few; the lease covers the short wait.
+        let mut backlog: VecDeque<Claimed> = VecDeque::new();
+        let refill_below = self.settings.concurrency.max(1);
+        let mut drained = false;
         loop {
             // Reap finished deliveries so the set stays small.
             while tasks.try_join_next().is_some() {}
-            let first = tokio::select! {
-                p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.changed() => break,
-            };
             if *shutdown.borrow() {
                 break;
             }
-            let want = (1 + sem.available_permits()).min(BATCH);
-            let claimed = match self
-                .store
-                .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("claiming messages failed: {e}; retrying");
-                    drop(first);
-                    self.idle(
-                        &mut shutdown,
-                        self.settings.poll_interval.max(Duration::from_millis(500)),
-                    )
-                    .await;
-                    continue;
-                }
-            };
-            let full = claimed.len() == want;
-            let mut first = Some(first);
-            for c in claimed {
-                let permit = match first.take() {
-                    Some(p) => p,
-                    // Only this loop takes permits, so what was available still is.
-                    None => match Arc::clone(&sem).try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
-                if let Ok(mut ids) = inflight_ids.lock() {
-                    ids.insert(c.id.clone());
-                }
-                let (courier, metrics, tx, ids) = (
-                    Arc::clone(&self.courier),
-                    Arc::clone(&self.metrics),
-                    tx.clone(),
-                    Arc::clone(&inflight_ids),
-                );
-                let worker = self.id.clone();
-                tasks.spawn(async move {
-                    let update = deliver_one(&courier, &metrics, &worker, c).await;
-                    if let Ok(mut ids) = ids.lock() {
-                        ids.remove(&update.id);
+            if backlog.len() < refill_below && !drained {
+                let want = BATCH.saturating_sub(backlog.len()).max(1);
+                match self
+                    .store
+                    .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
+                    .await
+                {
+                    Ok(claimed) => {
+                        // Fewer than asked: nothing more is due until new messages or a retry.
+                        drained = claimed.len() < want;
+                        backlog.extend(claimed);
                     }
-                    let _ = tx.send(update);
-                    drop(permit);
-                });
+                    Err(e) => {
+                        tracing::warn!("claiming messages failed: {e}; retrying");
+                        self.idle(
+                            &mut shutdown,
+                            self.settings.poll_interval.max(Duration::from_millis(500)),
+                        )
+                        .await;
+                        continue;
+                    }
+                }
             }
-            drop(first);
-            if !full {
-                // Nothing more is due: wait for new messages, the poll interval, or shutdown.
+            let Some(next) = backlog.pop_front() else {
+                // Wait for new messages, the poll interval (retries falling due, other
+                // processes' inserts), or shutdown.
                 self.idle(&mut shutdown, self.settings.poll_interval).await;
+                drained = false;
+                continue;
+            };
+            let permit = tokio::select! {
+                p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => { backlog.push_front(next); break } },
+                _ = shutdown.changed() => { backlog.push_front(next); break }
+            };
+            if let Ok(mut ids) = inflight_ids.lock() {
+                ids.insert(next.id.clone());
             }
+            let (courier, metrics, tx, ids) = (
+                Arc::clone(&self.courier),
+                Arc::clone(&self.metrics),
+                tx.clone(),
+                Arc::clone(&inflight_ids),
+            );
+            let worker = self.id.clone();
+            tasks.spawn(async move {
+                let update = deliver_one(&courier, &metrics, &worker, next).await;
+                if let Ok(mut ids) = ids.lock() {
+                    ids.remove(&update.id);
+                }
+                let _ = tx.send(update);
+                drop(permit);
+            });
         }
         self.running.store(false, Ordering::Release);
         tracing::info!(inflight = tasks.len(), "worker stopping: no more claims");
@@ -144,10 +144,12 @@ impl Worker {
             }
         }
         while tasks.join_next().await.is_some() {}
-        let unfinished: Vec<String> = inflight_ids
+        let mut unfinished: Vec<String> = inflight_ids
             .lock()
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
+        // Claimed but never started: hand them back at once rather than at lease expiry.
+        unfinished.extend(backlog.into_iter().map(|c| c.id));
         drop(tx);
         // Every recorded attempt reaches the store before the leases of the rest are released.
         let _ = writer.await;

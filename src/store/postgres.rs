@@ -207,13 +207,19 @@ impl MessageStore for PostgresStore {
         // and never taken twice. Under READ COMMITTED a row changed since the snapshot is
         // re-checked against the WHERE once locked, so a just-claimed row is not claimed again.
         let rows: Vec<ClaimRow> = sqlx::query_as(
-            "UPDATE messages SET status = 'processing', lease_owner = $1, lease_until = $2, \
+            // Expired leases and due messages are picked by two index-ordered scans (an OR of
+            // the two would read and sort every due row on each claim), then merged.
+            "WITH expired AS (SELECT id, next_attempt_at, seq FROM messages \
+                 WHERE status = 'processing' AND lease_until < $3 \
+                 ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             due AS (SELECT id, next_attempt_at, seq FROM messages \
+                 WHERE status = 'queued' AND next_attempt_at <= $3 \
+                 ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             pick AS (SELECT id FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) u \
+                 ORDER BY next_attempt_at, seq LIMIT $4) \
+             UPDATE messages SET status = 'processing', lease_owner = $1, lease_until = $2, \
              updated_at = $3 \
-             WHERE id IN (SELECT id FROM messages \
-                 WHERE (status = 'queued' AND next_attempt_at <= $3) \
-                    OR (status = 'processing' AND lease_until < $3) \
-                 ORDER BY next_attempt_at, seq LIMIT $4 \
-                 FOR UPDATE SKIP LOCKED) \
+             WHERE id IN (SELECT id FROM pick) \
              RETURNING id, message, send_count, next_attempt_at, seq",
         )
         .bind(worker)

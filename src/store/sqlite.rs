@@ -149,11 +149,18 @@ impl MessageStore for SqliteStore {
         // One statement: it holds the write lock from the selection to the update, so two
         // claimers (even in two processes) never select the same row.
         let rows: Vec<ClaimRow> = sqlx::query_as(
+            // Expired leases and due messages are picked by two index-ordered scans (an OR of
+            // the two would read and sort every due row on each claim), then merged.
             "UPDATE messages SET status = 'processing', lease_owner = ?1, lease_until = ?2, \
              updated_at = ?3 \
-             WHERE id IN (SELECT id FROM messages \
-                 WHERE (status = 'queued' AND next_attempt_at <= ?3) \
-                    OR (status = 'processing' AND lease_until < ?3) \
+             WHERE id IN (SELECT id FROM ( \
+                 SELECT * FROM (SELECT id, next_attempt_at, seq FROM messages \
+                     WHERE status = 'processing' AND lease_until < ?3 \
+                     ORDER BY next_attempt_at, seq LIMIT ?4) \
+                 UNION ALL \
+                 SELECT * FROM (SELECT id, next_attempt_at, seq FROM messages \
+                     WHERE status = 'queued' AND next_attempt_at <= ?3 \
+                     ORDER BY next_attempt_at, seq LIMIT ?4)) \
                  ORDER BY next_attempt_at, seq LIMIT ?4) \
              RETURNING id, message, send_count, next_attempt_at, seq",
         )

@@ -12,6 +12,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::jail::{DenyImports, JailImports};
+use super::lazy;
 use super::manifest::{ManifestError, Writer};
 use super::{Limits, RenderError, RenderErrorKind, Template};
 
@@ -174,13 +175,9 @@ impl Engine {
         let func = self.compiled(template)?;
         let val = match ctx {
             CtxRef::Value(v) => Val::deserialize(v).map_err(|e| e.to_string()),
-            // Parsed straight into Jsonnet values: no intermediate serde_json::Value.
-            CtxRef::Json(text) => {
-                let mut de = serde_json::Deserializer::from_str(text);
-                Val::deserialize(&mut de)
-                    .and_then(|v| de.end().map(|()| v))
-                    .map_err(|e| e.to_string())
-            }
+            // Validated up front, then converted field by field as the template reads it:
+            // templates touch a few fields of a ctx that carries far more.
+            CtxRef::Json(text) => lazy::ctx_from_json(text).map_err(|e| e.to_string()),
         }
         .map_err(|e| {
             RenderError::new(
@@ -224,7 +221,8 @@ impl Engine {
 pub enum CtxRef<'a> {
     /// An already parsed value.
     Value(&'a Value),
-    /// JSON text, parsed directly into Jsonnet values.
+    /// JSON text, validated up front and converted into Jsonnet values lazily, as fields are
+    /// read.
     Json(&'a str),
 }
 

@@ -12,6 +12,7 @@
 mod engine;
 mod error;
 mod jail;
+mod lazy;
 mod manifest;
 mod pool;
 pub mod source;

@@ -4,5 +4,7 @@
 mod cli;
 mod deliver;
 mod engine;
+mod proof;
 mod send;
+mod serve;
 mod support;
