@@ -111,7 +111,10 @@ impl FromStr for TemplateType {
 }
 
 /// Whether a message is an email or a text message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+///
+/// Read leniently, as reference versions differ: `"email"`, `"sms"` or `"phone"` in any case, or
+/// the numeric form `1` (email) and `2` (SMS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageType {
     /// An email: has a subject, a plain-text body and maybe an HTML body.
@@ -119,6 +122,25 @@ pub enum MessageType {
     Email,
     /// A text message: the body is the SMS text, the subject is empty.
     Sms,
+}
+
+impl<'de> Deserialize<'de> for MessageType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::String(s) if s.eq_ignore_ascii_case("email") => Ok(Self::Email),
+            Value::String(s)
+                if s.eq_ignore_ascii_case("sms") || s.eq_ignore_ascii_case("phone") =>
+            {
+                Ok(Self::Sms)
+            }
+            Value::Number(n) if n.as_u64() == Some(1) => Ok(Self::Email),
+            Value::Number(n) if n.as_u64() == Some(2) => Ok(Self::Sms),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown message type {v}; expected \"email\" or \"sms\""
+            ))),
+        }
+    }
 }
 
 impl MessageType {

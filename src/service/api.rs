@@ -85,7 +85,14 @@ impl Api {
             return rejection;
         }
         let result = match (&method, segments.as_slice()) {
-            (&Method::POST, ["messages"]) => self.accept(req).await,
+            (&Method::POST, ["messages"]) => {
+                let channel = form_pairs(req.uri().query().unwrap_or(""))
+                    .into_iter()
+                    .find(|(k, _)| k == "channel")
+                    .map(|(_, v)| v)
+                    .filter(|v| !v.is_empty());
+                self.accept(req, channel).await
+            }
             (&Method::GET, ["messages"]) => self.list(req.uri().query().unwrap_or("")).await,
             (&Method::GET, ["messages", id]) => self.get(id).await,
             (&Method::POST, ["messages", id, "retry"]) => self.retry(id).await,
@@ -160,9 +167,12 @@ impl Api {
         }
     }
 
+    /// `channel` (from `?channel=`) routes messages that name none, e.g. everything a reference
+    /// courier's `sms` channel posts.
     async fn accept(
         &self,
         req: Request<Incoming>,
+        channel: Option<String>,
     ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
         let too_large = || {
             error(
@@ -194,8 +204,13 @@ impl Api {
                 }
             })?
             .to_bytes();
-        let (messages, single) =
+        let (mut messages, single) =
             parse_messages(&body).map_err(|reason| error(StatusCode::BAD_REQUEST, reason))?;
+        if let Some(ch) = &channel {
+            for m in messages.iter_mut().filter(|m| m.channel.is_none()) {
+                m.channel = Some(ch.clone());
+            }
+        }
         if messages.is_empty() {
             return Err(error(
                 StatusCode::BAD_REQUEST,

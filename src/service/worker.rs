@@ -9,9 +9,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::settings::ServeSettings;
@@ -60,7 +60,7 @@ impl Worker {
     /// period, releases the leases of those still running, and flushes every recorded attempt.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let sem = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        let (tx, rx) = mpsc::unbounded_channel::<AttemptUpdate>();
+        let (tx, rx) = mpsc::unbounded_channel::<(AttemptUpdate, OwnedSemaphorePermit)>();
         let writer = tokio::spawn(write_updates(Arc::clone(&self.store), rx));
         let inflight_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
@@ -68,8 +68,11 @@ impl Worker {
         tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "worker started");
         // Claimed messages waiting for a delivery slot. Claiming ahead in batches keeps store
         // round trips few; the lease covers the short wait.
-        let mut backlog: VecDeque<Claimed> = VecDeque::new();
-        let refill_below = self.settings.concurrency.max(1);
+        let mut backlog: VecDeque<(Claimed, Instant)> = VecDeque::new();
+        // At most one round of deliveries waits in the backlog, and an entry that waited half its
+        // lease is handed back rather than risk another process taking it over mid-delivery.
+        let ahead = self.settings.concurrency.max(1);
+        let stale_after = self.settings.lease / 2;
         let mut drained = false;
         loop {
             // Reap finished deliveries so the set stays small.
@@ -77,8 +80,8 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            if backlog.len() < refill_below && !drained {
-                let want = BATCH.saturating_sub(backlog.len()).max(1);
+            if backlog.len() < ahead / 2 + 1 && !drained {
+                let want = (ahead - backlog.len()).clamp(1, BATCH);
                 match self
                     .store
                     .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
@@ -87,7 +90,8 @@ impl Worker {
                     Ok(claimed) => {
                         // Fewer than asked: nothing more is due until new messages or a retry.
                         drained = claimed.len() < want;
-                        backlog.extend(claimed);
+                        let at = Instant::now();
+                        backlog.extend(claimed.into_iter().map(|c| (c, at)));
                     }
                     Err(e) => {
                         tracing::warn!("claiming messages failed: {e}; retrying");
@@ -100,7 +104,7 @@ impl Worker {
                     }
                 }
             }
-            let Some(next) = backlog.pop_front() else {
+            let Some((next, claimed_at)) = backlog.pop_front() else {
                 // Wait for new messages, the poll interval (retries falling due, other
                 // processes' inserts), or shutdown.
                 self.idle(&mut shutdown, self.settings.poll_interval).await;
@@ -108,9 +112,23 @@ impl Worker {
                 continue;
             };
             let permit = tokio::select! {
-                p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => { backlog.push_front(next); break } },
-                _ = shutdown.changed() => { backlog.push_front(next); break }
+                p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => { backlog.push_front((next, claimed_at)); break } },
+                _ = shutdown.changed() => { backlog.push_front((next, claimed_at)); break }
             };
+            if claimed_at.elapsed() > stale_after {
+                drop(permit);
+                let stale: Vec<String> = std::iter::once(next.id)
+                    .chain(backlog.drain(..).map(|(c, _)| c.id))
+                    .collect();
+                tracing::warn!(
+                    count = stale.len(),
+                    "claimed messages waited half their lease for a slot; releasing them"
+                );
+                if let Err(e) = self.store.release(&self.id, &stale).await {
+                    tracing::warn!("releasing stale claims failed ({e}); their leases expire");
+                }
+                continue;
+            }
             if let Ok(mut ids) = inflight_ids.lock() {
                 ids.insert(next.id.clone());
             }
@@ -126,8 +144,8 @@ impl Worker {
                 if let Ok(mut ids) = ids.lock() {
                     ids.remove(&update.id);
                 }
-                let _ = tx.send(update);
-                drop(permit);
+                // The slot is freed only once the outcome is stored (see write_updates).
+                let _ = tx.send((update, permit));
             });
         }
         self.running.store(false, Ordering::Release);
@@ -149,7 +167,7 @@ impl Worker {
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
         // Claimed but never started: hand them back at once rather than at lease expiry.
-        unfinished.extend(backlog.into_iter().map(|c| c.id));
+        unfinished.extend(backlog.into_iter().map(|(c, _)| c.id));
         drop(tx);
         // Every recorded attempt reaches the store before the leases of the rest are released.
         let _ = writer.await;
@@ -197,16 +215,25 @@ async fn deliver_one(
 
 /// Writes attempt updates in batches: whatever has accumulated while the previous write ran goes
 /// in the next transaction. A failed write is retried until it succeeds; nothing is dropped.
+///
+/// Each update travels with its delivery slot's permit, released only after the write: so at most
+/// `concurrency` messages are ever delivered but unrecorded (what a crash would send twice), and
+/// claiming slows down when the store falls behind.
 async fn write_updates(
     store: Arc<dyn MessageStore>,
-    mut rx: mpsc::UnboundedReceiver<AttemptUpdate>,
+    mut rx: mpsc::UnboundedReceiver<(AttemptUpdate, OwnedSemaphorePermit)>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut permits = Vec::with_capacity(BATCH);
+    while let Some((first, permit)) = rx.recv().await {
         batch.push(first);
+        permits.push(permit);
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(u) => batch.push(u),
+                Ok((u, p)) => {
+                    batch.push(u);
+                    permits.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -225,6 +252,7 @@ async fn write_updates(
             }
         }
         batch.clear();
+        permits.clear();
     }
 }
 

@@ -7,13 +7,17 @@
 //! object whose fields are thunks over byte ranges of that text. A field is converted only when
 //! the template (or the manifest writer) reads it, and an object read that way is itself lazy.
 //! Arrays are converted when their field is read, element by element (object elements are lazy
-//! objects), and scalars exactly as jrsonnet's own `Val::deserialize` converts them.
+//! objects); scalars are converted exactly as jrsonnet's own `Val::deserialize` converts them.
 //!
-//! The result must be indistinguishable from eager `Val::deserialize` of the same text: the
-//! validation pass accepts and rejects exactly what the eager parse did (same parser, same
-//! recursion limit, same error message), so no error can appear later, when a field is read.
+//! The result must be indistinguishable from eager `Val::deserialize` of the same text, errors
+//! included, so nothing may fail later, when a field is read. Validation therefore happens up
+//! front and accepts exactly what serde_json accepts: a fast scanner ([`plainly_valid`]) passes
+//! ordinary JSON, and anything it is unsure about (exponents, long numbers, surrogate escapes,
+//! deep nesting, and every error) goes through a full serde_json parse that builds nothing but
+//! reports exactly what eager conversion reported. Once the text is known to be valid, objects
+//! and arrays are walked with a plain skipping scanner; numbers and strings with escapes are
+//! still decoded by serde_json.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
@@ -22,8 +26,14 @@ use jrsonnet_evaluator::error::{Error as JError, ErrorKind};
 use jrsonnet_evaluator::val::ThunkValue;
 use jrsonnet_evaluator::{IStr, NumValue, ObjValueBuilder, Val};
 use jrsonnet_gcmodule::Trace;
-use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::{self, Deserialize as _, Error as _, MapAccess, SeqAccess, Visitor};
+
+/// Nesting the fast scanner accepts; serde_json's own limit is 127 levels, and deeper text goes
+/// to serde_json so that the limit and its error are serde_json's.
+const PLAIN_MAX_DEPTH: usize = 64;
+/// Digits in a number the fast scanner accepts; longer numbers go to serde_json, which decides
+/// whether they are in range.
+const PLAIN_MAX_DIGITS: usize = 40;
 
 /// Converts the JSON `text` into a Jsonnet value whose objects convert their fields on first
 /// read.
@@ -33,27 +43,123 @@ use serde_json::value::RawValue;
 /// surrogate escape, nesting past serde_json's recursion limit): the error is serde_json's, with
 /// its line and column, exactly as eager conversion reported it.
 pub(super) fn ctx_from_json(text: &str) -> Result<Val, serde_json::Error> {
-    // Lazy fields are converted long after this call returns, so whatever eager conversion would
-    // have rejected anywhere in the text has to be rejected now. A syntax-only scan (`RawValue`,
-    // `IgnoredAny`) would let out-of-range numbers, lone surrogates and over-deep nesting through.
-    serde_json::from_str::<Validated>(text)?;
+    let mut containers = Vec::new();
+    if !plainly_valid(text.as_bytes(), &mut containers) {
+        containers.clear();
+        serde_json::from_str::<Validated>(text)?;
+    }
+    let start = skip_ws(text.as_bytes(), 0);
+    let end = text
+        .trim_end_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+        .len();
     // Copied once per render: thunks outlive the borrowed text (the GC may keep them until the
     // next cycle collection), and an `Rc` lets every thunk share the copy.
-    let src: Rc<str> = Rc::from(text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')));
-    convert(&src, 0..src.len())
+    let src = Rc::new(Source {
+        text: text.to_owned(),
+        containers,
+    });
+    convert(&src, start..end)
 }
 
-/// Converts the (validated) JSON value at `range` of `src`.
-fn convert(src: &Rc<str>, range: Range<usize>) -> Result<Val, serde_json::Error> {
-    let text = src.get(range).unwrap_or_default();
-    serde_json::Deserializer::from_str(text).deserialize_any(LazyVisitor { src })
+/// The ctx text shared by every lazy value of one render.
+struct Source {
+    text: String,
+    /// Where each object and array starts and ends, ordered by start, when the fast scanner
+    /// saw the text (else empty, and containers are skipped by scanning them): without it,
+    /// reading a field means scanning past every sibling, nested identity included.
+    containers: Vec<(usize, usize)>,
+}
+
+impl Source {
+    /// `text[range]`, as an error rather than a panic if the range is not on character
+    /// boundaries (it always is for validated text: ranges start and end at ASCII delimiters).
+    fn text(&self, range: Range<usize>) -> Result<&str, serde_json::Error> {
+        self.text
+            .get(range)
+            .ok_or_else(|| serde_json::Error::custom("internal error: value range out of bounds"))
+    }
+
+    /// Past the value starting at `i` (validated text, no leading whitespace).
+    fn skip_value(&self, i: usize) -> usize {
+        match self
+            .containers
+            .binary_search_by_key(&i, |&(start, _)| start)
+        {
+            Ok(k) => self.containers.get(k).map_or(i, |&(_, end)| end),
+            Err(_) => skip_value(self.text.as_bytes(), i),
+        }
+    }
+}
+
+/// Converts the JSON value at `range` of `src` (validated text, no surrounding whitespace).
+fn convert(src: &Rc<Source>, range: Range<usize>) -> Result<Val, serde_json::Error> {
+    let bytes = src.text.as_bytes();
+    match bytes.get(range.start) {
+        Some(b'{') => lazy_object(src, range.start),
+        Some(b'[') => {
+            let mut items = Vec::new();
+            let mut i = skip_ws(bytes, range.start + 1);
+            while bytes.get(i).is_some_and(|&b| b != b']') {
+                let end = src.skip_value(i);
+                items.push(convert(src, i..end)?);
+                i = skip_ws(bytes, end);
+                if bytes.get(i) == Some(&b',') {
+                    i = skip_ws(bytes, i + 1);
+                }
+            }
+            Ok(Val::arr(items))
+        }
+        Some(b'n') => Ok(Val::Null),
+        Some(b't') => Ok(Val::Bool(true)),
+        Some(b'f') => Ok(Val::Bool(false)),
+        Some(b'"') if !bytes.get(range.clone()).is_some_and(|s| s.contains(&b'\\')) => {
+            // Without escapes the string is its text between the quotes, which is also what
+            // serde_json hands to the visitor.
+            Ok(Val::string(src.text(range.start + 1..range.end - 1)?))
+        }
+        // Numbers and escaped strings: serde_json decodes them, as in eager conversion.
+        _ => Val::deserialize(&mut serde_json::Deserializer::from_str(src.text(range)?)),
+    }
+}
+
+/// A jrsonnet object over the JSON object starting at `start`: keys now, values on read.
+fn lazy_object(src: &Rc<Source>, start: usize) -> Result<Val, serde_json::Error> {
+    let bytes = src.text.as_bytes();
+    let mut members: Vec<(IStr, Range<usize>)> = Vec::new();
+    let mut i = skip_ws(bytes, start + 1);
+    while bytes.get(i) == Some(&b'"') {
+        let (key_end, escaped) = skip_string(bytes, i);
+        let key = if escaped {
+            IStr::from(serde_json::from_str::<String>(src.text(i..key_end)?)?)
+        } else {
+            IStr::from(src.text(i + 1..key_end - 1)?)
+        };
+        // Past the key, the whitespace and the colon.
+        let value_start = skip_ws(bytes, skip_ws(bytes, key_end) + 1);
+        let value_end = src.skip_value(value_start);
+        members.push((key, value_start..value_end));
+        i = skip_ws(bytes, value_end);
+        if bytes.get(i) == Some(&b',') {
+            i = skip_ws(bytes, i + 1);
+        }
+    }
+    let mut builder = ObjValueBuilder::with_capacity(members.len());
+    for (key, range) in members {
+        // `thunk` replaces an earlier field of the same name, as eager conversion's `value`
+        // does: with duplicate keys the last one wins.
+        builder.field(key).thunk(LazyField {
+            src: Rc::clone(src),
+            range,
+        });
+    }
+    Ok(Val::Obj(builder.build()))
 }
 
 /// A field of a lazy object: the byte range of its value in the ctx text.
 #[derive(Trace)]
 struct LazyField {
     #[trace(skip)]
-    src: Rc<str>,
+    src: Rc<Source>,
     #[trace(skip)]
     range: Range<usize>,
 }
@@ -73,128 +179,269 @@ impl ThunkValue for LazyField {
     }
 }
 
-/// Builds one JSON value: scalars as `Val::deserialize` would, arrays element by element, and
-/// objects as lazy objects (member ranges only; member values are skipped, not converted).
-#[derive(Clone, Copy)]
-struct LazyVisitor<'s> {
-    src: &'s Rc<str>,
+/// Whether `b` is a JSON value that serde_json certainly accepts, checked quickly. `false`
+/// means "not sure": errors, and valid text with constructs whose acceptance depends on
+/// serde_json's details (exponents and long numbers, which may be out of range; `\u` escapes of
+/// surrogates, which must pair up; nesting near the recursion limit).
+///
+/// Records where each object and array starts and ends in `containers` (meaningful only when
+/// the answer is `true`).
+fn plainly_valid(b: &[u8], containers: &mut Vec<(usize, usize)>) -> bool {
+    let mut check = Check {
+        b,
+        i: 0,
+        containers,
+    };
+    check.value(0).is_some() && skip_ws(b, check.i) == b.len()
 }
 
-impl<'s> LazyVisitor<'s> {
-    /// The range of `part`, a slice of the text being deserialized, within `src`.
-    fn range_of(&self, part: &str) -> Range<usize> {
-        // `part` borrows from `src` (the deserializer reads a slice of it and `RawValue` hands
-        // back sub-slices), so the address difference is its offset.
-        let start = (part.as_ptr() as usize).wrapping_sub(self.src.as_ptr() as usize);
-        start..start + part.len()
-    }
+/// The fast validating scanner: `None` as soon as something is invalid or not plainly valid.
+struct Check<'a> {
+    b: &'a [u8],
+    i: usize,
+    containers: &'a mut Vec<(usize, usize)>,
 }
 
-impl<'de> DeserializeSeed<'de> for LazyVisitor<'_> {
-    type Value = Val;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Val, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-// The scalar methods mirror jrsonnet's `Val` visitor (integrations/serde.rs) one for one, so a
-// value read lazily is the value eager conversion produced.
-impl<'de> Visitor<'de> for LazyVisitor<'_> {
-    type Value = Val;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+impl Check<'_> {
+    /// Records the container that starts at the current position; see [`Check::close`].
+    fn open(&mut self) -> usize {
+        self.containers.push((self.i, self.i));
+        self.i += 1;
+        self.containers.len() - 1
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Val, E> {
-        Ok(Val::Bool(v))
+    /// Steps past the closing bracket of the container `slot` and records its end.
+    fn close(&mut self, slot: usize) -> Option<()> {
+        self.i += 1;
+        self.containers.get_mut(slot)?.1 = self.i;
+        Some(())
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val, E> {
-        // Numbers are f64 in Jsonnet; large integers round, as they do in eager conversion.
-        num(v as f64)
+    fn peek(&mut self) -> Option<u8> {
+        self.i = skip_ws(self.b, self.i);
+        self.b.get(self.i).copied()
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val, E> {
-        num(v as f64)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val, E> {
-        num(v)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Val, E> {
-        Ok(Val::string(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Val, E> {
-        Ok(Val::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
-        // Elements are converted now (arrays are usually short lists of scalars or small
-        // objects); object elements stay lazy inside.
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(self)? {
-            out.push(item);
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' if depth < PLAIN_MAX_DEPTH => {
+                let slot = self.open();
+                if self.peek()? == b'}' {
+                    return self.close(slot);
+                }
+                loop {
+                    if self.peek()? != b'"' {
+                        return None;
+                    }
+                    self.string()?;
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.i += 1;
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => return self.close(slot),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' if depth < PLAIN_MAX_DEPTH => {
+                let slot = self.open();
+                if self.peek()? == b']' {
+                    return self.close(slot);
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => return self.close(slot),
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => self.string(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
         }
-        Ok(Val::arr(out))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
-        let mut builder = ObjValueBuilder::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key_seed(Key)? {
-            let raw: &'de RawValue = map.next_value()?;
-            // `thunk` replaces an earlier field of the same name, as eager conversion's `value`
-            // does: with duplicate keys the last one wins.
-            builder.field(IStr::from(&*key)).thunk(LazyField {
-                src: Rc::clone(self.src),
-                range: self.range_of(raw.get()),
-            });
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`, short; exponents are left to serde_json.
+    fn number(&mut self) -> Option<()> {
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
         }
-        Ok(Val::Obj(builder.build()))
+        let int = self.digits();
+        if int == 0 || (int > 1 && self.b.get(self.i - int) == Some(&b'0')) {
+            return None;
+        }
+        let mut frac = 0;
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            frac = self.digits();
+            if frac == 0 {
+                return None;
+            }
+        }
+        let plain =
+            int + frac <= PLAIN_MAX_DIGITS && !matches!(self.b.get(self.i), Some(b'e' | b'E'));
+        plain.then_some(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn string(&mut self) -> Option<()> {
+        self.i += 1;
+        loop {
+            self.i = find_special(self.b, self.i, true);
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.i += 2;
+                    match *self.b.get(self.i - 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hex = self.b.get(self.i..self.i + 4)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            let unit = hex
+                                .iter()
+                                .fold(0u32, |n, &h| n * 16 + (h as char).to_digit(16).unwrap_or(0));
+                            if (0xD800..=0xDFFF).contains(&unit) {
+                                return None;
+                            }
+                            self.i += 4;
+                        }
+                        _ => return None,
+                    }
+                }
+                // A control character, which JSON strings may not contain.
+                _ => return None,
+            }
+        }
     }
 }
 
-fn num<E: de::Error>(v: f64) -> Result<Val, E> {
-    NumValue::new(v)
-        .map(Val::Num)
-        .ok_or_else(|| E::custom("only finite numbers are supported"))
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
 }
 
-/// An object key, borrowed from the text unless it has escapes.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
+/// Past the value starting at `i` in valid JSON (no leading whitespace), by scanning it.
+fn skip_value(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(b'"') => skip_string(b, i).0,
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut i = i;
+            while let Some(&c) = b.get(i) {
+                match c {
+                    b'"' => {
+                        i = skip_string(b, i).0;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            i
+        }
+        _ => {
+            let mut i = i;
+            while !matches!(
+                b.get(i),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            ) {
+                i += 1;
+            }
+            i
+        }
     }
 }
 
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
+/// Past the closing quote of the string starting at `i` in valid JSON, and whether the string
+/// has escapes.
+fn skip_string(b: &[u8], i: usize) -> (usize, bool) {
+    let mut i = i + 1;
+    let mut escaped = false;
+    loop {
+        i = find_special(b, i, false);
+        match b.get(i) {
+            // The escaped character cannot end the string, whatever it is.
+            Some(b'\\') => {
+                escaped = true;
+                i += 2;
+            }
+            Some(_) => return (i + 1, escaped),
+            None => return (b.len(), escaped),
+        }
     }
+}
 
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
+/// The first index at or after `i` holding `"`, `\`, or (with `control`) a byte below 0x20; or
+/// `b.len()`. Eight bytes at a time, as serde_json does: strings are most of a ctx.
+fn find_special(b: &[u8], mut i: usize, control: bool) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        // Each term flags (in its byte's high bit) bytes equal to the character; flags above the
+        // first true one may be spurious, so only the lowest flag is used.
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let mut found =
+            (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash);
+        if control {
+            found |= word.wrapping_sub(ONES * 0x20) & !word;
+        }
+        found &= HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || (control && c < 0x20) {
+            return i;
+        }
+        i += 1;
     }
+    b.len()
 }
 
 /// Parses a whole JSON value the way eager conversion does (`deserialize_any` all the way down,
-/// so numbers, string escapes and the recursion limit are all checked) while building nothing.
+/// so numbers, string escapes and the recursion limit are all checked, and errors carry the same
+/// message and position) while building nothing.
 struct Validated;
 
 impl<'de> de::Deserialize<'de> for Validated {
@@ -224,7 +471,9 @@ impl<'de> Visitor<'de> for Validated {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self, E> {
         // serde_json never yields a non-finite number, but eager conversion would reject one.
-        num::<E>(v).map(|_| Validated)
+        NumValue::new(v)
+            .map(|_| Validated)
+            .ok_or_else(|| E::custom("only finite numbers are supported"))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self, E> {
@@ -241,7 +490,8 @@ impl<'de> Visitor<'de> for Validated {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        while map.next_key_seed(Key)?.is_some() {
+        // Keys are parsed as strings, as eager conversion's `Cow<str>` keys are.
+        while map.next_key::<Validated>()?.is_some() {
             map.next_value::<Validated>()?;
         }
         Ok(Validated)
