@@ -273,3 +273,47 @@ impl Message {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_type_is_read_leniently() {
+        for (v, want) in [
+            ("\"email\"", MessageType::Email),
+            ("\"SMS\"", MessageType::Sms),
+            ("\"phone\"", MessageType::Sms),
+            ("1", MessageType::Email),
+            ("2", MessageType::Sms),
+        ] {
+            let json = format!(r#"{{"recipient":"x","template_type":"stub","message_type":{v}}}"#);
+            assert_eq!(
+                Message::from_json(json.as_bytes()).unwrap().message_type,
+                want,
+                "{v}"
+            );
+        }
+        let err =
+            Message::from_json(br#"{"recipient":"x","template_type":"stub","message_type":"fax"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown message type \"fax\""), "{err}");
+    }
+
+    #[test]
+    fn channel_defaults_by_message_type() {
+        let m = Message::from_json(
+            br#"{"recipient":"+1555","template_type":"stub","MessageType":"sms"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.channel(), "sms");
+        let m = Message::from_json(
+            br#"{"recipient":"a@b.c","template_type":"stub","channel":"alerts"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.channel(), "alerts");
+        let m = Message::from_json(br#"{"recipient":"a@b.c","template_type":"stub"}"#).unwrap();
+        assert_eq!(m.channel(), "email");
+    }
+}

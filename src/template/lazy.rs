@@ -497,3 +497,321 @@ impl<'de> Visitor<'de> for Validated {
         Ok(Validated)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ctx, samples, CtxStyle, MessageType, TemplateType};
+    use crate::template::manifest::Writer;
+    use crate::template::{default_template, Engine, Limits, RenderErrorKind, Template};
+
+    /// A ctx exercising what conversion must preserve: escapes and unicode (a surrogate pair
+    /// included) in keys and values, numbers, nulls, empty and nested containers, arrays of
+    /// objects, duplicate keys, structurally equal parts, odd whitespace.
+    const CTX: &str = r#" {
+        "Recipient": "a@b.c",
+        "Subject": "Héllo \"quoted\" \\ back\nslash \/ \u00e9 \ud83d\ude00 \u0001 tab\t 😀",
+        "Body": "",
+        "Num": {"int": 42, "neg": -7, "zero": 0, "negzero": -0, "negzerof": -0.0,
+                "frac": 0.1, "big": 1e300, "small": 1e-300, "exp": 2.5E+3,
+                "huge": 12345678901234567890, "long": 0.30000000000000004,
+                "max": 1.7976931348623157e308, "i64": -9223372036854775808},
+        "Flags": [true, false, null],
+        "Null": null,
+        "Empty": {}, "EmptyArr": [ ],
+        "Nested": {"a": {"b": {"c": [1, [2, [3, {"d": "e"}]]], "f": []}}},
+        "List": [{"id": 1, "tags": ["x"]}, {"id": 2, "tags": []}, {"id": 3}, [], {}],
+        "Dup": {"k": 1, "k": 2, "j": {"x": 1}, "j": {"y": 2}},
+        "Same1": {"a": [1, {"b": "c"}], "n": null},
+        "Same2": {"n": null, "a": [1, {"b": "c"}]},
+        "Esc\"aped \u006b\u0065y": "v", "": "empty key", "ключ": "юникод",
+        "Identity": {"id": "x", "traits": {"email": "a@b.c", "name": {"first": "J"}},
+                     "addresses": [{"value": "a@b.c", "verified": true}]}
+    }
+"#;
+
+    const TEMPLATES: &[&str] = &[
+        "function(ctx) ctx",
+        "function(ctx) {m: std.manifestJson(ctx), x: std.manifestJsonEx(ctx, '  '), s: std.toString(ctx)}",
+        "function(ctx) {f: std.objectFields(ctx), fa: std.objectFieldsAll(ctx), n: std.length(ctx), \
+         l: std.length(ctx.List), le: std.length(ctx.Empty), la: std.length(ctx.EmptyArr), \
+         d: std.length(ctx.Dup), df: std.objectFields(ctx.Dup)}",
+        "function(ctx) {has: ['Subject' in ctx, 'Nope' in ctx, 'k' in ctx.Dup, \
+         std.objectHas(ctx, 'Null'), std.objectHasAll(ctx, 'Empty'), std.objectHas(ctx.Empty, 'x'), \
+         'id' in ctx.List[2], 'tags' in ctx.List[2]]}",
+        "function(ctx) {eq: ctx.Same1 == ctx.Same2, ne: ctx.Same1 == ctx.Dup, me: ctx == ctx, \
+         arr: ctx.List == ctx.List, parsed: ctx == std.parseJson(std.manifestJson(ctx)), \
+         ids: std.map(function(x) std.get(x, 'id', null), ctx.List), \
+         tags: [x.tags for x in ctx.List if std.isObject(x) && 'tags' in x]}",
+        "function(ctx) {n: ctx.Num, sum: ctx.Num.int + ctx.Num.frac, big: std.toString(ctx.Num.big), \
+         sign: [std.sign(ctx.Num.negzero), std.sign(ctx.Num.negzerof)], huge: ctx.Num.huge, \
+         long: ctx.Num.long, t: std.type(ctx.Num.max), vals: std.objectValues(ctx.Num)}",
+        "function(ctx) {s: ctx.Subject, len: std.length(ctx.Subject), \
+         cps: std.map(std.codepoint, std.stringChars(ctx.Subject)), k: ctx['Esc\"aped key'], \
+         e: ctx[''], u: ctx['ключ'], flags: ctx.Flags, nul: ctx.Null, body: ctx.Body}",
+        "function(ctx) {plus: ctx.Nested + {x: 1}, ext: ctx.Nested { a+: {z: 1} }, \
+         patch: std.mergePatch(ctx.Dup, {j: null}), types: {[k]: std.type(ctx[k]) for k in std.objectFields(ctx)}, \
+         pruned: std.prune(ctx), deep: ctx.Nested.a.b.c[1][1][1].d, kv: std.objectKeysValues(ctx.Same1)}",
+        "function(ctx) {id: ctx.Identity.traits.name, addr: ctx.Identity.addresses[0].verified, \
+         sorted: std.sort(std.objectFields(ctx.Identity)), dup: ctx.Dup}",
+        "function(ctx) {missing: ctx.Missing}",
+        "function(ctx) {missing: ctx.Identity.traits.nope}",
+        "function(ctx) {bad: ctx.Subject + 1}",
+    ];
+
+    /// Renders `template` over `text` both lazily (JSON text) and eagerly (the parsed value)
+    /// and asserts identical outcomes, errors included.
+    fn assert_same_render(engine: &mut Engine, template: &str, text: &str) {
+        let t = Template::new("t.jsonnet", template);
+        let value: serde_json::Value = serde_json::from_str(text).expect("test ctx is JSON");
+        let lazy = engine.render_json(&t, text).map_err(|e| e.to_string());
+        let eager = engine.render(&t, &value).map_err(|e| e.to_string());
+        assert_eq!(lazy, eager, "template {template}");
+    }
+
+    #[test]
+    fn renders_like_eager_conversion() {
+        let mut engine = Engine::new(Limits::default()).unwrap();
+        for template in TEMPLATES {
+            assert_same_render(&mut engine, template, CTX);
+        }
+        // The same ctx without the whitespace, pretty-printed, and with CRLF line ends.
+        let value: serde_json::Value = serde_json::from_str(CTX).unwrap();
+        let compact = serde_json::to_string(&value).unwrap();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let crlf = pretty.replace('\n', "\r\n\t");
+        for text in [&compact, &pretty, &crlf] {
+            for template in TEMPLATES {
+                assert_same_render(&mut engine, template, text);
+            }
+        }
+    }
+
+    #[test]
+    fn errors_in_fields_read_lazily_match_eager_ones() {
+        let mut engine = Engine::new(Limits::default()).unwrap();
+        let t = Template::new("t.jsonnet", "function(ctx) {missing: ctx.Missing}");
+        let err = engine.render_json(&t, CTX).unwrap_err();
+        assert_eq!(err.field(), Some("missing"));
+        assert!(err.message().contains("no such field: Missing"), "{err}");
+    }
+
+    #[test]
+    fn top_level_values_of_every_kind() {
+        let mut engine = Engine::new(Limits::default()).unwrap();
+        for text in [
+            "[1, {\"a\": [2, {\"b\": null}]}, [], {}]",
+            "\"str\\u00e9\"",
+            "\"plain\"",
+            "null",
+            "true",
+            "false",
+            "3.5",
+            "-0",
+            "1e300",
+            "{}",
+            "[]",
+            " \n {\"a\" : 1 , \"b\":[ 1 ,2 ] } \r\n",
+        ] {
+            assert_same_render(&mut engine, "function(ctx) {c: ctx}", text);
+            assert_same_render(&mut engine, "function(ctx) std.manifestJson(ctx)", text);
+        }
+    }
+
+    #[test]
+    fn default_templates_render_like_eager_conversion() {
+        let mut engine = Engine::new(Limits::default()).unwrap();
+        for style in [CtxStyle::Pascal, CtxStyle::Snake] {
+            let t = default_template(style);
+            for kind in [
+                TemplateType::RecoveryCodeValid,
+                TemplateType::VerificationValid,
+            ] {
+                let Some(message) = samples::message(kind, MessageType::Email) else {
+                    continue;
+                };
+                let text = ctx::to_json(&message, style);
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let lazy = engine.render_json(&t, &text).unwrap();
+                assert_eq!(lazy, engine.render(&t, &value).unwrap());
+                assert_same_render(&mut engine, "function(ctx) ctx", &text);
+            }
+        }
+    }
+
+    /// The error eager conversion reported for `text`, if any.
+    fn eager(text: &str) -> Result<Val, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        Val::deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v))
+            .map_err(|e| e.to_string())
+    }
+
+    fn manifest(val: &Val) -> String {
+        let mut out = String::new();
+        let mut writer = Writer::new(&mut out, 1 << 30);
+        assert!(writer.write(val).is_ok(), "manifest failed");
+        out
+    }
+
+    /// Lazy and eager conversion of `text` agree: same value, or same error.
+    fn assert_same_conversion(text: &str) {
+        let lazy = ctx_from_json(text).map_err(|e| e.to_string());
+        match (eager(text), lazy) {
+            (Ok(a), Ok(b)) => assert_eq!(manifest(&a), manifest(&b), "text {text:?}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "text {text:?}"),
+            (a, b) => panic!(
+                "text {text:?}: eager {:?}, lazy {:?}",
+                a.map(|v| manifest(&v)),
+                b.map(|v| manifest(&v))
+            ),
+        }
+    }
+
+    const INVALID: &[&str] = &[
+        "",
+        "   ",
+        "{",
+        "}",
+        "[1,]",
+        "[1 2]",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{\"a\":1,}",
+        "{,}",
+        "{'a': 1}",
+        "{a: 1}",
+        "{\"a\":1}x",
+        "{\"a\":1} {}",
+        "\"unterminated",
+        "\"\\x\"",
+        "\"\\u12G4\"",
+        "\"\\ud800\"",
+        "{\"a\": \"\\udc00\"}",
+        "{\"a\": \"\\ud83d\\u0041\"}",
+        "{\"a\": \"\\ud83d\"}",
+        "{\"a\": \"raw \u{1} control\"}",
+        "{\"a\": 1e400}",
+        "{\"a\": -1e400}",
+        "01",
+        "{\"a\": 01}",
+        "-",
+        "1.",
+        "1.e5",
+        ".5",
+        "+1",
+        "1e",
+        "1e+",
+        "NaN",
+        "Infinity",
+        "tru",
+        "nul",
+        "falsey",
+        "[true false]",
+    ];
+
+    #[test]
+    fn invalid_json_fails_up_front_as_eager_conversion_did() {
+        let deep_ok = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+        let too_deep = format!("{}1{}", "[".repeat(128), "]".repeat(128));
+        let deep_obj = format!("{}1{}", "{\"a\":".repeat(130), "}".repeat(130));
+        let mut engine = Engine::new(Limits::default()).unwrap();
+        let t = Template::new("t.jsonnet", "function(ctx) {a: 1}");
+        for text in INVALID
+            .iter()
+            .copied()
+            .chain([too_deep.as_str(), deep_obj.as_str()])
+        {
+            let expected = eager(text).expect_err(text);
+            assert_same_conversion(text);
+            let err = engine.render_json(&t, text).unwrap_err();
+            assert_eq!(err.kind(), RenderErrorKind::Runtime);
+            assert_eq!(err.message(), format!("ctx is not valid JSON: {expected}"));
+        }
+        // Invalid content in a field the template never reads still fails.
+        let err = engine
+            .render_json(&t, "{\"a\": 1, \"unread\": [1, \"\\ud800\"]}")
+            .unwrap_err();
+        assert!(
+            err.message().starts_with("ctx is not valid JSON: "),
+            "{err}"
+        );
+        assert_same_conversion(&deep_ok);
+    }
+
+    #[test]
+    fn converts_like_eager_conversion() {
+        for text in [
+            CTX,
+            "{\"a\":{\"b\":[{\"c\":{}},[[]]]},\"d\":\"\\\"}\"}",
+            "[{}, [{}]]",
+        ] {
+            assert_same_conversion(text);
+        }
+    }
+
+    /// Random edits of valid JSON, most of them invalid: the fast scanner must never accept
+    /// what serde_json rejects, and lazy conversion must agree with eager conversion on every
+    /// one (value or error message).
+    #[test]
+    fn random_edits_convert_like_eager_conversion() {
+        const PIECES: &[&str] = &[
+            "{", "}", "[", "]", "\"", ",", ":", "\\", " ", "\n", "0", "1", "9", "-", "+", ".", "e",
+            "E", "t", "f", "n", "u", "\\u", "\\ud83d", "\\ude00", "\\ud800", "\u{1}", "é", "😀",
+            "true", "null", "1e400", "{}", "[]", "\"x\"", "\"k\":1",
+        ];
+        let seeds: [&str; 4] = [
+            CTX,
+            "{\"a\":[1,2.5,-3,{\"b\":\"c\\n\"}],\"d\":{\"e\":null,\"f\":true}}",
+            "[{\"id\":1,\"t\":[\"x\",\"y\"]},{\"id\":2}]",
+            "{\"s\":\"\\u00e9\\ud83d\\ude00\",\"n\":0.1}",
+        ];
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
+        for _ in 0..4000 {
+            let mut text = seeds[rng.usize(..seeds.len())].to_owned();
+            for _ in 0..rng.usize(1..4) {
+                let mut at = rng.usize(..=text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match rng.u8(..3) {
+                    0 => text.insert_str(at, PIECES[rng.usize(..PIECES.len())]),
+                    1 => {
+                        let mut end = (at + rng.usize(1..6)).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        text.replace_range(at..end, "");
+                    }
+                    _ => {
+                        let mut end = (at + rng.usize(1..6)).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        let piece = PIECES[rng.usize(..PIECES.len())];
+                        text.replace_range(at..end, piece);
+                    }
+                }
+            }
+            let mut containers = Vec::new();
+            if plainly_valid(text.as_bytes(), &mut containers) {
+                assert!(
+                    serde_json::from_str::<Validated>(&text).is_ok(),
+                    "fast scanner accepted invalid {text:?}"
+                );
+            }
+            assert_same_conversion(&text);
+        }
+    }
+
+    #[test]
+    fn fast_scanner_records_container_bounds() {
+        let text = " {\"a\": [1, {\"b\": \"]}\"}], \"c\": {}} ";
+        let mut containers = Vec::new();
+        assert!(plainly_valid(text.as_bytes(), &mut containers));
+        for &(start, end) in &containers {
+            assert_eq!(skip_value(text.as_bytes(), start), end, "{start}..{end}");
+        }
+        assert_eq!(containers.len(), 4);
+    }
+}

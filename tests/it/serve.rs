@@ -1316,6 +1316,39 @@ fn the_binary_refuses_a_non_loopback_address_without_tokens() {
 
 // ---------------------------------------------------------------------------------------------
 
+/// `?channel=` routes what a reference courier's sms channel posts (its ctx names no channel).
+async fn the_channel_query_routes_messages_that_name_none(store: Arc<dyn MessageStore>) {
+    let sink = Server::status(200).await;
+    let yaml = format!(
+        "courier:\n  http:\n    request_config:\n      url: {}\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: {}\n        body: base64://{}\njsonnet_courier:\n  serve:\n    poll_interval: 20ms\n",
+        sink.url("/email"),
+        sink.url("/sms"),
+        base64::engine::general_purpose::STANDARD
+            .encode(r#"function(ctx) { to: ctx.Recipient, body: ctx.Body }"#)
+    );
+    let config = Config::parse(&yaml, false, None, &|_| None).unwrap();
+    let svc = start(store, config, |_| {}).await;
+    let sms = json!({"Recipient": "+14155550123", "TemplateType": "login_code_valid", "Body": "Your code is 123456",
+                     "TemplateData": {"LoginCode": "123456"}});
+    let r = post_json(svc.addr, "/messages?channel=sms", &[], sms.to_string()).await;
+    let id = ids_of(&r).remove(0);
+    // A message that names its channel keeps it.
+    let own = json!({"recipient": "a@example.com", "template_type": "stub", "channel": "email"});
+    let r = post_json(svc.addr, "/messages?channel=sms", &[], own.to_string()).await;
+    let own_id = ids_of(&r).remove(0);
+    wait_status(svc.addr, &id, Status::Sent, Duration::from_secs(10)).await;
+    wait_status(svc.addr, &own_id, Status::Sent, Duration::from_secs(10)).await;
+    let reqs = sink.requests.lock().unwrap().clone();
+    let to_sms: Vec<_> = reqs.iter().filter(|r| r.path == "/sms").collect();
+    assert_eq!(to_sms.len(), 1, "{reqs:#?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&to_sms[0].body).unwrap(),
+        json!({"to": "+14155550123", "body": "Your code is 123456"})
+    );
+    assert_eq!(reqs.iter().filter(|r| r.path == "/email").count(), 1);
+    svc.stop().await;
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1349,4 +1382,5 @@ backend_tests!(
     shutdown_lets_an_inflight_delivery_finish,
     shutdown_releases_deliveries_that_outlive_the_grace,
     a_dead_workers_message_is_delivered_after_its_lease,
+    the_channel_query_routes_messages_that_name_none,
 );
