@@ -8,6 +8,7 @@ mod golden;
 mod render;
 mod send;
 mod serve;
+mod sink;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,9 @@ enum Command {
     ///   courier serve --config courier.yaml --database postgres://courier@db/courier
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
+    /// A local HTTP endpoint that prints every request it receives (secrets in headers masked):
+    /// a stand-in provider for trying `courier send` and `courier serve`.
+    Sink(sink::SinkArgs),
     /// Measure render-and-deliver throughput against an in-process HTTP sink on 127.0.0.1, and in
     /// the same run the ceiling: a bare hyper client posting a pre-rendered payload to the same
     /// sink at the same concurrency. Prints msgs/s, p50/p99 latency and the ratio.
@@ -195,6 +199,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Config(args) => config::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Sink(args) => sink::run(args).await,
         }
     });
     match result {

@@ -180,3 +180,42 @@ fn bench_runs_and_reports_the_ratio() {
     assert_eq!(v["ceiling"]["count"], 400);
     assert!(v["ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn sink_prints_what_send_delivers_with_secrets_masked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args([
+            "sink", "--listen", &listen, "--count", "1", "--status", "202",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &format!("http://{listen}/hook"), "");
+    // The sink may take a moment to bind: retry the send a few times (bounded).
+    let mut out = courier(&["send", "--config", &cfg, "--type", "login_code_valid"]);
+    for _ in 0..20 {
+        if out.status.code() == Some(0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = courier(&["send", "--config", &cfg, "--type", "login_code_valid"]);
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let printed = sink.wait_with_output().unwrap();
+    let stdout = text(&printed.stdout);
+    assert!(stdout.starts_with("#1 POST /hook"), "{stdout}");
+    assert!(stdout.contains("x-api-key: ***"), "{stdout}");
+    assert!(!stdout.contains("key-from-env"));
+    assert!(
+        stdout.contains("\"template_type\":\"login_code_valid\""),
+        "{stdout}"
+    );
+}
