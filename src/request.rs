@@ -111,12 +111,13 @@ impl RequestTemplate {
     ///
     /// # Errors
     /// A form channel's payload is not a flat object of strings.
-    pub fn build(&self, payload: Option<&str>) -> Result<Request<Full<Bytes>>, EncodeError> {
+    pub fn build(&self, payload: Option<String>) -> Result<Request<Full<Bytes>>, EncodeError> {
         let body = match payload.filter(|_| self.carries_body()) {
             None => Bytes::new(),
+            // The rendered string becomes the body without a copy.
             Some(json) => match self.encoding {
-                Encoding::Json => Bytes::copy_from_slice(json.as_bytes()),
-                Encoding::Form => Bytes::from(encode::form(json)?),
+                Encoding::Json => Bytes::from(json),
+                Encoding::Form => Bytes::from(encode::form(&json)?),
             },
         };
         let mut headers = self.headers.clone();

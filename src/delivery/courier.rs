@@ -197,7 +197,7 @@ impl Courier {
             },
             _ => None,
         };
-        let req = match route.request.build(payload.as_deref()) {
+        let req = match route.request.build(payload) {
             Ok(r) => r,
             Err(e) => return fail(a, ErrorKind::Encode, AttemptClass::Permanent, e.to_string()),
         };

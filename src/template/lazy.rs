@@ -3,15 +3,16 @@
 //! Templates read a handful of ctx fields, but a ctx carries much more (the whole identity, the
 //! request headers, both bodies); converting all of it into jrsonnet values up front was most of
 //! the cost of a render. This module owns the JSON-text path of [`super::CtxRef::Json`]: the text
-//! is validated once, copied once into an `Rc<str>`, and every JSON object becomes a jrsonnet
-//! object whose fields are thunks over byte ranges of that text. A field is converted only when
-//! the template (or the manifest writer) reads it, and an object read that way is itself lazy.
-//! Arrays are converted when their field is read, element by element (object elements are lazy
-//! objects); scalars are converted exactly as jrsonnet's own `Val::deserialize` converts them.
+//! is validated once, copied once into a buffer shared through an `Rc`, and every JSON object
+//! becomes a jrsonnet object whose fields are thunks over byte ranges of that buffer. A field is
+//! converted only when the template (or the manifest writer) reads it, and an object read that
+//! way is itself lazy. Arrays are converted when their field is read, element by element (object
+//! elements are lazy objects); scalars are converted exactly as jrsonnet's own `Val::deserialize`
+//! converts them. (`CtxRef::Value` stays eager: its text is already parsed.)
 //!
 //! The result must be indistinguishable from eager `Val::deserialize` of the same text, errors
 //! included, so nothing may fail later, when a field is read. Validation therefore happens up
-//! front and accepts exactly what serde_json accepts: a fast scanner ([`plainly_valid`]) passes
+//! front and accepts exactly what serde_json accepts: a fast scanner (`plainly_valid`) passes
 //! ordinary JSON, and anything it is unsure about (exponents, long numbers, surrogate escapes,
 //! deep nesting, and every error) goes through a full serde_json parse that builds nothing but
 //! reports exactly what eager conversion reported. Once the text is known to be valid, objects
@@ -49,9 +50,7 @@ pub(super) fn ctx_from_json(text: &str) -> Result<Val, serde_json::Error> {
         serde_json::from_str::<Validated>(text)?;
     }
     let start = skip_ws(text.as_bytes(), 0);
-    let end = text
-        .trim_end_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
-        .len();
+    let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len();
     // Copied once per render: thunks outlive the borrowed text (the GC may keep them until the
     // next cycle collection), and an `Rc` lets every thunk share the copy.
     let src = Rc::new(Source {
@@ -115,7 +114,9 @@ fn convert(src: &Rc<Source>, range: Range<usize>) -> Result<Val, serde_json::Err
         Some(b'"') if !bytes.get(range.clone()).is_some_and(|s| s.contains(&b'\\')) => {
             // Without escapes the string is its text between the quotes, which is also what
             // serde_json hands to the visitor.
-            Ok(Val::string(src.text(range.start + 1..range.end - 1)?))
+            Ok(Val::string(
+                src.text(range.start + 1..range.end.saturating_sub(1))?,
+            ))
         }
         // Numbers and escaped strings: serde_json decodes them, as in eager conversion.
         _ => Val::deserialize(&mut serde_json::Deserializer::from_str(src.text(range)?)),
@@ -132,7 +133,7 @@ fn lazy_object(src: &Rc<Source>, start: usize) -> Result<Val, serde_json::Error>
         let key = if escaped {
             IStr::from(serde_json::from_str::<String>(src.text(i..key_end)?)?)
         } else {
-            IStr::from(src.text(i + 1..key_end - 1)?)
+            IStr::from(src.text(i + 1..key_end.saturating_sub(1))?)
         };
         // Past the key, the whitespace and the colon.
         let value_start = skip_ws(bytes, skip_ws(bytes, key_end) + 1);
@@ -505,17 +506,17 @@ mod tests {
     use crate::template::manifest::Writer;
     use crate::template::{default_template, Engine, Limits, RenderErrorKind, Template};
 
-    /// A ctx exercising what conversion must preserve: escapes and unicode (a surrogate pair
-    /// included) in keys and values, numbers, nulls, empty and nested containers, arrays of
-    /// objects, duplicate keys, structurally equal parts, odd whitespace.
+    /// A ctx exercising what conversion must preserve: escapes and unicode in keys and values,
+    /// numbers, nulls, empty and nested containers, arrays of objects, duplicate keys,
+    /// structurally equal parts, odd whitespace. The fast scanner accepts it; [`with_extra`]
+    /// makes one that only serde_json can validate.
     const CTX: &str = r#" {
         "Recipient": "a@b.c",
-        "Subject": "Héllo \"quoted\" \\ back\nslash \/ \u00e9 \ud83d\ude00 \u0001 tab\t 😀",
+        "Subject": "Héllo \"quoted\" \\ back\nslash \/ \u00e9 \u0001 tab\t 😀",
         "Body": "",
         "Num": {"int": 42, "neg": -7, "zero": 0, "negzero": -0, "negzerof": -0.0,
-                "frac": 0.1, "big": 1e300, "small": 1e-300, "exp": 2.5E+3,
-                "huge": 12345678901234567890, "long": 0.30000000000000004,
-                "max": 1.7976931348623157e308, "i64": -9223372036854775808},
+                "frac": 0.1, "huge": 12345678901234567890, "long": 0.30000000000000004,
+                "i64": -9223372036854775808},
         "Flags": [true, false, null],
         "Null": null,
         "Empty": {}, "EmptyArr": [ ],
@@ -530,6 +531,31 @@ mod tests {
     }
 "#;
 
+    /// `CTX` with numbers in exponent form and a surrogate pair escape, which the fast scanner
+    /// leaves to serde_json.
+    fn with_extra() -> String {
+        let extra = r#""Extra": {"big": 1e300, "small": 1e-300, "exp": 2.5E+3,
+            "max": 1.7976931348623157e308, "pair": "\ud83d\ude00 x"},"#;
+        CTX.replacen("\"Recipient\"", &format!("{extra} \"Recipient\""), 1)
+    }
+
+    /// Both forms of the test ctx, each in its original layout, compact, pretty-printed, and
+    /// with CRLF line ends and tabs.
+    fn ctx_texts() -> Vec<String> {
+        let mut texts = Vec::new();
+        for text in [CTX.to_owned(), with_extra()] {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            texts.push(pretty.replace('\n', "\r\n\t"));
+            texts.push(pretty);
+            texts.push(serde_json::to_string(&value).unwrap());
+            texts.push(text);
+        }
+        assert!(plainly_valid(CTX.as_bytes(), &mut Vec::new()));
+        assert!(!plainly_valid(with_extra().as_bytes(), &mut Vec::new()));
+        texts
+    }
+
     const TEMPLATES: &[&str] = &[
         "function(ctx) ctx",
         "function(ctx) {m: std.manifestJson(ctx), x: std.manifestJsonEx(ctx, '  '), s: std.toString(ctx)}",
@@ -543,9 +569,11 @@ mod tests {
          arr: ctx.List == ctx.List, parsed: ctx == std.parseJson(std.manifestJson(ctx)), \
          ids: std.map(function(x) std.get(x, 'id', null), ctx.List), \
          tags: [x.tags for x in ctx.List if std.isObject(x) && 'tags' in x]}",
-        "function(ctx) {n: ctx.Num, sum: ctx.Num.int + ctx.Num.frac, big: std.toString(ctx.Num.big), \
+        "function(ctx) {n: ctx.Num, sum: ctx.Num.int + ctx.Num.frac, \
          sign: [std.sign(ctx.Num.negzero), std.sign(ctx.Num.negzerof)], huge: ctx.Num.huge, \
-         long: ctx.Num.long, t: std.type(ctx.Num.max), vals: std.objectValues(ctx.Num)}",
+         long: ctx.Num.long, t: std.type(ctx.Num.i64), vals: std.objectValues(ctx.Num), \
+         extra: if 'Extra' in ctx then [std.toString(ctx.Extra.big), ctx.Extra.small, ctx.Extra.max, \
+         ctx.Extra.exp, std.length(ctx.Extra.pair), ctx.Extra.pair] else null}",
         "function(ctx) {s: ctx.Subject, len: std.length(ctx.Subject), \
          cps: std.map(std.codepoint, std.stringChars(ctx.Subject)), k: ctx['Esc\"aped key'], \
          e: ctx[''], u: ctx['ключ'], flags: ctx.Flags, nul: ctx.Null, body: ctx.Body}",
@@ -572,17 +600,9 @@ mod tests {
     #[test]
     fn renders_like_eager_conversion() {
         let mut engine = Engine::new(Limits::default()).unwrap();
-        for template in TEMPLATES {
-            assert_same_render(&mut engine, template, CTX);
-        }
-        // The same ctx without the whitespace, pretty-printed, and with CRLF line ends.
-        let value: serde_json::Value = serde_json::from_str(CTX).unwrap();
-        let compact = serde_json::to_string(&value).unwrap();
-        let pretty = serde_json::to_string_pretty(&value).unwrap();
-        let crlf = pretty.replace('\n', "\r\n\t");
-        for text in [&compact, &pretty, &crlf] {
+        for text in ctx_texts() {
             for template in TEMPLATES {
-                assert_same_render(&mut engine, template, text);
+                assert_same_render(&mut engine, template, &text);
             }
         }
     }
@@ -741,8 +761,10 @@ mod tests {
 
     #[test]
     fn converts_like_eager_conversion() {
+        for text in ctx_texts() {
+            assert_same_conversion(&text);
+        }
         for text in [
-            CTX,
             "{\"a\":{\"b\":[{\"c\":{}},[[]]]},\"d\":\"\\\"}\"}",
             "[{}, [{}]]",
         ] {
@@ -750,58 +772,121 @@ mod tests {
         }
     }
 
-    /// Random edits of valid JSON, most of them invalid: the fast scanner must never accept
-    /// what serde_json rejects, and lazy conversion must agree with eager conversion on every
-    /// one (value or error message).
-    #[test]
-    fn random_edits_convert_like_eager_conversion() {
-        const PIECES: &[&str] = &[
-            "{", "}", "[", "]", "\"", ",", ":", "\\", " ", "\n", "0", "1", "9", "-", "+", ".", "e",
-            "E", "t", "f", "n", "u", "\\u", "\\ud83d", "\\ude00", "\\ud800", "\u{1}", "é", "😀",
-            "true", "null", "1e400", "{}", "[]", "\"x\"", "\"k\":1",
+    /// Writes a random JSON value: every kind, with keys that repeat, escapes of every form,
+    /// numbers the fast scanner leaves to serde_json, and random whitespace.
+    fn random_json(rng: &mut fastrand::Rng, depth: usize, out: &mut String) {
+        const WS: &[&str] = &["", "", " ", "\n", "\t", "\r\n  "];
+        const KEYS: &[&str] = &["a", "b", "id", "é", "", "k\\\"q", "\\u0041", "a"];
+        const CHUNKS: &[&str] = &[
+            "x",
+            "hello",
+            "é",
+            "😀",
+            "\\n",
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\u00e9",
+            "\\ud83d\\ude00",
+            "\\u0000",
+            " ",
+            "\\t",
+            "}]",
+            "\\b\\f\\r",
         ];
-        let seeds: [&str; 4] = [
-            CTX,
-            "{\"a\":[1,2.5,-3,{\"b\":\"c\\n\"}],\"d\":{\"e\":null,\"f\":true}}",
-            "[{\"id\":1,\"t\":[\"x\",\"y\"]},{\"id\":2}]",
-            "{\"s\":\"\\u00e9\\ud83d\\ude00\",\"n\":0.1}",
+        const NUMBERS: &[&str] = &[
+            "0",
+            "-0",
+            "1",
+            "-7",
+            "0.1",
+            "-0.0",
+            "42",
+            "1e3",
+            "1E-3",
+            "2.5e+10",
+            "1e300",
+            "-1e-300",
+            "0.30000000000000004",
+            "12345678901234567890",
+            "9007199254740993",
+            "123456789012345678901234567890123456789012345",
+            "1e-400",
+        ];
+        let ws = |rng: &mut fastrand::Rng| WS[rng.usize(..WS.len())];
+        let kind = if depth > 4 { rng.u8(2..6) } else { rng.u8(..6) };
+        match kind {
+            0 | 1 => {
+                let (open, close) = if kind == 0 { ('{', '}') } else { ('[', ']') };
+                out.push(open);
+                for n in 0..rng.usize(..5) {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(ws(rng));
+                    if kind == 0 {
+                        out.push('"');
+                        out.push_str(KEYS[rng.usize(..KEYS.len())]);
+                        out.push('"');
+                        out.push_str(ws(rng));
+                        out.push(':');
+                        out.push_str(ws(rng));
+                    }
+                    random_json(rng, depth + 1, out);
+                    out.push_str(ws(rng));
+                }
+                out.push(close);
+            }
+            2 => {
+                out.push('"');
+                for _ in 0..rng.usize(..4) {
+                    out.push_str(CHUNKS[rng.usize(..CHUNKS.len())]);
+                }
+                out.push('"');
+            }
+            3 => out.push_str(NUMBERS[rng.usize(..NUMBERS.len())]),
+            _ => out.push_str(["true", "false", "null"][rng.usize(..3)]),
+        }
+    }
+
+    /// Random JSON, a third of it then damaged by one edit: the fast scanner must never accept
+    /// what serde_json rejects, and lazy conversion must agree with eager conversion on every
+    /// text (same value, or same error message).
+    #[test]
+    fn random_json_converts_like_eager_conversion() {
+        const PIECES: &[&str] = &[
+            "{", "}", "[", "]", "\"", ",", ":", "\\", " ", "0", "-", "+", ".", "e", "t", "\\u",
+            "\\ud800", "\u{1}", "é", "1e400",
         ];
         let mut rng = fastrand::Rng::with_seed(0x5eed);
-        for _ in 0..4000 {
-            let mut text = seeds[rng.usize(..seeds.len())].to_owned();
-            for _ in 0..rng.usize(1..4) {
+        let (mut plain, mut valid_count, total) = (0, 0, 3000);
+        for _ in 0..total {
+            let mut text = String::new();
+            random_json(&mut rng, 0, &mut text);
+            if rng.u8(..3) == 0 {
                 let mut at = rng.usize(..=text.len());
                 while !text.is_char_boundary(at) {
                     at -= 1;
                 }
-                match rng.u8(..3) {
-                    0 => text.insert_str(at, PIECES[rng.usize(..PIECES.len())]),
-                    1 => {
-                        let mut end = (at + rng.usize(1..6)).min(text.len());
-                        while !text.is_char_boundary(end) {
-                            end += 1;
-                        }
-                        text.replace_range(at..end, "");
-                    }
-                    _ => {
-                        let mut end = (at + rng.usize(1..6)).min(text.len());
-                        while !text.is_char_boundary(end) {
-                            end += 1;
-                        }
-                        let piece = PIECES[rng.usize(..PIECES.len())];
-                        text.replace_range(at..end, piece);
-                    }
+                let mut end = (at + rng.usize(..3)).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
                 }
+                text.replace_range(at..end, PIECES[rng.usize(..PIECES.len())]);
             }
-            let mut containers = Vec::new();
-            if plainly_valid(text.as_bytes(), &mut containers) {
-                assert!(
-                    serde_json::from_str::<Validated>(&text).is_ok(),
-                    "fast scanner accepted invalid {text:?}"
-                );
+            let valid = serde_json::from_str::<Validated>(&text).is_ok();
+            if plainly_valid(text.as_bytes(), &mut Vec::new()) {
+                assert!(valid, "fast scanner accepted invalid {text:?}");
+                plain += 1;
             }
+            valid_count += usize::from(valid);
             assert_same_conversion(&text);
         }
+        // Enough of each kind for the comparisons to mean something.
+        assert!(
+            plain > total / 10 && valid_count > plain + total / 10 && valid_count < total * 9 / 10,
+            "{plain} plainly valid, {valid_count} valid of {total}"
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn sink_prints_what_send_delivers_with_secrets_masked() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_courier"))
+    let sink = Command::new(env!("CARGO_BIN_EXE_courier"))
         .args([
             "sink", "--listen", &listen, "--count", "1", "--status", "202",
         ])
