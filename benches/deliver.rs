@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 
 use jsonnet_courier::bench::{run_ceiling, run_courier, Sink};
-use jsonnet_courier::config::{ChannelConfig, Config, DEFAULT_BODY};
+use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
 use jsonnet_courier::template::{default_template, Engine, Limits};
@@ -29,16 +29,9 @@ fn main() {
         .unwrap();
     let sink = rt.block_on(Sink::start()).unwrap();
     let mut config = Config::default();
-    config.channels.push(ChannelConfig {
-        id: "email".into(),
-        path: "bench".into(),
-        url: sink.url("/deliver"),
-        method: hyper::Method::POST,
-        headers: Vec::new(),
-        encoding: jsonnet_courier::encode::Encoding::Json,
-        body: Some(DEFAULT_BODY.into()),
-        auth: None,
-    });
+    config
+        .channels
+        .push(ChannelConfig::default_post("email", &sink.url("/deliver")));
     let courier = Arc::new(rt.block_on(Courier::new(config)).unwrap());
     let messages: Vec<Message> = samples::all()
         .map(|(_, _, mut m)| {

@@ -38,20 +38,33 @@ impl Sink {
     /// # Errors
     /// The port cannot be bound.
     pub async fn start() -> std::io::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(SocketAddr::from(([127, 0, 0, 1], 0)), |_| {}).await
+    }
+
+    /// Starts a sink on `addr` that hands every request body to `on_body` before answering.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn serve(
+        addr: SocketAddr,
+        on_body: impl Fn(Bytes) + Send + Sync + 'static,
+    ) -> std::io::Result<Sink> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&requests);
+        let on_body = Arc::new(on_body);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
-                let counter = Arc::clone(&counter);
+                let (counter, on_body) = (Arc::clone(&counter), Arc::clone(&on_body));
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                            let counter = Arc::clone(&counter);
+                            let (counter, on_body) = (Arc::clone(&counter), Arc::clone(&on_body));
                             async move {
-                                let _ = req.into_body().collect().await;
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                on_body(body.unwrap_or_default());
                                 counter.fetch_add(1, Ordering::Relaxed);
                                 Ok::<_, std::convert::Infallible>(hyper::Response::new(Empty::<
                                     Bytes,
@@ -236,60 +249,27 @@ impl RecordingSink {
     /// # Errors
     /// The address cannot be bound.
     pub async fn start(addr: SocketAddr) -> std::io::Result<RecordingSink> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let requests = Arc::new(AtomicU64::new(0));
         let arrivals: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
             Arc::default();
         let duplicates = Arc::new(AtomicU64::new(0));
-        let (counter, arr, dups) = (requests.clone(), arrivals.clone(), duplicates.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let _ = stream.set_nodelay(true);
-                let (counter, arr, dups) = (counter.clone(), arr.clone(), dups.clone());
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                            let (counter, arr, dups) = (counter.clone(), arr.clone(), dups.clone());
-                            async move {
-                                let body = req
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                let now = Instant::now();
-                                if let Some(r) = recipient_of(&body) {
-                                    if let Ok(mut map) = arr.lock() {
-                                        match map.entry(r) {
-                                            std::collections::hash_map::Entry::Occupied(_) => {
-                                                dups.fetch_add(1, Ordering::Relaxed);
-                                            }
-                                            std::collections::hash_map::Entry::Vacant(v) => {
-                                                v.insert(now);
-                                            }
-                                        }
-                                    }
-                                }
-                                counter.fetch_add(1, Ordering::Relaxed);
-                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Empty::<
-                                    Bytes,
-                                >::new(
-                                )))
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let (arr, dups) = (arrivals.clone(), duplicates.clone());
+        let sink = Sink::serve(addr, move |body| {
+            let now = Instant::now();
+            let Some(r) = recipient_of(&body) else { return };
+            if let Ok(mut map) = arr.lock() {
+                match map.entry(r) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        dups.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(now);
+                    }
+                }
             }
-        });
+        })
+        .await?;
         Ok(RecordingSink {
-            sink: Sink {
-                addr,
-                requests,
-                task,
-            },
+            sink,
             arrivals,
             duplicates,
         })

@@ -254,16 +254,10 @@ async fn run_service(args: BenchArgs) -> CmdResult {
             config.settings.template.threads = args.threads;
             config.settings.serve.listen = ([127, 0, 0, 1], 0).into();
             config.settings.serve.concurrency = args.concurrency;
-            config.channels.push(ChannelConfig {
-                id: "email".into(),
-                path: "bench".into(),
-                url: sink.sink.url("/deliver"),
-                method: hyper::Method::POST,
-                headers: Vec::new(),
-                encoding: jsonnet_courier::encode::Encoding::Json,
-                body: Some(jsonnet_courier::config::DEFAULT_BODY.to_owned()),
-                auth: None,
-            });
+            config.channels.push(ChannelConfig::default_post(
+                "email",
+                &sink.sink.url("/deliver"),
+            ));
             let store = jsonnet_courier::store::open(&db)
                 .await
                 .map_err(Failure::usage)?;

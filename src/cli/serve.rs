@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{CmdResult, Failure};
-use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl, DEFAULT_BODY};
+use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl};
 use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::service::Service;
 
@@ -62,19 +62,9 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
         }
         match config.channels.iter_mut().find(|c| c.id == "email") {
             Some(ch) => ch.url = url.clone(),
-            None => config.channels.insert(
-                0,
-                ChannelConfig {
-                    id: "email".into(),
-                    path: "--deliver-to".into(),
-                    url: url.clone(),
-                    method: hyper::Method::POST,
-                    headers: Vec::new(),
-                    encoding: jsonnet_courier::encode::Encoding::Json,
-                    body: Some(DEFAULT_BODY.into()),
-                    auth: None,
-                },
-            ),
+            None => config
+                .channels
+                .insert(0, ChannelConfig::default_post("email", url)),
         }
     }
     if config.channels.is_empty() {

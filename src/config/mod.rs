@@ -128,6 +128,23 @@ pub struct ChannelConfig {
     pub auth: Option<Auth>,
 }
 
+impl ChannelConfig {
+    /// A channel posting JSON rendered by the shipped default template to `url`, with no auth:
+    /// what `--deliver-to` and the benchmarks use.
+    pub fn default_post(id: &str, url: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            path: format!("channel {id}"),
+            url: url.to_owned(),
+            method: Method::POST,
+            headers: Vec::new(),
+            encoding: Encoding::Json,
+            body: Some(DEFAULT_BODY.to_owned()),
+            auth: None,
+        }
+    }
+}
+
 fn ser_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_url(url))
 }
