@@ -559,3 +559,29 @@ async fn bad_templates_are_config_errors_with_key_paths() {
     );
     assert!(err.contains("missing.jsonnet"), "{err}");
 }
+
+#[tokio::test]
+async fn remote_templates_are_fetched_once() {
+    let templates = Server::start(|_, _| Reply::status(200).body(TEST_BODY)).await;
+    let sink = Server::status(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "courier:\n  delivery_strategy: smtp\n  channels:\n    - id: a\n      type: http\n      request_config:\n        url: {}\n        body: {}\n    - id: b\n      type: http\n      request_config:\n        url: {}\n        body: {}\n",
+        sink.url("/a"),
+        templates.url("/t.jsonnet"),
+        sink.url("/b"),
+        templates.url("/t.jsonnet"),
+    );
+    let c = courier(dir.path(), &yaml).await;
+    for ch in ["a", "b", "a"] {
+        let a = c.attempt_with_ctx(ch, raw_ctx(), 1).await;
+        assert_eq!(a.class, AttemptClass::Delivered, "{a:?}");
+    }
+    assert_eq!(
+        templates.count(),
+        1,
+        "one fetch for both channels and every send"
+    );
+    assert_eq!(sink.count(), 3);
+    assert_eq!(sink.request(2).text(), EXPECTED_JSON);
+}
