@@ -10,6 +10,8 @@
 //! key `X_file` reads X from a file (e.g. `password_file: /run/secrets/mailer`), so that a config
 //! with secrets can be committed.
 
+mod channel;
+mod env;
 mod secret;
 pub mod settings;
 
@@ -19,11 +21,14 @@ use std::path::{Path, PathBuf};
 
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Method;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use channel::DEFAULT_BODY;
 pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
 pub use settings::{Settings, StatusPattern};
+
+use channel::{channel, RawCourier};
+use env::resolve;
 
 use crate::encode::Encoding;
 
@@ -199,68 +204,6 @@ impl Default for Config {
             warnings: Vec::new(),
         }
     }
-}
-
-// ---- the reference's `courier` section, as written -------------------------------------------
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCourier {
-    delivery_strategy: Option<String>,
-    message_retries: Option<i64>,
-    http: Option<RawHttp>,
-    channels: Option<Vec<RawChannel>>,
-    // Reference settings for other delivery strategies and the email templates: accepted, unused.
-    smtp: Option<Value>,
-    sms: Option<Value>,
-    templates: Option<Value>,
-    template_override_path: Option<Value>,
-    worker: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    request_config: Option<RawRequest>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequest {
-    url: Option<String>,
-    method: Option<String>,
-    headers: Option<Map<String, Value>>,
-    body: Option<String>,
-    auth: Option<RawAuth>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    config: Option<RawAuthConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuthConfig {
-    user: Option<String>,
-    password: Option<String>,
-    name: Option<String>,
-    value: Option<String>,
-    #[serde(rename = "in")]
-    location: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChannel {
-    id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    request_config: Option<RawRequest>,
-    smtp_config: Option<Value>,
 }
 
 impl Config {
@@ -562,347 +505,6 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value, section: &str) -> Result<T, C
     })
 }
 
-/// Expands `${VAR}` in strings and replaces `X_file` keys by X read from the file.
-fn resolve(
-    v: &mut Value,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    base: Option<&Path>,
-    issues: &mut Vec<(String, String)>,
-) {
-    match v {
-        Value::String(s) => match expand(s, env) {
-            Ok(out) => *s = out,
-            Err(reason) => issues.push((path.to_owned(), reason)),
-        },
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                resolve(item, &format!("{path}[{i}]"), env, base, issues);
-            }
-        }
-        Value::Object(map) => {
-            let file_keys: Vec<String> = map
-                .keys()
-                .filter(|k| k.ends_with("_file") && k.len() > 5)
-                .cloned()
-                .collect();
-            for fk in file_keys {
-                let key = fk.trim_end_matches("_file").to_owned();
-                let at = join(path, &fk);
-                let Some(Value::String(file)) = map.remove(&fk) else {
-                    issues.push((at, "must be a file path".into()));
-                    continue;
-                };
-                if map.contains_key(&key) {
-                    issues.push((at, format!("set either {key} or {fk}, not both")));
-                    continue;
-                }
-                let file = match expand(&file, env) {
-                    Ok(f) => f,
-                    Err(r) => {
-                        issues.push((at, r));
-                        continue;
-                    }
-                };
-                let p = match base {
-                    Some(b) if Path::new(&file).is_relative() => b.join(&file),
-                    _ => PathBuf::from(&file),
-                };
-                match std::fs::read_to_string(&p) {
-                    Ok(text) => {
-                        map.insert(
-                            key,
-                            Value::String(text.trim_end_matches(['\n', '\r']).to_owned()),
-                        );
-                    }
-                    Err(e) => issues.push((at, format!("reading {}: {e}", p.display()))),
-                }
-            }
-            for (k, item) in map.iter_mut() {
-                resolve(item, &join(path, k), env, base, issues);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// `${VAR}`, `${VAR:-default}`; `$$` is a literal `$`.
-fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    if !s.contains('$') {
-        return Ok(s.to_owned());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('{') {
-            let Some(end) = inner.find('}') else {
-                return Err("unterminated ${...}".into());
-            };
-            let expr = &inner[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid variable name {name:?} in ${{...}}"));
-            }
-            match (env(name), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!("environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
-                }
-            }
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn channel(
-    id: &str,
-    path: &str,
-    raw: RawRequest,
-    is_email: bool,
-    issue: &mut dyn FnMut(&str, String),
-) -> Option<ChannelConfig> {
-    // Problems of this channel alone: it is built only if there are none.
-    let mut local: Vec<(String, String)> = Vec::new();
-    let url = match raw.url.as_deref().map(str::trim) {
-        None | Some("") => {
-            local.push((format!("{path}.url"), "missing".into()));
-            String::new()
-        }
-        Some(u) => {
-            match u.parse::<hyper::Uri>() {
-                Ok(uri)
-                    if matches!(uri.scheme_str(), Some("http" | "https"))
-                        && uri.authority().is_some() => {}
-                _ => local.push((
-                    format!("{path}.url"),
-                    format!("{} is not an absolute http(s) URL", mask_url(u)),
-                )),
-            }
-            u.to_owned()
-        }
-    };
-    let method = match raw.method.as_deref().map(str::trim) {
-        None | Some("") => Method::POST,
-        Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => {
-                local.push((
-                    format!("{path}.method"),
-                    format!("{m:?} is not an HTTP method"),
-                ));
-                Method::POST
-            }
-        },
-    };
-    let mut headers = Vec::new();
-    let mut encoding = Encoding::Json;
-    for (name, value) in raw.headers.unwrap_or_default() {
-        let at = format!("{path}.headers.{name}");
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => {
-                local.push((at.clone(), "must be a string".into()));
-                continue;
-            }
-        };
-        let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
-            local.push((at.clone(), "not a valid header name".into()));
-            continue;
-        };
-        let Ok(hv) = HeaderValue::from_str(&text) else {
-            local.push((at.clone(), "not a valid header value".into()));
-            continue;
-        };
-        if hn == hyper::header::CONTENT_TYPE {
-            let media = text
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match media.as_str() {
-                "application/json" => encoding = Encoding::Json,
-                "application/x-www-form-urlencoded" => encoding = Encoding::Form,
-                _ => local.push((at.clone(), format!("{text:?} is not supported; use application/json or application/x-www-form-urlencoded (parameters such as ; charset=utf-8 are fine)"))),
-            }
-        }
-        headers.push((hn, hv));
-    }
-    let body = match raw.body.map(|b| b.trim().to_owned()) {
-        Some(b) if !b.is_empty() => Some(b),
-        // The email channel's documented default; other channels send no body without a template.
-        _ if is_email => Some(DEFAULT_BODY.to_owned()),
-        _ => None,
-    };
-    let auth = raw.auth.and_then(|a| {
-        auth(&format!("{path}.auth"), a, &mut |p, r| {
-            local.push((p.to_owned(), r))
-        })
-    });
-    if !local.is_empty() {
-        for (p, r) in local {
-            issue(&p, r);
-        }
-        return None;
-    }
-    Some(ChannelConfig {
-        id: id.to_owned(),
-        path: path.to_owned(),
-        url,
-        method,
-        headers,
-        encoding,
-        body,
-        auth,
-    })
-}
-
-/// The URI standing for the shipped default template (embedded; matched to the ctx style).
-pub const DEFAULT_BODY: &str = "builtin://default.jsonnet";
-
-fn auth(path: &str, raw: RawAuth, issue: &mut dyn FnMut(&str, String)) -> Option<Auth> {
-    let kind = raw.kind.as_deref().map(str::trim);
-    let cfg = raw.config;
-    let cfg_path = format!("{path}.config");
-    let field =
-        |v: Option<&String>, key: &str, issue: &mut dyn FnMut(&str, String)| -> Option<String> {
-            match v.map(|s| s.as_str()) {
-                Some(s) if !s.is_empty() => Some(s.to_owned()),
-                _ => {
-                    issue(&format!("{cfg_path}.{key}"), "missing".into());
-                    None
-                }
-            }
-        };
-    match kind {
-        Some("basic_auth") => {
-            let Some(c) = cfg else {
-                issue(
-                    &cfg_path,
-                    "missing: basic_auth needs config.user and config.password".into(),
-                );
-                return None;
-            };
-            let user = field(c.user.as_ref(), "user", issue);
-            let password = field(c.password.as_ref(), "password", issue);
-            for (k, present) in [
-                ("name", c.name.is_some()),
-                ("value", c.value.is_some()),
-                ("in", c.location.is_some()),
-            ] {
-                if present {
-                    issue(
-                        &format!("{cfg_path}.{k}"),
-                        "belongs to api_key, not basic_auth".into(),
-                    );
-                }
-            }
-            if user.as_deref().is_some_and(|u| u.contains(':')) {
-                issue(
-                    &format!("{cfg_path}.user"),
-                    "must not contain ':' (basic auth separates user and password with it)".into(),
-                );
-            }
-            Some(Auth::BasicAuth {
-                user: Secret::new(user?),
-                password: Secret::new(password?),
-            })
-        }
-        Some("api_key") => {
-            let Some(c) = cfg else {
-                issue(
-                    &cfg_path,
-                    "missing: api_key needs config.name, config.value and config.in".into(),
-                );
-                return None;
-            };
-            let name = field(c.name.as_ref(), "name", issue);
-            let value = field(c.value.as_ref(), "value", issue);
-            for (k, present) in [
-                ("user", c.user.is_some()),
-                ("password", c.password.is_some()),
-            ] {
-                if present {
-                    issue(
-                        &format!("{cfg_path}.{k}"),
-                        "belongs to basic_auth, not api_key".into(),
-                    );
-                }
-            }
-            let location = match c.location.as_deref() {
-                None | Some("header") => KeyLocation::Header,
-                Some("cookie") => KeyLocation::Cookie,
-                Some(other) => {
-                    issue(
-                        &format!("{cfg_path}.in"),
-                        format!("{other:?}: expected header or cookie"),
-                    );
-                    return None;
-                }
-            };
-            let name = name?;
-            let value = value?;
-            if location == KeyLocation::Header && HeaderName::from_bytes(name.as_bytes()).is_err() {
-                issue(
-                    &format!("{cfg_path}.name"),
-                    "not a valid header name".into(),
-                );
-                return None;
-            }
-            if HeaderValue::from_str(&value).is_err() {
-                issue(
-                    &format!("{cfg_path}.value"),
-                    "not a valid header value".into(),
-                );
-                return None;
-            }
-            Some(Auth::ApiKey {
-                name,
-                value: Secret::new(value),
-                location,
-            })
-        }
-        Some(other) => {
-            issue(
-                &format!("{path}.type"),
-                format!("unknown auth type {other:?}; expected basic_auth or api_key"),
-            );
-            None
-        }
-        None => {
-            issue(
-                &format!("{path}.type"),
-                "missing; expected basic_auth or api_key".into(),
-            );
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1103,7 +705,7 @@ courier:
             got,
             ["courier.http.request_config.auth.config.value: environment variable NOPE is not set (write ${NOPE:-default} for a default)"]
         );
-        assert_eq!(expand("cost: $$5", &|_| None).unwrap(), "cost: $5");
+        assert_eq!(env::expand("cost: $$5", &|_| None).unwrap(), "cost: $5");
     }
 
     #[test]
