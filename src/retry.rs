@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::{settings::RetrySettings, StatusPattern};
+use crate::config::settings::RetrySettings;
 use crate::delivery::{AttemptClass, ErrorKind};
 
 /// When to try again, and how often.
@@ -84,14 +84,10 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Whether a status matches any of `patterns`.
-pub fn matches_any(patterns: &[StatusPattern], status: u16) -> bool {
-    patterns.iter().any(|p| p.matches(status))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StatusPattern;
 
     fn policy() -> RetryPolicy {
         RetryPolicy::new(5, RetrySettings::default())
