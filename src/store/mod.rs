@@ -337,6 +337,16 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
     })
 }
 
+/// The first update of each message, in order: one attempt clears the lease, so a second update
+/// of the same message in one batch would be skipped anyway (as the row-at-a-time version did).
+fn first_per_message(updates: &[AttemptUpdate]) -> Vec<&AttemptUpdate> {
+    let mut seen = std::collections::HashSet::with_capacity(updates.len());
+    updates
+        .iter()
+        .filter(|u| seen.insert(u.id.as_str()))
+        .collect()
+}
+
 /// The status column a recorded update writes. `Processing` would leave a message leased by no one
 /// (and so never claimed again): it is stored as `Queued`, due at `next_attempt_at`.
 fn recorded_status(status: Status) -> &'static str {

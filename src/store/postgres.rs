@@ -10,10 +10,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use super::{
-    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt, new_rows,
-    page_of, parse_page_token, recorded_status, sql_limit, stats_of, to_millis, url_password,
-    AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow, MessageStore, Page, Requeue,
-    StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
+    first_per_message, new_rows, page_of, parse_page_token, recorded_status, sql_limit, stats_of,
+    to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
+    MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 
 /// Connections per process: claims, records and API reads run concurrently.
@@ -233,43 +233,52 @@ impl MessageStore for PostgresStore {
     }
 
     async fn record(&self, updates: &[AttemptUpdate]) -> Result<usize, StoreError> {
+        let updates = first_per_message(updates);
         if updates.is_empty() {
             return Ok(0);
         }
-        let now = to_millis(SystemTime::now());
-        let mut applied = 0;
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        for u in updates {
-            let record = encode_attempt(&u.id, &u.attempt)?;
-            // The attempt is appended only if the update applied (the message was still leased
-            // by this worker). A repeated attempt number replaces the record rather than failing
-            // the whole batch.
-            let done = sqlx::query(
-                "WITH upd AS ( \
-                     UPDATE messages SET status = $1, send_count = $2, next_attempt_at = $3, \
-                         updated_at = $4, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $5 AND status = 'processing' AND lease_owner = $6 \
-                     RETURNING id) \
-                 INSERT INTO attempts (message_id, number, record) \
-                 SELECT id, $2, $7 FROM upd \
-                 ON CONFLICT (message_id, number) DO UPDATE SET record = EXCLUDED.record",
-            )
-            .bind(recorded_status(u.status))
-            .bind(i64::from(u.attempt.number))
-            .bind(to_millis(u.next_attempt_at))
-            .bind(now)
-            .bind(&u.id)
-            .bind(&u.worker)
-            .bind(record)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-            if done.rows_affected() > 0 {
-                applied += 1;
-            }
+        let mut records = Vec::with_capacity(updates.len());
+        for u in &updates {
+            records.push(encode_attempt(&u.id, &u.attempt)?);
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(applied)
+        let ids: Vec<&str> = updates.iter().map(|u| u.id.as_str()).collect();
+        let statuses: Vec<&str> = updates.iter().map(|u| recorded_status(u.status)).collect();
+        let numbers: Vec<i64> = updates
+            .iter()
+            .map(|u| i64::from(u.attempt.number))
+            .collect();
+        let due: Vec<i64> = updates
+            .iter()
+            .map(|u| to_millis(u.next_attempt_at))
+            .collect();
+        let workers: Vec<&str> = updates.iter().map(|u| u.worker.as_str()).collect();
+        // One statement for the batch: only messages still leased by the update's worker change,
+        // and only their attempts are appended. A repeated attempt number replaces the record
+        // rather than failing the whole batch.
+        let applied: i64 = sqlx::query_scalar(
+            "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
+                 $5::text[], $6::text[]) AS v(id, status, n, due, worker, record)), \
+             upd AS (UPDATE messages m SET status = v.status, send_count = v.n, \
+                 next_attempt_at = v.due, updated_at = $7, lease_owner = NULL, lease_until = NULL \
+                 FROM v WHERE m.id = v.id AND m.status = 'processing' AND m.lease_owner = v.worker \
+                 RETURNING m.id), \
+             ins AS (INSERT INTO attempts (message_id, number, record) \
+                 SELECT v.id, v.n, v.record FROM v JOIN upd ON upd.id = v.id \
+                 ON CONFLICT (message_id, number) DO UPDATE SET record = EXCLUDED.record \
+                 RETURNING 1) \
+             SELECT count(*) FROM ins",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&numbers)
+        .bind(&due)
+        .bind(&workers)
+        .bind(&records)
+        .bind(to_millis(SystemTime::now()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(usize::try_from(applied).unwrap_or(0))
     }
 
     async fn release(&self, worker: &str, ids: &[String]) -> Result<(), StoreError> {

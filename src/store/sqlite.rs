@@ -10,10 +10,11 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt, insert_error,
-    new_rows, page_of, parse_page_token, recorded_status, sql_limit, stats_of, to_millis,
-    AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow, MessageStore, Page, Requeue,
-    StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
+    first_per_message, insert_error, new_rows, page_of, parse_page_token, recorded_status,
+    sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
+    MessageRow, MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage,
+    MESSAGE_COLUMNS,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -34,6 +35,9 @@ pub struct SqliteStore {
     /// Readers; the writer pool itself for an in-memory database.
     reader: SqlitePool,
 }
+
+/// Rows per multi-row statement: 9 parameters each stays far below SQLite's 32,766 limit.
+const ROWS_PER_STATEMENT: usize = 256;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     super::unavailable(e, None)
@@ -115,24 +119,59 @@ impl MessageStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = to_millis(SystemTime::now());
+        // Multi-row statements: each statement is a round trip to sqlx's SQLite thread, and
+        // those round trips, not SQLite itself, dominated the cost of one-row statements.
         let mut tx = self.begin_write().await?;
-        for row in &rows {
-            sqlx::query(
+        let mut failed = None;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
-                 created_at, updated_at, next_attempt_at) \
-                 VALUES (?1, 'queued', ?2, ?3, ?4, 0, ?5, ?5, ?5)",
-            )
-            .bind(&row.id)
-            .bind(&row.recipient)
-            .bind(row.template_type)
-            .bind(&row.json)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| insert_error(e, &row.id))?;
+                 created_at, updated_at, next_attempt_at) ",
+            );
+            q.push_values(chunk, |mut b, row| {
+                b.push_bind(&row.id)
+                    .push("'queued'")
+                    .push_bind(&row.recipient)
+                    .push_bind(row.template_type)
+                    .push_bind(&row.json)
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            if let Err(e) = q.build().execute(&mut *tx).await {
+                failed = Some(e);
+                break;
+            }
         }
-        tx.commit().await.map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        match failed {
+            None => {
+                tx.commit().await.map_err(db_err)?;
+                Ok(rows.into_iter().map(|r| r.id).collect())
+            }
+            Some(e) => {
+                tx.rollback().await.map_err(db_err)?;
+                // Row by row only to say which id failed (a duplicate, usually).
+                let mut tx = self.begin_write().await?;
+                for row in &rows {
+                    sqlx::query(
+                        "INSERT INTO messages (id, status, recipient, template_type, message, \
+                         send_count, created_at, updated_at, next_attempt_at) \
+                         VALUES (?1, 'queued', ?2, ?3, ?4, 0, ?5, ?5, ?5)",
+                    )
+                    .bind(&row.id)
+                    .bind(&row.recipient)
+                    .bind(row.template_type)
+                    .bind(&row.json)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| insert_error(e, &row.id))?;
+                }
+                tx.rollback().await.map_err(db_err)?;
+                Err(db_err(e))
+            }
+        }
     }
 
     async fn claim_due(
@@ -175,43 +214,64 @@ impl MessageStore for SqliteStore {
     }
 
     async fn record(&self, updates: &[AttemptUpdate]) -> Result<usize, StoreError> {
+        let updates = first_per_message(updates);
         if updates.is_empty() {
             return Ok(0);
         }
         let now = to_millis(SystemTime::now());
+        let mut records = std::collections::HashMap::with_capacity(updates.len());
+        for u in &updates {
+            records.insert(
+                u.id.as_str(),
+                (u.attempt.number, encode_attempt(&u.id, &u.attempt)?),
+            );
+        }
         let mut applied = 0;
         let mut tx = self.begin_write().await?;
-        for u in updates {
-            let record = encode_attempt(&u.id, &u.attempt)?;
-            let done = sqlx::query(
-                "UPDATE messages SET status = ?1, send_count = ?2, next_attempt_at = ?3, \
-                 updated_at = ?4, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = ?5 AND status = 'processing' AND lease_owner = ?6",
-            )
-            .bind(recorded_status(u.status))
-            .bind(i64::from(u.attempt.number))
-            .bind(to_millis(u.next_attempt_at))
-            .bind(now)
-            .bind(&u.id)
-            .bind(&u.worker)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                continue; // not leased by this worker (any more)
+        for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+            // Only messages still leased by the update's worker change; RETURNING says which.
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE messages SET status = v.status, send_count = v.n, next_attempt_at = v.due, \
+                 updated_at = ",
+            );
+            q.push_bind(now);
+            q.push(
+                ", lease_owner = NULL, lease_until = NULL FROM (SELECT column1 AS id, \
+                 column2 AS status, column3 AS n, column4 AS due, column5 AS worker FROM (",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(&u.id)
+                    .push_bind(recorded_status(u.status))
+                    .push_bind(i64::from(u.attempt.number))
+                    .push_bind(to_millis(u.next_attempt_at))
+                    .push_bind(&u.worker);
+            });
+            q.push(
+                ")) AS v WHERE messages.id = v.id AND messages.status = 'processing' \
+                 AND messages.lease_owner = v.worker RETURNING messages.id",
+            );
+            let done: Vec<String> = q
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.is_empty() {
+                continue; // none leased by these workers any more
             }
-            // A repeated attempt number replaces the record rather than failing the whole batch.
-            sqlx::query(
-                "INSERT INTO attempts (message_id, number, record) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (message_id, number) DO UPDATE SET record = excluded.record",
-            )
-            .bind(&u.id)
-            .bind(i64::from(u.attempt.number))
-            .bind(record)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            applied += 1;
+            applied += done.len();
+            // A repeated attempt number replaces the record rather than failing the batch.
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO attempts (message_id, number, record) ",
+            );
+            q.push_values(
+                done.iter()
+                    .filter_map(|id| records.get(id.as_str()).map(|r| (id, r))),
+                |mut b, (id, (n, record))| {
+                    b.push_bind(id).push_bind(i64::from(*n)).push_bind(record);
+                },
+            );
+            q.push(" ON CONFLICT (message_id, number) DO UPDATE SET record = excluded.record");
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(applied)
