@@ -389,6 +389,13 @@ pub struct Target {
     pub prefix: String,
 }
 
+impl Target {
+    /// `{api}/messages`.
+    pub fn messages_url(&self) -> String {
+        format!("{}/messages", self.api.trim_end_matches('/'))
+    }
+}
+
 /// Posts `total` messages to the target in arrays of `batch` with `posters` in parallel, then
 /// waits (at most `wait`) until `sink` has received all of them.
 pub async fn run_service_throughput(
@@ -399,13 +406,9 @@ pub async fn run_service_throughput(
     posters: usize,
     wait: Duration,
 ) -> ServiceStats {
-    let (api, token, prefix) = (
-        target.api.as_str(),
-        target.token.as_deref(),
-        target.prefix.as_str(),
-    );
+    let (token, prefix) = (target.token.as_deref(), target.prefix.as_str());
     let client = post_client();
-    let url = format!("{}/messages", api.trim_end_matches('/'));
+    let url = target.messages_url();
     let before = sink.distinct() as u64;
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -475,13 +478,9 @@ pub async fn run_service_latency(
     seconds: u64,
     wait: Duration,
 ) -> LatencyStats {
-    let (api, token, prefix) = (
-        target.api.as_str(),
-        target.token.as_deref(),
-        target.prefix.as_str(),
-    );
+    let (token, prefix) = (target.token.as_deref(), target.prefix.as_str());
     let client = post_client();
-    let url = format!("{}/messages", api.trim_end_matches('/'));
+    let url = target.messages_url();
     let total = rate * seconds;
     let sent: Arc<std::sync::Mutex<Vec<(String, Instant)>>> = Arc::default();
     let started = Instant::now();
