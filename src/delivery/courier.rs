@@ -135,12 +135,23 @@ impl Courier {
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
-        let ctx = Ctx::Json(ctx::to_json(message, self.style));
-        self.attempt_with_ctx(message.channel(), ctx, number).await
+        let make_ctx = || Ctx::Json(ctx::to_json(message, self.style));
+        self.attempt_inner(message.channel(), make_ctx, number)
+            .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
+        self.attempt_inner(channel, || ctx, number).await
+    }
+
+    /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
+    async fn attempt_inner(
+        &self,
+        channel: &str,
+        make_ctx: impl FnOnce() -> Ctx,
+        number: u32,
+    ) -> Attempt {
         let started_at = SystemTime::now();
         let clock = Instant::now();
         let mut a = Attempt {
@@ -176,7 +187,7 @@ impl Courier {
             );
         };
         let payload = match (&route.template, route.request.carries_body()) {
-            (Some(t), true) => match self.pool.render(t, ctx).await {
+            (Some(t), true) => match self.pool.render(t, make_ctx()).await {
                 Ok(p) => {
                     a.render_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
                     Some(p)

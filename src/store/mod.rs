@@ -337,6 +337,52 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
     })
 }
 
+/// The SQL and page position of a [`MessageStore::list`] call, shared by both backends;
+/// `placeholder(n)` writes the n-th (1-based) bind parameter in the backend's syntax. `None` means
+/// the answer is an empty page (limit 0, or a token this store did not make). Parameters bind in
+/// order: status, recipient, seq (each only when used), then the limit.
+fn list_plan(
+    filter: &ListFilter,
+    page_token: Option<&str>,
+    limit: usize,
+    placeholder: fn(usize) -> String,
+) -> Option<(String, Option<i64>)> {
+    let before = match page_token.map(parse_page_token) {
+        None => None,
+        Some(Some(seq)) => Some(seq),
+        // Not a token this store made: an empty last page (see `is_valid_page_token`).
+        Some(None) => return None,
+    };
+    if limit == 0 {
+        return None;
+    }
+    // Only the filters in use appear in the SQL, so each shape gets the index it needs.
+    let mut conditions = Vec::new();
+    for (used, column) in [
+        (filter.status.is_some(), "status ="),
+        (filter.recipient.is_some(), "recipient ="),
+        (before.is_some(), "seq <"),
+    ] {
+        if used {
+            conditions.push(format!("{column} {}", placeholder(conditions.len() + 1)));
+        }
+    }
+    let limit_param = placeholder(conditions.len() + 1);
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    // One more than asked tells whether there is a next page.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM \
+         (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT {limit_param}) m \
+         LEFT JOIN attempts a ON a.message_id = m.id \
+         ORDER BY m.seq DESC, a.number"
+    );
+    Some((sql, before))
+}
+
 /// The first update of each message, in order: one attempt clears the lease, so a second update
 /// of the same message in one batch would be skipped anyway (as the row-at-a-time version did).
 fn first_per_message(updates: &[AttemptUpdate]) -> Vec<&AttemptUpdate> {

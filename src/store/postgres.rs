@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, new_rows, page_of, parse_page_token, recorded_status, sql_limit, stats_of,
+    first_per_message, list_plan, new_rows, page_of, recorded_status, sql_limit, stats_of,
     to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
     MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
@@ -318,39 +318,9 @@ impl MessageStore for PostgresStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let before = match page_token.map(parse_page_token) {
-            None => None,
-            Some(Some(seq)) => Some(seq),
-            // Not a token this store made: an empty last page (see `is_valid_page_token`).
-            Some(None) => return Ok(empty_page()),
-        };
-        if limit == 0 {
+        let Some((sql, before)) = list_plan(filter, page_token, limit, |n| format!("${n}")) else {
             return Ok(empty_page());
-        }
-        // Only the filters in use appear in the SQL, so each shape gets its own plan and index.
-        let mut conditions = Vec::new();
-        if filter.status.is_some() {
-            conditions.push(format!("status = ${}", conditions.len() + 1));
-        }
-        if filter.recipient.is_some() {
-            conditions.push(format!("recipient = ${}", conditions.len() + 1));
-        }
-        if before.is_some() {
-            conditions.push(format!("seq < ${}", conditions.len() + 1));
-        }
-        let limit_param = conditions.len() + 1;
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
         };
-        // One more than asked tells whether there is a next page.
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM \
-             (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT ${limit_param}) m \
-             LEFT JOIN attempts a ON a.message_id = m.id \
-             ORDER BY m.seq DESC, a.number"
-        );
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());

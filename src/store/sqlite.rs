@@ -11,10 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, insert_error, new_rows, page_of, parse_page_token, recorded_status,
-    sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
-    MessageRow, MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage,
-    MESSAGE_COLUMNS,
+    first_per_message, insert_error, list_plan, new_rows, page_of, recorded_status, sql_limit,
+    stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
+    MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -318,38 +317,9 @@ impl MessageStore for SqliteStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let before = match page_token.map(parse_page_token) {
-            None => None,
-            Some(Some(seq)) => Some(seq),
-            // Not a token this store made: an empty last page (see `is_valid_page_token`).
-            Some(None) => return Ok(empty_page()),
-        };
-        if limit == 0 {
+        let Some((sql, before)) = list_plan(filter, page_token, limit, |_| "?".to_owned()) else {
             return Ok(empty_page());
-        }
-        // Only the filters in use appear in the SQL, so each shape gets the index it needs.
-        let mut conditions = Vec::new();
-        if filter.status.is_some() {
-            conditions.push("status = ?");
-        }
-        if filter.recipient.is_some() {
-            conditions.push("recipient = ?");
-        }
-        if before.is_some() {
-            conditions.push("seq < ?");
-        }
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
         };
-        // One more than asked tells whether there is a next page.
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM \
-             (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT ?) m \
-             LEFT JOIN attempts a ON a.message_id = m.id \
-             ORDER BY m.seq DESC, a.number"
-        );
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());

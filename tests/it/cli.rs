@@ -321,3 +321,30 @@ fn help_teaches() {
     );
     assert!(help.contains("--import-dir"));
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        // 200 KB of output: more than a pipe buffers, so writing must hit the closed pipe.
+        .args([
+            "render",
+            "base64://ZnVuY3Rpb24oY3R4KSB7YTogc3RkLnJlcGVhdCgneCcsIDIwMDAwMCl9",
+            "--ctx",
+            "-",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{}").unwrap();
+    // Read one byte, then close our end, as `| head -c1` would.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut one).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
