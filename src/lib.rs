@@ -27,8 +27,6 @@ pub mod encode;
 pub mod http;
 pub mod message;
 pub mod metrics;
-pub mod request;
-pub mod retry;
 pub mod service;
 pub mod store;
 pub mod template;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Attempt;
+use crate::delivery::{Attempt, Outcome};
 use crate::message::Message;
 
 /// Where a stored message stands.
@@ -27,6 +27,18 @@ pub enum Status {
     Abandoned,
     /// The template cancelled it.
     Cancelled,
+}
+
+impl From<Outcome> for Status {
+    /// A delivery's end state as the message's final status: both ways of failing (permanently
+    /// or out of attempts) are `abandoned`.
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Delivered => Status::Sent,
+            Outcome::Failed | Outcome::Abandoned => Status::Abandoned,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
 impl Status {
