@@ -20,7 +20,6 @@
 //! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod config;
 pub mod delivery;
 pub mod encode;

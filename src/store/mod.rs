@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::mask_url;
 use crate::delivery::{Attempt, Outcome};
 use crate::message::Message;
 
@@ -261,7 +262,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MessageStore>, StoreEr
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::BadUrl(redact_url(url)))
+        Err(StoreError::BadUrl(mask_url(url)))
     }
 }
 
@@ -599,14 +600,6 @@ fn url_password(url: &str) -> Option<String> {
     from_userinfo.or(from_query).filter(|p| !p.is_empty())
 }
 
-/// `url` with its password replaced by `***`, for messages.
-fn redact_url(url: &str) -> String {
-    match url_password(url) {
-        Some(password) => url.replace(&password, "***"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod helper_tests {
     use super::*;
@@ -621,14 +614,14 @@ mod helper_tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/courier"),
+            mask_url("postgres://app:s3cret@db:5432/courier"),
             "postgres://app:***@db:5432/courier"
         );
         assert_eq!(
-            redact_url("postgres://db/courier?user=app&password=s3cret"),
-            "postgres://db/courier?user=app&password=***"
+            mask_url("postgres://db/courier?user=app&password=s3cret"),
+            "postgres://db/courier?user=***&password=***"
         );
-        assert_eq!(redact_url("sqlite://courier.db"), "sqlite://courier.db");
+        assert_eq!(mask_url("sqlite://courier.db"), "sqlite://courier.db");
         let e = unavailable("auth failed for s3cret", Some("s3cret"));
         assert_eq!(e.to_string(), "store unavailable: auth failed for ***");
     }

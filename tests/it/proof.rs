@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::serve::{config, fetch, ids_of, start, with_store, Backend};
 use crate::support::{
-    catch_unwind, get, post_json, try_http_request, wait_for, HttpReply, Reply, Server,
+    catch_unwind, get, post_json, try_http_request, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
 // ---------------------------------------------------------------------------------------------

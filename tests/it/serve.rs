@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::support::{
-    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server,
+    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
 pub(crate) const POSTGRES_URL_VAR: &str = "COURIER_TEST_POSTGRES_URL";
