@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use jsonnet_courier::config::settings::ServeSettings;
 use jsonnet_courier::config::{Config, Secret};
-use jsonnet_courier::delivery::{AttemptClass, Courier, ErrorKind};
+use jsonnet_courier::delivery::{AttemptClass, ErrorKind};
 use jsonnet_courier::message::Message;
 use jsonnet_courier::service::{ServeError, Service};
 use jsonnet_courier::store::{MessageStore, PostgresStore, SqliteStore, Status, StoredMessage};
@@ -151,15 +151,10 @@ pub(crate) async fn start(
     config: Config,
     tweak: impl FnOnce(&mut ServeSettings),
 ) -> Running {
-    let mut settings = config.settings.serve.clone();
-    settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    tweak(&mut settings);
-    let courier = Arc::new(Courier::new(config).await.unwrap());
-    let service = Service {
-        settings,
-        store,
-        courier,
-    };
+    let mut config = config;
+    config.settings.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    tweak(&mut config.settings.serve);
+    let service = Service::new(config, store).await.unwrap();
     let listener = service.bind().await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
@@ -1262,21 +1257,17 @@ async fn a_dead_workers_message_is_delivered_after_its_lease(store: Arc<dyn Mess
 async fn refuses_a_non_loopback_address_without_tokens() {
     let store: Arc<dyn MessageStore> =
         Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
-    let courier = Arc::new(
-        Courier::new(config("http://127.0.0.1:9/", 0, None, ""))
-            .await
-            .unwrap(),
-    );
+    let listening = |listen: SocketAddr| {
+        let mut config = config("http://127.0.0.1:9/", 0, None, "");
+        config.settings.serve = ServeSettings {
+            listen,
+            ..ServeSettings::default()
+        };
+        Service::new(config, Arc::clone(&store))
+    };
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:4480"] {
         let addr: SocketAddr = addr.parse().unwrap();
-        let service = Service {
-            settings: ServeSettings {
-                listen: addr,
-                ..ServeSettings::default()
-            },
-            store: Arc::clone(&store),
-            courier: Arc::clone(&courier),
-        };
+        let service = listening(addr).await.unwrap();
         match service.bind().await {
             Err(e @ ServeError::NoTokens(a)) => {
                 assert_eq!(a, addr);
@@ -1287,14 +1278,9 @@ async fn refuses_a_non_loopback_address_without_tokens() {
         }
     }
     // Loopback needs none.
-    let service = Service {
-        settings: ServeSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServeSettings::default()
-        },
-        store,
-        courier,
-    };
+    let service = listening(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
     let l = service.bind().await.unwrap();
     assert!(l.local_addr().unwrap().ip().is_loopback());
 }
