@@ -1,0 +1,229 @@
+//! Sprig's template functions for the `gotmpl` engine, with Go's semantics.
+//!
+//! [`hermetic_txt_funcs`] and [`hermetic_html_funcs`] hold the functions of
+//! Sprig 3.2.3's `HermeticTxtFuncMap` / `HermeticHtmlFuncMap` (what custom
+//! templates may call); [`txt_funcs`] is the set for built-in templates.
+//! Functions in [`OMITTED`] are registered but fail when called, naming
+//! themselves; non-hermetic functions (`now`, `env`, `randAlpha`, ...) are not
+//! registered at all, and [`check_functions`] reports any call to an undefined
+//! function at parse time, as Go does (gotmpl itself only notices when the
+//! call executes).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use gotmpl::parse::{Expr, ListNode, Node, PipeNode};
+use gotmpl::{FuncMap, Result, TemplateError, Value};
+
+mod case;
+mod dicts;
+mod encoding;
+mod lists;
+mod math;
+mod misc;
+mod regex_fns;
+mod semver;
+mod strings;
+mod url;
+mod value;
+
+/// One function: its template name and implementation.
+pub(crate) type Entry = (&'static str, fn(&[Value]) -> Result<Value>);
+
+/// Sprig functions deliberately left out, with the reason; calling one is an
+/// error naming it.
+pub const OMITTED: &[(&str, &str)] = &[
+    ("bcrypt", "password hashing is not a message-template concern"),
+    ("htpasswd", "password hashing is not a message-template concern"),
+    ("derivePassword", "password derivation is not a message-template concern"),
+    ("genPrivateKey", "cryptographic key generation"),
+    ("genCA", "certificate generation"),
+    ("genCAWithKey", "certificate generation"),
+    ("genSelfSignedCert", "certificate generation"),
+    ("genSelfSignedCertWithKey", "certificate generation"),
+    ("genSignedCert", "certificate generation"),
+    ("genSignedCertWithKey", "certificate generation"),
+    ("buildCustomCert", "certificate generation"),
+    ("encryptAES", "encryption"),
+    ("decryptAES", "encryption"),
+    ("ago", "date/time values: template data carries no Go time.Time"),
+    ("duration", "date/time values: template data carries no Go time.Time"),
+    ("durationRound", "date/time values: template data carries no Go time.Time"),
+    ("toDate", "date/time values: template data carries no Go time.Time"),
+    ("mustToDate", "date/time values: template data carries no Go time.Time"),
+    ("unixEpoch", "date/time values: template data carries no Go time.Time"),
+    ("mustDateModify", "date/time values: template data carries no Go time.Time"),
+    ("must_date_modify", "date/time values: template data carries no Go time.Time"),
+];
+
+/// Sprig's non-hermetic functions: absent from the hermetic maps (and from
+/// [`txt_funcs`]), so templates calling them fail to parse.
+pub const NON_HERMETIC: &[&str] = &[
+    "date",
+    "date_in_zone",
+    "date_modify",
+    "now",
+    "htmlDate",
+    "htmlDateInZone",
+    "dateInZone",
+    "dateModify",
+    "randAlphaNum",
+    "randAlpha",
+    "randAscii",
+    "randNumeric",
+    "randBytes",
+    "uuidv4",
+    "env",
+    "expandenv",
+    "getHostByName",
+];
+
+const GROUPS: &[&[Entry]] = &[
+    strings::FUNCS,
+    lists::FUNCS,
+    dicts::FUNCS,
+    math::FUNCS,
+    encoding::FUNCS,
+    regex_fns::FUNCS,
+    semver::FUNCS,
+    misc::FUNCS,
+    url::FUNCS,
+];
+
+fn build() -> FuncMap {
+    let mut m = FuncMap::new();
+    for group in GROUPS {
+        for (name, f) in group.iter() {
+            let f = *f;
+            m.insert((*name).to_string(), Arc::new(f));
+        }
+    }
+    for (name, why) in OMITTED {
+        let msg = format!("error calling {name}: {name} is not available in courier templates ({why})");
+        m.insert(
+            (*name).to_string(),
+            Arc::new(move |_: &[Value]| -> Result<Value> { Err(TemplateError::Exec(msg.clone())) }),
+        );
+    }
+    m
+}
+
+/// Sprig's `HermeticTxtFuncMap`: the functions custom text templates may call.
+pub fn hermetic_txt_funcs() -> FuncMap {
+    build()
+}
+
+/// Sprig's `HermeticHtmlFuncMap` (the same functions; html/template escapes
+/// their results by context).
+pub fn hermetic_html_funcs() -> FuncMap {
+    build()
+}
+
+/// The functions for built-in templates: the hermetic set (the non-hermetic
+/// ones are not implemented).
+pub fn txt_funcs() -> FuncMap {
+    build()
+}
+
+/// Names gotmpl defines itself (Go's text/template builtins).
+const BUILTINS: &[&str] = &[
+    "and", "call", "eq", "ge", "gt", "html", "index", "js", "le", "len", "lt", "ne", "not", "or",
+    "print", "printf", "println", "slice", "urlquery",
+];
+
+/// A template calls a function that is neither a builtin nor registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndefinedFunction {
+    /// The template (or `define`) holding the call.
+    pub template: String,
+    /// The function's name.
+    pub function: String,
+    /// 1-based line of the call.
+    pub line: usize,
+    /// Byte offset of the call in the template source.
+    pub offset: usize,
+}
+
+impl fmt::Display for UndefinedFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "template: {}:{}: function {:?} not defined",
+            self.template, self.line, self.function
+        )
+    }
+}
+
+impl std::error::Error for UndefinedFunction {}
+
+/// Go's parse-time check that every called function exists, over the parsed
+/// trees of a template set (e.g. `t.templates()` with `t.lookup(name)`).
+pub fn check_functions<'a>(
+    trees: impl IntoIterator<Item = (&'a str, &'a ListNode)>,
+    funcs: &FuncMap,
+) -> std::result::Result<(), UndefinedFunction> {
+    let builtins: BTreeSet<&str> = BUILTINS.iter().copied().collect();
+    let defined = |name: &str| builtins.contains(name) || funcs.contains_key(name);
+    for (template, tree) in trees {
+        let mut found = None;
+        walk_list(tree, &defined, &mut found);
+        if let Some((function, pos)) = found {
+            return Err(UndefinedFunction {
+                template: template.to_string(),
+                function,
+                line: pos.line,
+                offset: pos.offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+type Found = Option<(String, gotmpl::parse::Pos)>;
+
+fn walk_list(l: &ListNode, defined: &dyn Fn(&str) -> bool, found: &mut Found) {
+    for n in &l.nodes {
+        if found.is_some() {
+            return;
+        }
+        match n {
+            Node::List(inner) => walk_list(inner, defined, found),
+            Node::Action(a) => walk_pipe(&a.pipe, defined, found),
+            Node::If(b) | Node::Range(b) | Node::With(b) => {
+                walk_pipe(&b.pipe, defined, found);
+                walk_list(&b.body, defined, found);
+                if let Some(e) = &b.else_body {
+                    walk_list(e, defined, found);
+                }
+            }
+            Node::Template(t) => {
+                if let Some(p) = &t.pipe {
+                    walk_pipe(p, defined, found);
+                }
+            }
+            Node::Define(d) => walk_list(&d.body, defined, found),
+            Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
+        }
+    }
+}
+
+fn walk_pipe(p: &PipeNode, defined: &dyn Fn(&str) -> bool, found: &mut Found) {
+    for cmd in &p.commands {
+        for e in &cmd.args {
+            walk_expr(e, defined, found);
+        }
+    }
+}
+
+fn walk_expr(e: &Expr, defined: &dyn Fn(&str) -> bool, found: &mut Found) {
+    if found.is_some() {
+        return;
+    }
+    match e {
+        Expr::Identifier(pos, name) if !defined(name) => *found = Some((name.to_string(), *pos)),
+        Expr::Pipe(_, p) => walk_pipe(p, defined, found),
+        Expr::Chain(_, inner, _) => walk_expr(inner, defined, found),
+        _ => {}
+    }
+}
