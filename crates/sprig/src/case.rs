@@ -2,7 +2,7 @@
 //! the xstrings package Sprig uses ("HTTPServer" → "http_server",
 //! "Bld4Floor3rd" → "bld4_floor_3rd").
 
-use crate::strings::go_space;
+use crate::strings::{go_lower, go_space, go_upper};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Word {
@@ -101,7 +101,7 @@ fn lower_into(out: &mut String, kind: Word, word: &str, connector: char) {
         if is_connector(c) {
             out.push(connector);
         } else if c.is_uppercase() {
-            out.extend(c.to_lowercase());
+            out.push(go_lower(c));
         } else {
             out.push(c);
         }
@@ -176,7 +176,7 @@ pub(crate) fn to_camel_case(s: &str) -> String {
     let mut r0 = None;
     for c in chars.by_ref() {
         if !is_connector(c) {
-            r0 = Some(c.to_uppercase().next().unwrap_or(c));
+            r0 = Some(go_upper(c));
             break;
         }
         out.push(c);
@@ -192,9 +192,9 @@ pub(crate) fn to_camel_case(s: &str) -> String {
             continue;
         }
         if is_connector(r1) {
-            r0 = r0.to_uppercase().next().unwrap_or(r0);
+            r0 = go_upper(r0);
         } else {
-            r0 = r0.to_lowercase().next().unwrap_or(r0);
+            r0 = go_lower(r0);
             out.push(r1);
         }
     }

@@ -18,6 +18,7 @@ use gotmpl::{FuncMap, Result, TemplateError, Value};
 
 mod case;
 mod dicts;
+mod durations;
 mod encoding;
 mod lists;
 mod math;
@@ -48,8 +49,6 @@ pub const OMITTED: &[(&str, &str)] = &[
     ("encryptAES", "encryption"),
     ("decryptAES", "encryption"),
     ("ago", "date/time values: template data carries no Go time.Time"),
-    ("duration", "date/time values: template data carries no Go time.Time"),
-    ("durationRound", "date/time values: template data carries no Go time.Time"),
     ("toDate", "date/time values: template data carries no Go time.Time"),
     ("mustToDate", "date/time values: template data carries no Go time.Time"),
     ("unixEpoch", "date/time values: template data carries no Go time.Time"),
@@ -83,6 +82,7 @@ const GROUPS: &[&[Entry]] = &[
     strings::FUNCS,
     lists::FUNCS,
     dicts::FUNCS,
+    durations::FUNCS,
     math::FUNCS,
     encoding::FUNCS,
     regex_fns::FUNCS,

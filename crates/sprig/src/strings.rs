@@ -14,8 +14,8 @@ use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
     ("hello", |a| want("hello", a, 0).map(|_| s("Hello!"))),
-    ("upper", |a| one("upper", a, |x| x.to_uppercase())),
-    ("lower", |a| one("lower", a, |x| x.to_lowercase())),
+    ("upper", |a| one("upper", a, |x| x.chars().map(go_upper).collect())),
+    ("lower", |a| one("lower", a, |x| x.chars().map(go_lower).collect())),
     ("title", |a| one("title", a, title)),
     ("untitle", |a| one("untitle", a, untitle)),
     ("swapcase", |a| one("swapcase", a, swapcase)),
@@ -87,8 +87,22 @@ fn byte_slice(x: &str, from: usize, to: usize) -> String {
     String::from_utf8_lossy(&x.as_bytes()[from..to]).into_owned()
 }
 
+/// Go's `unicode.ToUpper`: the simple (one-rune) mapping, so "ß" stays "ß".
+pub(crate) fn go_upper(c: char) -> char {
+    let mut up = c.to_uppercase();
+    match (up.next(), up.next()) {
+        (Some(u), None) => u,
+        _ => c,
+    }
+}
+
+/// Go's `unicode.ToLower` (simple mapping: "İ" becomes "i").
+pub(crate) fn go_lower(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
+}
+
 fn upper_first(c: char) -> String {
-    c.to_uppercase().collect()
+    go_upper(c).to_string()
 }
 
 /// `strings.Title`: upper-cases the first letter after each separator.
@@ -125,7 +139,7 @@ fn untitle(x: &str) -> String {
                 c.to_string()
             } else if next {
                 next = false;
-                c.to_lowercase().collect()
+                go_lower(c).to_string()
             } else {
                 c.to_string()
             }
@@ -138,9 +152,9 @@ fn swapcase(x: &str) -> String {
     let mut out = String::with_capacity(x.len());
     for c in x.chars() {
         if c.is_uppercase() {
-            out.extend(c.to_lowercase());
+            out.push(go_lower(c));
         } else if c.is_lowercase() {
-            out.extend(c.to_uppercase());
+            out.push(go_upper(c));
         } else {
             out.push(c);
         }

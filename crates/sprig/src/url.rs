@@ -186,6 +186,16 @@ fn url_join(a: &[Value]) -> Result<Value> {
                 out.push_str("//");
             }
             if !userinfo.is_empty() {
+                // Go re-parses the userinfo and rejects characters outside RFC 3986's set.
+                let valid = userinfo.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b)
+                });
+                if !valid {
+                    return Err(fail(
+                        "urlJoin",
+                        format!("unable to parse userinfo in dict: parse \"proto://{userinfo}@host\": net/url: invalid userinfo"),
+                    ));
+                }
                 let (user, pass) = userinfo.split_once(':').map_or((userinfo.as_str(), None), |(u, p)| (u, Some(p)));
                 out.push_str(&escape(&unescape(user).unwrap_or_default(), Mode::UserPassword));
                 if let Some(p) = pass {

@@ -298,11 +298,10 @@ pub(crate) fn parse_int(s: &str, base: u32) -> Option<i64> {
     } else {
         (10, body, false)
     };
-    let cleaned: String = if base == 0 && (prefixed || digits.contains('_')) {
-        if digits.starts_with('_') && !prefixed || digits.ends_with('_') || digits.contains("__") {
-            return None;
-        }
-        if !prefixed && digits.contains('_') {
+    let cleaned: String = if base == 0 && digits.contains('_') {
+        // Go's underscoreOK: only between digits, or after a base prefix.
+        let b = digits.as_bytes();
+        if b.last() == Some(&b'_') || digits.contains("__") || (!prefixed && b.first() == Some(&b'_')) {
             return None;
         }
         digits.chars().filter(|c| *c != '_').collect()
@@ -417,7 +416,8 @@ mod tests {
         assert_eq!(parse_int("0x1F", 0), Some(31));
         assert_eq!(parse_int("010", 0), Some(8));
         assert_eq!(parse_int("-5", 0), Some(-5));
-        assert_eq!(parse_int("1_000", 0), None);
+        assert_eq!(parse_int("1_000", 0), Some(1000));
+        assert_eq!(parse_int("1__0", 0), None);
         assert_eq!(parse_int("0x_1", 0), Some(1));
         assert_eq!(parse_int("", 0), None);
         assert_eq!(parse_int("+-1", 0), None);

@@ -113,6 +113,31 @@ const DIVERGENT: &[(&str, Expect, &str)] = &[
         "gotmpl has one integer type: Sprig's int64 results are plain ints",
     ),
     (
+        "core/float-print-inf/txt",
+        Expect::Ok("inf|-inf"),
+        "gotmpl prints infinities as Rust does (Go: +Inf, -Inf)",
+    ),
+    (
+        "reflect/type-string-slice/txt",
+        Expect::Ok("[]interface {}|[]interface {}"),
+        "gotmpl has one list type: Sprig's []string results are plain lists",
+    ),
+    (
+        "core/printf-type-and-list-verbs/txt",
+        Expect::Ok("%!T(int=1)|%!T(list=[banana apple cherry apple])|%!s(list=[banana apple cherry apple])|%!q(list=[banana apple cherry apple])"),
+        "gotmpl's printf has no %T and does not apply %s/%q to list elements",
+    ),
+    (
+        "core/html-unquoted-empty/html",
+        Expect::Ok("<p id=ZgotmplZ>x</p>"),
+        "gotmpl's escaper writes ZgotmplZ for an empty unquoted attribute value (Go: nothing)",
+    ),
+    (
+        "core/field-on-nil/txt",
+        Expect::Ok("<no value>"),
+        "gotmpl yields <no value> for a field of a null value (Go: nil pointer error)",
+    ),
+    (
         "dicts/set-mutates/txt",
         Expect::Ok("map[a:1]|map[a:1]"),
         "gotmpl maps are immutable: set/unset return an updated copy",
@@ -174,4 +199,24 @@ fn go_fixtures_match() {
     }
     assert!(checked >= 100, "only {checked} fixture renders");
     assert!(failures.is_empty(), "{} of {checked} fixture renders differ from Go:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The fixtures call most of the registered functions (each counted once).
+#[test]
+fn fixtures_cover_the_function_set() {
+    let funcs = courier_sprig::hermetic_txt_funcs();
+    let text = std::fs::read_to_string(testdata().join("fixtures.txt")).expect("fixtures.txt");
+    let words: std::collections::BTreeSet<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let omitted = |k: &str| courier_sprig::OMITTED.iter().any(|(n, _)| *n == k);
+    let covered: Vec<&String> =
+        funcs.keys().filter(|k| words.contains(k.as_str()) && !omitted(k)).collect();
+    let missing: Vec<&String> = funcs.keys().filter(|k| !words.contains(k.as_str())).collect();
+    assert!(
+        covered.len() >= 150,
+        "fixtures call {} functions; not covered: {missing:?}",
+        covered.len()
+    );
 }
