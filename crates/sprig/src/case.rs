@@ -44,7 +44,11 @@ fn next_word(s: &str) -> (Word, &str, &str) {
     };
     let first_len = first.len_utf8();
     let end = if is_connector(first) {
-        return (Word::Connector, &s[..end_of(&is_connector, first_len)], &s[end_of(&is_connector, first_len)..]);
+        return (
+            Word::Connector,
+            &s[..end_of(&is_connector, first_len)],
+            &s[end_of(&is_connector, first_len)..],
+        );
     } else if is_punct(first) {
         let e = end_of(&is_punct, first_len);
         return (Word::Punct, &s[..e], &s[e..]);
@@ -80,7 +84,11 @@ fn next_word(s: &str) -> (Word, &str, &str) {
     } else if is_alpha(first) {
         end_of(&|c| is_alpha(c) && !c.is_uppercase(), first_len)
     } else if first.is_numeric() {
-        return (Word::Number, &s[..end_of(&char::is_numeric, first_len)], &s[end_of(&char::is_numeric, first_len)..]);
+        return (
+            Word::Number,
+            &s[..end_of(&char::is_numeric, first_len)],
+            &s[end_of(&char::is_numeric, first_len)..],
+        );
     } else {
         let e = end_of(
             &|c| !(is_connector(c) || is_alpha(c) || c.is_numeric() || is_punct(c)),
@@ -88,7 +96,11 @@ fn next_word(s: &str) -> (Word, &str, &str) {
         );
         return (Word::Other, &s[..e], &s[e..]);
     };
-    let kind = if first.is_uppercase() { Word::Upper } else { Word::Alpha };
+    let kind = if first.is_uppercase() {
+        Word::Upper
+    } else {
+        Word::Alpha
+    };
     (kind, &s[..end], &s[end..])
 }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use gotmpl::{Result, Value};
 
 use crate::lists::list;
-use crate::value::{fail, is_empty, map_arg, map_value, s, str_arg, strings, strval, want, want_min, Map};
+use crate::value::{
+    fail, is_empty, map_arg, map_value, s, str_arg, strings, strval, want, want_min, Map,
+};
 use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
@@ -26,9 +28,13 @@ pub(crate) const FUNCS: &[Entry] = &[
     ("merge", |a| merge("merge", a, false)),
     ("mustMerge", |a| merge("mustMerge", a, false)),
     ("mergeOverwrite", |a| merge("mergeOverwrite", a, true)),
-    ("mustMergeOverwrite", |a| merge("mustMergeOverwrite", a, true)),
+    ("mustMergeOverwrite", |a| {
+        merge("mustMergeOverwrite", a, true)
+    }),
     ("deepCopy", |a| want("deepCopy", a, 1).map(|_| a[0].clone())),
-    ("mustDeepCopy", |a| want("mustDeepCopy", a, 1).map(|_| a[0].clone())),
+    ("mustDeepCopy", |a| {
+        want("mustDeepCopy", a, 1).map(|_| a[0].clone())
+    }),
     ("dig", dig),
 ];
 
@@ -44,7 +50,9 @@ fn dict(a: &[Value]) -> Result<Value> {
 fn get(a: &[Value]) -> Result<Value> {
     want("get", a, 2)?;
     let m = map_arg("get", a, 0)?;
-    Ok(m.get(str_arg("get", a, 1)?).cloned().unwrap_or_else(|| s("")))
+    Ok(m.get(str_arg("get", a, 1)?)
+        .cloned()
+        .unwrap_or_else(|| s("")))
 }
 
 fn set(a: &[Value]) -> Result<Value> {
@@ -132,11 +140,7 @@ fn merge_into(dst: &mut BTreeMap<Arc<str>, Value>, src: &Map, overwrite: bool) {
                     continue;
                 }
             }
-            Value::List(_) => {
-                if dv.is_some_and(|d| !is_empty(d)) && !overwrite {
-                    continue;
-                }
-            }
+            Value::List(_) if dv.is_some_and(|d| !is_empty(d)) && !overwrite => continue,
             _ => {}
         }
         let dv = dst.get(k);
@@ -170,7 +174,10 @@ fn dig(a: &[Value]) -> Result<Value> {
     let keys = &a[..a.len() - 2];
     for (i, k) in keys.iter().enumerate() {
         let Value::String(k) = k else {
-            return Err(fail("dig", "interface conversion: interface {} is not string"));
+            return Err(fail(
+                "dig",
+                "interface conversion: interface {} is not string",
+            ));
         };
         let Some(step) = m.get(k.as_ref()).cloned() else {
             return Ok(default.clone());

@@ -14,19 +14,41 @@ use crate::value::{fail, json_float, map_value, s, str_arg, want};
 use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
-    ("b64enc", |a| enc("b64enc", a, |b| base64::engine::general_purpose::STANDARD.encode(b))),
+    ("b64enc", |a| {
+        enc("b64enc", a, |b| {
+            base64::engine::general_purpose::STANDARD.encode(b)
+        })
+    }),
     ("b64dec", |a| dec("b64dec", a, |x| go_decode(x, &B64))),
     ("b32enc", |a| enc("b32enc", a, b32_encode)),
     ("b32dec", |a| dec("b32dec", a, |x| go_decode(x, &B32))),
-    ("sha1sum", |a| enc("sha1sum", a, |b| hex(&sha1::Sha1::digest(b)))),
-    ("sha256sum", |a| enc("sha256sum", a, |b| hex(&sha2::Sha256::digest(b)))),
-    ("adler32sum", |a| enc("adler32sum", a, |b| adler32(b).to_string())),
-    ("toJson", |a| json_fn("toJson", a, Style::Compact, true, false)),
-    ("mustToJson", |a| json_fn("mustToJson", a, Style::Compact, true, true)),
-    ("toPrettyJson", |a| json_fn("toPrettyJson", a, Style::Pretty, true, false)),
-    ("mustToPrettyJson", |a| json_fn("mustToPrettyJson", a, Style::Pretty, true, true)),
-    ("toRawJson", |a| json_fn("toRawJson", a, Style::Compact, false, true)),
-    ("mustToRawJson", |a| json_fn("mustToRawJson", a, Style::Compact, false, true)),
+    ("sha1sum", |a| {
+        enc("sha1sum", a, |b| hex(&sha1::Sha1::digest(b)))
+    }),
+    ("sha256sum", |a| {
+        enc("sha256sum", a, |b| hex(&sha2::Sha256::digest(b)))
+    }),
+    ("adler32sum", |a| {
+        enc("adler32sum", a, |b| adler32(b).to_string())
+    }),
+    ("toJson", |a| {
+        json_fn("toJson", a, Style::Compact, true, false)
+    }),
+    ("mustToJson", |a| {
+        json_fn("mustToJson", a, Style::Compact, true, true)
+    }),
+    ("toPrettyJson", |a| {
+        json_fn("toPrettyJson", a, Style::Pretty, true, false)
+    }),
+    ("mustToPrettyJson", |a| {
+        json_fn("mustToPrettyJson", a, Style::Pretty, true, true)
+    }),
+    ("toRawJson", |a| {
+        json_fn("toRawJson", a, Style::Compact, false, true)
+    }),
+    ("mustToRawJson", |a| {
+        json_fn("mustToRawJson", a, Style::Compact, false, true)
+    }),
     ("fromJson", |a| from_json("fromJson", a, false)),
     ("mustFromJson", |a| from_json("mustFromJson", a, true)),
 ];
@@ -36,7 +58,11 @@ fn enc(name: &str, a: &[Value], f: impl Fn(&[u8]) -> String) -> Result<Value> {
     Ok(s(f(str_arg(name, a, 0)?.as_bytes())))
 }
 
-fn dec(name: &str, a: &[Value], f: impl Fn(&str) -> std::result::Result<Vec<u8>, String>) -> Result<Value> {
+fn dec(
+    name: &str,
+    a: &[Value],
+    f: impl Fn(&str) -> std::result::Result<Vec<u8>, String>,
+) -> Result<Value> {
     want(name, a, 1)?;
     // Sprig returns the decoder's error text as the result.
     Ok(s(match f(str_arg(name, a, 0)?) {
@@ -79,7 +105,9 @@ fn b32_encode(b: &[u8]) -> String {
         };
         for i in 0..8 {
             if i < chars {
-                out.push(char::from(B32_ALPHABET[((n >> (35 - 5 * i)) & 31) as usize]));
+                out.push(char::from(
+                    B32_ALPHABET[((n >> (35 - 5 * i)) & 31) as usize],
+                ));
             } else {
                 out.push('=');
             }
@@ -104,7 +132,12 @@ const B64: Alphabet = Alphabet {
     quantum: 4,
 };
 
-const B32: Alphabet = Alphabet { name: "base32", chars: B32_ALPHABET, bits: 5, quantum: 8 };
+const B32: Alphabet = Alphabet {
+    name: "base32",
+    chars: B32_ALPHABET,
+    bits: 5,
+    quantum: 8,
+};
 
 /// Decodes padded base64/base32 as Go's `StdEncoding.DecodeString` does:
 /// newlines skipped, and errors as "illegal base64 data at input byte N".
@@ -140,7 +173,11 @@ fn go_decode(src: &str, alpha: &Alphabet) -> std::result::Result<Vec<u8>, String
         if let Some(at) = pad_at {
             // The rest of the quantum must be padding, then nothing else.
             let need = alpha.quantum - vals.len();
-            let valid_len = if alpha.quantum == 4 { vals.len() >= 2 } else { matches!(vals.len(), 2 | 4 | 5 | 7) };
+            let valid_len = if alpha.quantum == 4 {
+                vals.len() >= 2
+            } else {
+                matches!(vals.len(), 2 | 4 | 5 | 7)
+            };
             if !valid_len {
                 return Err(corrupt(at));
             }
@@ -235,9 +272,11 @@ fn write_json(
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(n) => out.push_str(&n.to_string()),
         Value::Uint(n) => out.push_str(&n.to_string()),
-        Value::Float(f) => out.push_str(
-            &json_float(*f).ok_or_else(|| format!("json: unsupported value: {}", crate::value::fmt_float(*f)))?,
-        ),
+        Value::Float(f) => {
+            out.push_str(&json_float(*f).ok_or_else(|| {
+                format!("json: unsupported value: {}", crate::value::fmt_float(*f))
+            })?)
+        }
         Value::String(x) | Value::Safe { s: x, .. } => write_json_str(out, x, escape_html),
         Value::List(l) => {
             out.push('[');
@@ -284,8 +323,10 @@ fn from_serde(v: serde_json::Value) -> Value {
         serde_json::Value::String(x) => s(x),
         serde_json::Value::Array(items) => list(items.into_iter().map(from_serde).collect()),
         serde_json::Value::Object(m) => {
-            let m: BTreeMap<Arc<str>, Value> =
-                m.into_iter().map(|(k, v)| (Arc::from(k), from_serde(v))).collect();
+            let m: BTreeMap<Arc<str>, Value> = m
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), from_serde(v)))
+                .collect();
             map_value(m)
         }
     }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gotmpl::parse::{Expr, ListNode, Node, PipeNode};
 use gotmpl::{FuncMap, Result, TemplateError, Value};
@@ -35,9 +35,18 @@ pub(crate) type Entry = (&'static str, fn(&[Value]) -> Result<Value>);
 /// Sprig functions deliberately left out, with the reason; calling one is an
 /// error naming it.
 pub const OMITTED: &[(&str, &str)] = &[
-    ("bcrypt", "password hashing is not a message-template concern"),
-    ("htpasswd", "password hashing is not a message-template concern"),
-    ("derivePassword", "password derivation is not a message-template concern"),
+    (
+        "bcrypt",
+        "password hashing is not a message-template concern",
+    ),
+    (
+        "htpasswd",
+        "password hashing is not a message-template concern",
+    ),
+    (
+        "derivePassword",
+        "password derivation is not a message-template concern",
+    ),
     ("genPrivateKey", "cryptographic key generation"),
     ("genCA", "certificate generation"),
     ("genCAWithKey", "certificate generation"),
@@ -48,12 +57,30 @@ pub const OMITTED: &[(&str, &str)] = &[
     ("buildCustomCert", "certificate generation"),
     ("encryptAES", "encryption"),
     ("decryptAES", "encryption"),
-    ("ago", "date/time values: template data carries no Go time.Time"),
-    ("toDate", "date/time values: template data carries no Go time.Time"),
-    ("mustToDate", "date/time values: template data carries no Go time.Time"),
-    ("unixEpoch", "date/time values: template data carries no Go time.Time"),
-    ("mustDateModify", "date/time values: template data carries no Go time.Time"),
-    ("must_date_modify", "date/time values: template data carries no Go time.Time"),
+    (
+        "ago",
+        "date/time values: template data carries no Go time.Time",
+    ),
+    (
+        "toDate",
+        "date/time values: template data carries no Go time.Time",
+    ),
+    (
+        "mustToDate",
+        "date/time values: template data carries no Go time.Time",
+    ),
+    (
+        "unixEpoch",
+        "date/time values: template data carries no Go time.Time",
+    ),
+    (
+        "mustDateModify",
+        "date/time values: template data carries no Go time.Time",
+    ),
+    (
+        "must_date_modify",
+        "date/time values: template data carries no Go time.Time",
+    ),
 ];
 
 /// Sprig's non-hermetic functions: absent from the hermetic maps (and from
@@ -91,7 +118,13 @@ const GROUPS: &[&[Entry]] = &[
     url::FUNCS,
 ];
 
+/// The registered set, built once (cloning shares the function `Arc`s).
 fn build() -> FuncMap {
+    static FUNCS: OnceLock<FuncMap> = OnceLock::new();
+    FUNCS.get_or_init(build_uncached).clone()
+}
+
+fn build_uncached() -> FuncMap {
     let mut m = FuncMap::new();
     for group in GROUPS {
         for (name, f) in group.iter() {
@@ -100,7 +133,8 @@ fn build() -> FuncMap {
         }
     }
     for (name, why) in OMITTED {
-        let msg = format!("error calling {name}: {name} is not available in courier templates ({why})");
+        let msg =
+            format!("error calling {name}: {name} is not available in courier templates ({why})");
         m.insert(
             (*name).to_string(),
             Arc::new(move |_: &[Value]| -> Result<Value> { Err(TemplateError::Exec(msg.clone())) }),
@@ -225,5 +259,82 @@ fn walk_expr(e: &Expr, defined: &dyn Fn(&str) -> bool, found: &mut Found) {
         Expr::Pipe(_, p) => walk_pipe(p, defined, found),
         Expr::Chain(_, inner, _) => walk_expr(inner, defined, found),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str) -> std::result::Result<String, String> {
+        let t = gotmpl::Template::new("t")
+            .funcs(hermetic_txt_funcs())
+            .parse(src)
+            .map_err(|e| e.to_string())?;
+        let trees = t
+            .templates()
+            .into_iter()
+            .filter_map(|n| t.lookup(n).map(|l| (n, l)));
+        check_functions(trees, &hermetic_txt_funcs()).map_err(|e| e.to_string())?;
+        t.execute_to_string(&Value::Nil).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn non_hermetic_functions_fail_at_parse_naming_the_function() {
+        let funcs = hermetic_txt_funcs();
+        for name in NON_HERMETIC {
+            assert!(!funcs.contains_key(*name), "{name} is registered");
+        }
+        let err = render(
+            "line one\n{{if false}}{{define \"x\"}}{{end}}{{end}}{{if false}}\n{{now}}{{end}}",
+        )
+        .expect_err("now is undefined");
+        assert_eq!(err, "template: t:3: function \"now\" not defined");
+        let err = render("{{define \"fr\"}}{{ env \"HOME\" | upper }}{{end}}ok").expect_err("env");
+        assert_eq!(err, "template: fr:1: function \"env\" not defined");
+        assert_eq!(
+            render("{{ upper (lower \"A\") | printf \"%s!\" }}").as_deref(),
+            Ok("A!")
+        );
+    }
+
+    #[test]
+    fn omitted_functions_error_naming_themselves() {
+        for (name, why) in OMITTED {
+            let err = render(&format!("{{{{ {name} \"x\" }}}}")).expect_err(name);
+            assert!(err.contains(name) && err.contains(why), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn txt_and_html_sets_hold_the_same_functions() {
+        let txt: Vec<String> = hermetic_txt_funcs().into_keys().collect();
+        let html: Vec<String> = hermetic_html_funcs().into_keys().collect();
+        let all: Vec<String> = txt_funcs().into_keys().collect();
+        assert_eq!(txt, html);
+        assert_eq!(txt, all);
+        assert!(
+            txt.len() - OMITTED.len() >= 150,
+            "{} implemented",
+            txt.len() - OMITTED.len()
+        );
+    }
+
+    #[test]
+    fn random_functions_stay_in_bounds() {
+        for _ in 0..200 {
+            let n: i64 = render("{{ randInt 3 6 }}")
+                .expect("randInt")
+                .parse()
+                .expect("int");
+            assert!((3..6).contains(&n), "{n}");
+        }
+        assert!(render("{{ randInt 5 5 }}").is_err());
+        let shuffled = render("{{ shuffle \"héllo wörld\" }}").expect("shuffle");
+        let mut a: Vec<char> = shuffled.chars().collect();
+        let mut b: Vec<char> = "héllo wörld".chars().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
     }
 }

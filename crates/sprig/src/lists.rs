@@ -4,7 +4,9 @@
 
 use gotmpl::{Result, Value};
 
-use crate::value::{deep_equal, fail, go_kind, int_arg, is_empty, list_arg, to_int64, want, want_min};
+use crate::value::{
+    deep_equal, fail, go_kind, int_arg, is_empty, list_arg, to_int64, want, want_min,
+};
 use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
@@ -63,12 +65,18 @@ fn prepend(name: &str, a: &[Value]) -> Result<Value> {
 
 fn first(name: &str, a: &[Value]) -> Result<Value> {
     want(name, a, 1)?;
-    Ok(list_arg(name, &a[0], "find first")?.first().cloned().unwrap_or(Value::Nil))
+    Ok(list_arg(name, &a[0], "find first")?
+        .first()
+        .cloned()
+        .unwrap_or(Value::Nil))
 }
 
 fn last(name: &str, a: &[Value]) -> Result<Value> {
     want(name, a, 1)?;
-    Ok(list_arg(name, &a[0], "find last")?.last().cloned().unwrap_or(Value::Nil))
+    Ok(list_arg(name, &a[0], "find last")?
+        .last()
+        .cloned()
+        .unwrap_or(Value::Nil))
 }
 
 fn rest(name: &str, a: &[Value]) -> Result<Value> {
@@ -126,11 +134,19 @@ fn slice(name: &str, a: &[Value]) -> Result<Value> {
     want_min(name, a, 1)?;
     let l = match &a[0] {
         Value::List(l) => l,
-        Value::Nil => return Err(fail(name, "reflect: call of reflect.Value.Kind on nil Type")),
+        Value::Nil => {
+            return Err(fail(
+                name,
+                "reflect: call of reflect.Value.Kind on nil Type",
+            ))
+        }
         other => {
             return Err(fail(
                 name,
-                format!("list should be type of slice or array but {}", go_kind(other)),
+                format!(
+                    "list should be type of slice or array but {}",
+                    go_kind(other)
+                ),
             ))
         }
     };
@@ -138,11 +154,18 @@ fn slice(name: &str, a: &[Value]) -> Result<Value> {
         return Ok(Value::Nil);
     }
     let start = a.get(1).map_or(0, to_int64);
-    let end = if a.len() < 3 { l.len() as i64 } else { to_int64(&a[2]) };
+    let end = if a.len() < 3 {
+        l.len() as i64
+    } else {
+        to_int64(&a[2])
+    };
     if start < 0 || end < start || end > l.len() as i64 {
         return Err(fail(
             name,
-            format!("reflect: slice index out of range [{start}:{end}] with length {}", l.len()),
+            format!(
+                "reflect: slice index out of range [{start}:{end}] with length {}",
+                l.len()
+            ),
         ));
     }
     Ok(list(l[start as usize..end as usize].to_vec()))
@@ -162,9 +185,7 @@ fn chunk(name: &str, a: &[Value]) -> Result<Value> {
         return Err(fail(name, "runtime error: makeslice: len out of range"));
     }
     Ok(list(
-        l.chunks(size as usize)
-            .map(|c| list(c.to_vec()))
-            .collect(),
+        l.chunks(size as usize).map(|c| list(c.to_vec())).collect(),
     ))
 }
 
@@ -174,7 +195,10 @@ fn concat(a: &[Value]) -> Result<Value> {
         match v {
             Value::List(l) => out.extend_from_slice(l),
             Value::Nil => {
-                return Err(fail("concat", "reflect: call of reflect.Value.Kind on nil Type"))
+                return Err(fail(
+                    "concat",
+                    "reflect: call of reflect.Value.Kind on nil Type",
+                ))
             }
             other => {
                 return Err(fail(

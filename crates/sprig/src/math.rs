@@ -11,24 +11,40 @@ use crate::value::{
 use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
-    ("add", |a| Ok(Value::Int(a.iter().map(to_int64).fold(0i64, i64::wrapping_add)))),
-    ("add1", |a| want("add1", a, 1).map(|_| Value::Int(to_int64(&a[0]).wrapping_add(1)))),
-    ("sub", |a| want("sub", a, 2).map(|_| Value::Int(to_int64(&a[0]).wrapping_sub(to_int64(&a[1]))))),
+    ("add", |a| {
+        Ok(Value::Int(
+            a.iter().map(to_int64).fold(0i64, i64::wrapping_add),
+        ))
+    }),
+    ("add1", |a| {
+        want("add1", a, 1).map(|_| Value::Int(to_int64(&a[0]).wrapping_add(1)))
+    }),
+    ("sub", |a| {
+        want("sub", a, 2).map(|_| Value::Int(to_int64(&a[0]).wrapping_sub(to_int64(&a[1]))))
+    }),
     ("div", |a| int_div("div", a, i64::wrapping_div)),
     ("mod", |a| int_div("mod", a, i64::wrapping_rem)),
     ("mul", |a| {
         want_min("mul", a, 1)?;
-        Ok(Value::Int(a.iter().map(to_int64).fold(1i64, i64::wrapping_mul)))
+        Ok(Value::Int(
+            a.iter().map(to_int64).fold(1i64, i64::wrapping_mul),
+        ))
     }),
     ("max", |a| extreme("max", a, i64::max)),
     ("biggest", |a| extreme("biggest", a, i64::max)),
     ("min", |a| extreme("min", a, i64::min)),
     ("maxf", |a| extremef("maxf", a, go_max)),
     ("minf", |a| extremef("minf", a, go_min)),
-    ("floor", |a| want("floor", a, 1).map(|_| Value::Float(to_float64(&a[0]).floor()))),
-    ("ceil", |a| want("ceil", a, 1).map(|_| Value::Float(to_float64(&a[0]).ceil()))),
+    ("floor", |a| {
+        want("floor", a, 1).map(|_| Value::Float(to_float64(&a[0]).floor()))
+    }),
+    ("ceil", |a| {
+        want("ceil", a, 1).map(|_| Value::Float(to_float64(&a[0]).ceil()))
+    }),
     ("round", round),
-    ("addf", |a| decimal_op("addf", &Value::Float(0.0), a, Op::Add)),
+    ("addf", |a| {
+        decimal_op("addf", &Value::Float(0.0), a, Op::Add)
+    }),
     ("add1f", |a| {
         want("add1f", a, 1)?;
         decimal_op("add1f", &a[0], &[Value::Int(1)], Op::Add)
@@ -42,11 +58,19 @@ pub(crate) const FUNCS: &[Entry] = &[
     ("randInt", rand_int),
     ("atoi", |a| {
         want("atoi", a, 1)?;
-        Ok(Value::Int(parse_int(str_arg("atoi", a, 0)?, 10).unwrap_or(0)))
+        Ok(Value::Int(
+            parse_int(str_arg("atoi", a, 0)?, 10).unwrap_or(0),
+        ))
     }),
-    ("int", |a| want("int", a, 1).map(|_| Value::Int(to_int64(&a[0])))),
-    ("int64", |a| want("int64", a, 1).map(|_| Value::Int(to_int64(&a[0])))),
-    ("float64", |a| want("float64", a, 1).map(|_| Value::Float(to_float64(&a[0])))),
+    ("int", |a| {
+        want("int", a, 1).map(|_| Value::Int(to_int64(&a[0])))
+    }),
+    ("int64", |a| {
+        want("int64", a, 1).map(|_| Value::Int(to_int64(&a[0])))
+    }),
+    ("float64", |a| {
+        want("float64", a, 1).map(|_| Value::Float(to_float64(&a[0])))
+    }),
     ("toDecimal", |a| {
         want("toDecimal", a, 1)?;
         Ok(Value::Int(parse_int(&strval(&a[0]), 8).unwrap_or(0)))
@@ -64,7 +88,9 @@ fn int_div(name: &str, a: &[Value], op: fn(i64, i64) -> i64) -> Result<Value> {
 
 fn extreme(name: &str, a: &[Value], pick: fn(i64, i64) -> i64) -> Result<Value> {
     want_min(name, a, 1)?;
-    Ok(Value::Int(a[1..].iter().map(to_int64).fold(to_int64(&a[0]), pick)))
+    Ok(Value::Int(
+        a[1..].iter().map(to_int64).fold(to_int64(&a[0]), pick),
+    ))
 }
 
 fn go_max(x: f64, y: f64) -> f64 {
@@ -98,11 +124,19 @@ fn round(a: &[Value]) -> Result<Value> {
     }
     let val = to_float64(&a[0]);
     let places = int_arg("round", a, 1)? as f64;
-    let round_on = if a.len() == 3 { float_arg("round", a, 2)? } else { 0.5 };
+    let round_on = if a.len() == 3 {
+        float_arg("round", a, 2)?
+    } else {
+        0.5
+    };
     let pow = 10f64.powf(places);
     let digit = pow * val;
     let frac = digit.fract();
-    let r = if frac >= round_on { digit.ceil() } else { digit.floor() };
+    let r = if frac >= round_on {
+        digit.ceil()
+    } else {
+        digit.floor()
+    };
     Ok(Value::Float(r / pow))
 }
 
@@ -146,16 +180,25 @@ impl Dec {
 
     fn add(a: Dec, b: Dec) -> Option<Dec> {
         let (x, y, e) = Dec::align(a, b)?;
-        Some(Dec { m: x.checked_add(y)?, e })
+        Some(Dec {
+            m: x.checked_add(y)?,
+            e,
+        })
     }
 
     fn sub(a: Dec, b: Dec) -> Option<Dec> {
         let (x, y, e) = Dec::align(a, b)?;
-        Some(Dec { m: x.checked_sub(y)?, e })
+        Some(Dec {
+            m: x.checked_sub(y)?,
+            e,
+        })
     }
 
     fn mul(a: Dec, b: Dec) -> Option<Dec> {
-        Some(Dec { m: a.m.checked_mul(b.m)?, e: a.e.checked_add(b.e)? })
+        Some(Dec {
+            m: a.m.checked_mul(b.m)?,
+            e: a.e.checked_add(b.e)?,
+        })
     }
 
     /// `Div`: the quotient rounded half away from zero to 16 decimal places.
@@ -180,7 +223,10 @@ impl Dec {
         } else {
             q
         };
-        Some(Dec { m: q, e: -DIV_PRECISION })
+        Some(Dec {
+            m: q,
+            e: -DIV_PRECISION,
+        })
     }
 
     fn to_f64(self) -> f64 {

@@ -15,15 +15,28 @@ pub(crate) const FUNCS: &[Entry] = &[
             _ => a[0].clone(),
         })
     }),
-    ("empty", |a| want("empty", a, 1).map(|_| Value::Bool(is_empty(&a[0])))),
-    ("coalesce", |a| Ok(a.iter().find(|v| !is_empty(v)).cloned().unwrap_or(Value::Nil))),
+    ("empty", |a| {
+        want("empty", a, 1).map(|_| Value::Bool(is_empty(&a[0])))
+    }),
+    ("coalesce", |a| {
+        Ok(a.iter()
+            .find(|v| !is_empty(v))
+            .cloned()
+            .unwrap_or(Value::Nil))
+    }),
     ("all", |a| Ok(Value::Bool(a.iter().all(|v| !is_empty(v))))),
     ("any", |a| Ok(Value::Bool(a.iter().any(|v| !is_empty(v))))),
     ("ternary", |a| {
         want("ternary", a, 3)?;
-        Ok(if bool_arg("ternary", a, 2)? { a[0].clone() } else { a[1].clone() })
+        Ok(if bool_arg("ternary", a, 2)? {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
     }),
-    ("typeOf", |a| want("typeOf", a, 1).map(|_| s(go_type(&a[0])))),
+    ("typeOf", |a| {
+        want("typeOf", a, 1).map(|_| s(go_type(&a[0])))
+    }),
     ("typeIs", |a| {
         want("typeIs", a, 2)?;
         Ok(Value::Bool(str_arg("typeIs", a, 0)? == go_type(&a[1])))
@@ -34,22 +47,31 @@ pub(crate) const FUNCS: &[Entry] = &[
         let target = str_arg("typeIsLike", a, 0)?;
         Ok(Value::Bool(target == t || format!("*{target}") == t))
     }),
-    ("kindOf", |a| want("kindOf", a, 1).map(|_| s(go_kind(&a[0])))),
+    ("kindOf", |a| {
+        want("kindOf", a, 1).map(|_| s(go_kind(&a[0])))
+    }),
     ("kindIs", |a| {
         want("kindIs", a, 2)?;
         Ok(Value::Bool(str_arg("kindIs", a, 0)? == go_kind(&a[1])))
     }),
-    ("deepEqual", |a| want("deepEqual", a, 2).map(|_| Value::Bool(deep_equal(&a[0], &a[1])))),
+    ("deepEqual", |a| {
+        want("deepEqual", a, 2).map(|_| Value::Bool(deep_equal(&a[0], &a[1])))
+    }),
     ("base", |a| path_fn("base", a, base)),
     ("dir", |a| path_fn("dir", a, dir)),
     ("clean", |a| path_fn("clean", a, clean)),
     ("ext", |a| path_fn("ext", a, |p| ext(p).to_string())),
-    ("isAbs", |a| want("isAbs", a, 1).and_then(|_| Ok(Value::Bool(str_arg("isAbs", a, 0)?.starts_with('/'))))),
+    ("isAbs", |a| {
+        want("isAbs", a, 1).and_then(|_| Ok(Value::Bool(str_arg("isAbs", a, 0)?.starts_with('/'))))
+    }),
     ("osBase", |a| path_fn("osBase", a, base)),
     ("osDir", |a| path_fn("osDir", a, dir)),
     ("osClean", |a| path_fn("osClean", a, clean)),
     ("osExt", |a| path_fn("osExt", a, |p| ext(p).to_string())),
-    ("osIsAbs", |a| want("osIsAbs", a, 1).and_then(|_| Ok(Value::Bool(str_arg("osIsAbs", a, 0)?.starts_with('/'))))),
+    ("osIsAbs", |a| {
+        want("osIsAbs", a, 1)
+            .and_then(|_| Ok(Value::Bool(str_arg("osIsAbs", a, 0)?.starts_with('/'))))
+    }),
 ];
 
 fn path_fn(name: &str, a: &[Value], f: impl Fn(&str) -> String) -> Result<Value> {

@@ -20,9 +20,15 @@ pub(crate) const FUNCS: &[Entry] = &[
     ("regexFindAll", |a| find_all("regexFindAll", a)),
     ("mustRegexFindAll", |a| find_all("mustRegexFindAll", a)),
     ("regexReplaceAll", |a| replace("regexReplaceAll", a, false)),
-    ("mustRegexReplaceAll", |a| replace("mustRegexReplaceAll", a, false)),
-    ("regexReplaceAllLiteral", |a| replace("regexReplaceAllLiteral", a, true)),
-    ("mustRegexReplaceAllLiteral", |a| replace("mustRegexReplaceAllLiteral", a, true)),
+    ("mustRegexReplaceAll", |a| {
+        replace("mustRegexReplaceAll", a, false)
+    }),
+    ("regexReplaceAllLiteral", |a| {
+        replace("regexReplaceAllLiteral", a, true)
+    }),
+    ("mustRegexReplaceAllLiteral", |a| {
+        replace("mustRegexReplaceAllLiteral", a, true)
+    }),
     ("regexSplit", |a| split("regexSplit", a)),
     ("mustRegexSplit", |a| split("mustRegexSplit", a)),
     ("regexQuoteMeta", |a| {
@@ -170,7 +176,11 @@ fn find_all(name: &str, a: &[Value]) -> Result<Value> {
     let re = compile(name, str_arg(name, a, 0)?)?;
     let text = str_arg(name, a, 1)?;
     let n = int_arg(name, a, 2)?;
-    Ok(strings(go_matches(&re, text, n).iter().map(|m| m.as_str().to_string())))
+    Ok(strings(
+        go_matches(&re, text, n)
+            .iter()
+            .map(|m| m.as_str().to_string()),
+    ))
 }
 
 fn replace(name: &str, a: &[Value], literal: bool) -> Result<Value> {

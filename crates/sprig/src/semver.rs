@@ -30,12 +30,17 @@ fn ident_ok(x: &str, numeric_no_zero: bool) -> bool {
         && x.split('.').all(|p| {
             !p.is_empty()
                 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !(numeric_no_zero && p.len() > 1 && p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit()))
+                && !(numeric_no_zero
+                    && p.len() > 1
+                    && p.starts_with('0')
+                    && p.bytes().all(|b| b.is_ascii_digit()))
         })
 }
 
 /// Parses a version; `None` parts were absent (for constraint wildcards).
-fn parse_parts(v: &str) -> std::result::Result<([Option<String>; 3], String, String), &'static str> {
+fn parse_parts(
+    v: &str,
+) -> std::result::Result<([Option<String>; 3], String, String), &'static str> {
     let v = v.strip_prefix('v').unwrap_or(v);
     let (rest, meta) = v.split_once('+').map_or((v, ""), |(a, b)| (a, b));
     let (core, pre) = rest.split_once('-').map_or((rest, ""), |(a, b)| (a, b));
@@ -142,7 +147,13 @@ fn parse_constraint(c: &str) -> std::result::Result<Constraint, String> {
     if ver.is_empty() || is_wild(&Some(ver.to_string())) {
         return Ok(Constraint {
             op: op.into(),
-            v: Version { major: 0, minor: 0, patch: 0, pre: String::new(), meta: String::new() },
+            v: Version {
+                major: 0,
+                minor: 0,
+                patch: 0,
+                pre: String::new(),
+                meta: String::new(),
+            },
             major_dirty: true,
             minor_dirty: true,
             patch_dirty: true,
@@ -159,10 +170,20 @@ fn parse_constraint(c: &str) -> std::result::Result<Constraint, String> {
             *p = None;
         }
     }
-    let num = |p: &Option<String>| p.as_deref().map_or(Ok(0), |x| x.parse::<u64>()).map_err(|_| bad());
+    let num = |p: &Option<String>| {
+        p.as_deref()
+            .map_or(Ok(0), |x| x.parse::<u64>())
+            .map_err(|_| bad())
+    };
     Ok(Constraint {
         op: op.into(),
-        v: Version { major: num(&parts[0])?, minor: num(&parts[1])?, patch: num(&parts[2])?, pre, meta },
+        v: Version {
+            major: num(&parts[0])?,
+            minor: num(&parts[1])?,
+            patch: num(&parts[2])?,
+            pre,
+            meta,
+        },
         major_dirty,
         minor_dirty,
         patch_dirty,
@@ -180,7 +201,7 @@ fn tilde(v: &Version, c: &Constraint) -> bool {
     if v.major != c.v.major {
         return false;
     }
-    !(v.minor != c.v.minor && !c.minor_dirty)
+    v.minor == c.v.minor || c.minor_dirty
 }
 
 fn check(v: &Version, c: &Constraint) -> bool {

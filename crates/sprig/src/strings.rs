@@ -7,31 +7,61 @@ use std::sync::Arc;
 
 use gotmpl::{Result, Value};
 
-use crate::value::{
-    fail, fmt_v, int_arg, map_value, s, str_arg, strings, strval, want,
-};
+use crate::value::{fail, fmt_v, int_arg, map_value, s, str_arg, strings, strval, want};
 use crate::Entry;
 
 pub(crate) const FUNCS: &[Entry] = &[
     ("hello", |a| want("hello", a, 0).map(|_| s("Hello!"))),
-    ("upper", |a| one("upper", a, |x| x.chars().map(go_upper).collect())),
-    ("lower", |a| one("lower", a, |x| x.chars().map(go_lower).collect())),
+    ("upper", |a| {
+        one("upper", a, |x| x.chars().map(go_upper).collect())
+    }),
+    ("lower", |a| {
+        one("lower", a, |x| x.chars().map(go_lower).collect())
+    }),
     ("title", |a| one("title", a, title)),
     ("untitle", |a| one("untitle", a, untitle)),
     ("swapcase", |a| one("swapcase", a, swapcase)),
-    ("trim", |a| one("trim", a, |x| x.trim_matches(go_space).to_string())),
-    ("trimAll", |a| two("trimAll", a, |cut, x| x.trim_matches(|c| cut.contains(c)).to_string())),
-    ("trimall", |a| two("trimall", a, |cut, x| x.trim_matches(|c| cut.contains(c)).to_string())),
-    ("trimSuffix", |a| two("trimSuffix", a, |suf, x| x.strip_suffix(suf).unwrap_or(x).to_string())),
-    ("trimPrefix", |a| two("trimPrefix", a, |pre, x| x.strip_prefix(pre).unwrap_or(x).to_string())),
+    ("trim", |a| {
+        one("trim", a, |x| x.trim_matches(go_space).to_string())
+    }),
+    ("trimAll", |a| {
+        two("trimAll", a, |cut, x| {
+            x.trim_matches(|c| cut.contains(c)).to_string()
+        })
+    }),
+    ("trimall", |a| {
+        two("trimall", a, |cut, x| {
+            x.trim_matches(|c| cut.contains(c)).to_string()
+        })
+    }),
+    ("trimSuffix", |a| {
+        two("trimSuffix", a, |suf, x| {
+            x.strip_suffix(suf).unwrap_or(x).to_string()
+        })
+    }),
+    ("trimPrefix", |a| {
+        two("trimPrefix", a, |pre, x| {
+            x.strip_prefix(pre).unwrap_or(x).to_string()
+        })
+    }),
     ("nospace", |a| one("nospace", a, nospace)),
     ("initials", |a| one("initials", a, initials)),
     ("shuffle", |a| one("shuffle", a, shuffle)),
-    ("snakecase", |a| one("snakecase", a, |x| crate::case::to_lower_case(x, '_'))),
-    ("kebabcase", |a| one("kebabcase", a, |x| crate::case::to_lower_case(x, '-'))),
-    ("camelcase", |a| one("camelcase", a, crate::case::to_camel_case)),
-    ("contains", |a| pred("contains", a, |sub, x| x.contains(sub))),
-    ("hasPrefix", |a| pred("hasPrefix", a, |p, x| x.starts_with(p))),
+    ("snakecase", |a| {
+        one("snakecase", a, |x| crate::case::to_lower_case(x, '_'))
+    }),
+    ("kebabcase", |a| {
+        one("kebabcase", a, |x| crate::case::to_lower_case(x, '-'))
+    }),
+    ("camelcase", |a| {
+        one("camelcase", a, crate::case::to_camel_case)
+    }),
+    ("contains", |a| {
+        pred("contains", a, |sub, x| x.contains(sub))
+    }),
+    ("hasPrefix", |a| {
+        pred("hasPrefix", a, |p, x| x.starts_with(p))
+    }),
     ("hasSuffix", |a| pred("hasSuffix", a, |p, x| x.ends_with(p))),
     ("repeat", repeat),
     ("substr", substr),
@@ -51,8 +81,12 @@ pub(crate) const FUNCS: &[Entry] = &[
     ("splitn", splitn),
     ("splitList", split_list),
     ("join", join),
-    ("toStrings", |a| want("toStrings", a, 1).map(|_| strings(strslice(&a[0])))),
-    ("toString", |a| want("toString", a, 1).map(|_| s(strval(&a[0])))),
+    ("toStrings", |a| {
+        want("toStrings", a, 1).map(|_| strings(strslice(&a[0])))
+    }),
+    ("toString", |a| {
+        want("toString", a, 1).map(|_| s(strval(&a[0])))
+    }),
     ("sortAlpha", sort_alpha),
     ("fail", |a| {
         want("fail", a, 1)?;
@@ -77,8 +111,10 @@ fn pred(name: &str, a: &[Value], f: impl Fn(&str, &str) -> bool) -> Result<Value
 
 /// Go's `unicode.IsSpace`.
 pub(crate) fn go_space(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}')
-        || (c as u32 > 0xFF && c.is_whitespace())
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}'
+    ) || (c as u32 > 0xFF && c.is_whitespace())
 }
 
 /// A Go byte-slice of a string; a cut inside a character is replaced as Go's
@@ -268,7 +304,10 @@ fn abbreviate_full(x: &str, offset: i64, width: i64) -> Option<String> {
         let rest = byte_slice(x, offset as usize, x.len());
         return abbreviate_full(&rest, 0, width - 3).map(|r| format!("...{r}"));
     }
-    Some(format!("...{}", byte_slice(x, (len - (width - 3)) as usize, x.len())))
+    Some(format!(
+        "...{}",
+        byte_slice(x, (len - (width - 3)) as usize, x.len())
+    ))
 }
 
 fn abbrev(a: &[Value]) -> Result<Value> {
@@ -418,7 +457,10 @@ fn indent_str(n: i64, x: &str) -> String {
 
 fn indent(a: &[Value]) -> Result<Value> {
     want("indent", a, 2)?;
-    Ok(s(indent_str(int_arg("indent", a, 0)?, str_arg("indent", a, 1)?)))
+    Ok(s(indent_str(
+        int_arg("indent", a, 0)?,
+        str_arg("indent", a, 1)?,
+    )))
 }
 
 fn nindent(a: &[Value]) -> Result<Value> {
@@ -449,7 +491,11 @@ fn replace(a: &[Value]) -> Result<Value> {
 fn plural(a: &[Value]) -> Result<Value> {
     want("plural", a, 3)?;
     let (one, many) = (str_arg("plural", a, 0)?, str_arg("plural", a, 1)?);
-    Ok(s(if int_arg("plural", a, 2)? == 1 { one } else { many }))
+    Ok(s(if int_arg("plural", a, 2)? == 1 {
+        one
+    } else {
+        many
+    }))
 }
 
 /// `strings.Split`, including Go's rule for an empty separator (split into characters).

@@ -23,9 +23,15 @@ fn unescape(x: &str) -> std::result::Result<String, String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| unhex(*c)), b.get(i + 2).and_then(|c| unhex(*c))) else {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| unhex(*c)),
+                b.get(i + 2).and_then(|c| unhex(*c)),
+            ) else {
                 let end = (i + 3).min(b.len());
-                return Err(format!("invalid URL escape {:?}", String::from_utf8_lossy(&b[i..end])));
+                return Err(format!(
+                    "invalid URL escape {:?}",
+                    String::from_utf8_lossy(&b[i..end])
+                ));
             };
             out.push(h << 4 | l);
             i += 3;
@@ -48,7 +54,10 @@ fn should_escape(c: u8, mode: Mode) -> bool {
     if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~') {
         return false;
     }
-    if matches!(c, b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'?' | b'@') {
+    if matches!(
+        c,
+        b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'?' | b'@'
+    ) {
         return match mode {
             Mode::Path => c == b'?',
             Mode::Fragment => false,
@@ -86,7 +95,9 @@ fn parse(raw: &str) -> std::result::Result<Url, String> {
     let mut scheme = String::new();
     let mut rest = rest;
     for (i, c) in rest.char_indices() {
-        if c.is_ascii_alphabetic() || (i > 0 && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))) {
+        if c.is_ascii_alphabetic()
+            || (i > 0 && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
+        {
             continue;
         }
         if c == ':' {
@@ -166,12 +177,21 @@ fn url_join(a: &[Value]) -> Result<Value> {
             Some(Value::String(v)) => Ok(v.to_string()),
             Some(other) => Err(fail(
                 "urlJoin",
-                format!("unable to parse {k} key, must be of type string, but {} found", go_kind(other)),
+                format!(
+                    "unable to parse {k} key, must be of type string, but {} found",
+                    go_kind(other)
+                ),
             )),
         }
     };
-    let (scheme, host, path, query, opaque, fragment) =
-        (get("scheme")?, get("host")?, get("path")?, get("query")?, get("opaque")?, get("fragment")?);
+    let (scheme, host, path, query, opaque, fragment) = (
+        get("scheme")?,
+        get("host")?,
+        get("path")?,
+        get("query")?,
+        get("opaque")?,
+        get("fragment")?,
+    );
     let userinfo = get("userinfo")?;
     let mut out = String::new();
     if !scheme.is_empty() {
@@ -187,20 +207,28 @@ fn url_join(a: &[Value]) -> Result<Value> {
             }
             if !userinfo.is_empty() {
                 // Go re-parses the userinfo and rejects characters outside RFC 3986's set.
-                let valid = userinfo.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b)
-                });
+                let valid = userinfo
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b));
                 if !valid {
                     return Err(fail(
                         "urlJoin",
                         format!("unable to parse userinfo in dict: parse \"proto://{userinfo}@host\": net/url: invalid userinfo"),
                     ));
                 }
-                let (user, pass) = userinfo.split_once(':').map_or((userinfo.as_str(), None), |(u, p)| (u, Some(p)));
-                out.push_str(&escape(&unescape(user).unwrap_or_default(), Mode::UserPassword));
+                let (user, pass) = userinfo
+                    .split_once(':')
+                    .map_or((userinfo.as_str(), None), |(u, p)| (u, Some(p)));
+                out.push_str(&escape(
+                    &unescape(user).unwrap_or_default(),
+                    Mode::UserPassword,
+                ));
                 if let Some(p) = pass {
                     out.push(':');
-                    out.push_str(&escape(&unescape(p).unwrap_or_default(), Mode::UserPassword));
+                    out.push_str(&escape(
+                        &unescape(p).unwrap_or_default(),
+                        Mode::UserPassword,
+                    ));
                 }
                 out.push('@');
             }
@@ -210,7 +238,12 @@ fn url_join(a: &[Value]) -> Result<Value> {
         if !escaped.is_empty() && !escaped.starts_with('/') && !host.is_empty() {
             out.push('/');
         }
-        if out.is_empty() && escaped.split('/').next().is_some_and(|seg| seg.contains(':')) {
+        if out.is_empty()
+            && escaped
+                .split('/')
+                .next()
+                .is_some_and(|seg| seg.contains(':'))
+        {
             out.push_str("./");
         }
         out.push_str(&escaped);

@@ -93,8 +93,14 @@ pub(crate) fn map_arg(name: &str, args: &[Value], i: usize) -> Result<Map> {
 pub(crate) fn list_arg<'a>(name: &str, v: &'a Value, verb: &str) -> Result<&'a [Value]> {
     match v {
         Value::List(l) => Ok(l),
-        Value::Nil => Err(fail(name, "reflect: call of reflect.Value.Kind on nil Type")),
-        other => Err(fail(name, format!("Cannot {verb} on type {}", go_kind(other)))),
+        Value::Nil => Err(fail(
+            name,
+            "reflect: call of reflect.Value.Kind on nil Type",
+        )),
+        other => Err(fail(
+            name,
+            format!("Cannot {verb} on type {}", go_kind(other)),
+        )),
     }
 }
 
@@ -172,7 +178,11 @@ fn plain(digits: &str, point: i32) -> String {
     } else if point >= n {
         format!("{digits}{}", "0".repeat((point - n) as usize))
     } else {
-        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        format!(
+            "{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
     }
 }
 
@@ -195,10 +205,18 @@ pub(crate) fn fmt_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let (digits, point) = shortest(f);
     let exp = point - 1;
@@ -301,7 +319,10 @@ pub(crate) fn parse_int(s: &str, base: u32) -> Option<i64> {
     let cleaned: String = if base == 0 && digits.contains('_') {
         // Go's underscoreOK: only between digits, or after a base prefix.
         let b = digits.as_bytes();
-        if b.last() == Some(&b'_') || digits.contains("__") || (!prefixed && b.first() == Some(&b'_')) {
+        if b.last() == Some(&b'_')
+            || digits.contains("__")
+            || (!prefixed && b.first() == Some(&b'_'))
+        {
             return None;
         }
         digits.chars().filter(|c| *c != '_').collect()
@@ -360,7 +381,10 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
     }
     let lower = s.to_ascii_lowercase();
     let t = lower.trim_start_matches(['+', '-']);
-    if matches!(t, "inf" | "infinity" | "nan") || t.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-')) {
+    if matches!(t, "inf" | "infinity" | "nan")
+        || t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))
+    {
         s.parse::<f64>().ok()
     } else {
         None
@@ -382,9 +406,8 @@ pub(crate) fn to_float64(v: &Value) -> f64 {
 /// Go's `reflect.DeepEqual` on template values.
 pub(crate) fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Safe { s: x, .. }, Value::String(y)) | (Value::String(y), Value::Safe { s: x, .. }) => {
-            x == y
-        }
+        (Value::Safe { s: x, .. }, Value::String(y))
+        | (Value::String(y), Value::Safe { s: x, .. }) => x == y,
         // JSON data arrives as unsigned when positive; Go's data had `int` there.
         (Value::Int(x), Value::Uint(y)) | (Value::Uint(y), Value::Int(x)) => {
             *x >= 0 && *x as u64 == *y

@@ -63,7 +63,10 @@ fn render(mode: &str, body: &str, data: &gotmpl::Value) -> Result<String, String
             .funcs(courier_sprig::hermetic_html_funcs())
             .parse(body)
             .map_err(|e| e.to_string())?;
-        let trees = t.templates().into_iter().filter_map(|n| t.lookup(n).map(|l| (n, l)));
+        let trees = t
+            .templates()
+            .into_iter()
+            .filter_map(|n| t.lookup(n).map(|l| (n, l)));
         courier_sprig::check_functions(trees, &courier_sprig::hermetic_html_funcs())
             .map_err(|e| e.to_string())?;
         t.execute_to_string(data).map_err(|e| e.to_string())
@@ -72,7 +75,10 @@ fn render(mode: &str, body: &str, data: &gotmpl::Value) -> Result<String, String
             .funcs(courier_sprig::hermetic_txt_funcs())
             .parse(body)
             .map_err(|e| e.to_string())?;
-        let trees = t.templates().into_iter().filter_map(|n| t.lookup(n).map(|l| (n, l)));
+        let trees = t
+            .templates()
+            .into_iter()
+            .filter_map(|n| t.lookup(n).map(|l| (n, l)));
         courier_sprig::check_functions(trees, &courier_sprig::hermetic_txt_funcs())
             .map_err(|e| e.to_string())?;
         t.execute_to_string(data).map_err(|e| e.to_string())
@@ -186,7 +192,9 @@ fn go_fixtures_match() {
                 }
                 continue;
             }
-            let want = expected.get(&key).unwrap_or_else(|| panic!("{key} missing from expected.json; run testdata/regenerate.sh"));
+            let want = expected.get(&key).unwrap_or_else(|| {
+                panic!("{key} missing from expected.json; run testdata/regenerate.sh")
+            });
             match (want.get("ok").and_then(Json::as_str), &got) {
                 (Some(w), Ok(g)) if w == g => {}
                 (None, Err(_)) => {}
@@ -198,7 +206,12 @@ fn go_fixtures_match() {
         }
     }
     assert!(checked >= 100, "only {checked} fixture renders");
-    assert!(failures.is_empty(), "{} of {checked} fixture renders differ from Go:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} fixture renders differ from Go:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The fixtures call most of the registered functions (each counted once).
@@ -211,9 +224,14 @@ fn fixtures_cover_the_function_set() {
         .filter(|w| !w.is_empty())
         .collect();
     let omitted = |k: &str| courier_sprig::OMITTED.iter().any(|(n, _)| *n == k);
-    let covered: Vec<&String> =
-        funcs.keys().filter(|k| words.contains(k.as_str()) && !omitted(k)).collect();
-    let missing: Vec<&String> = funcs.keys().filter(|k| !words.contains(k.as_str())).collect();
+    let covered: Vec<&String> = funcs
+        .keys()
+        .filter(|k| words.contains(k.as_str()) && !omitted(k))
+        .collect();
+    let missing: Vec<&String> = funcs
+        .keys()
+        .filter(|k| !words.contains(k.as_str()))
+        .collect();
     assert!(
         covered.len() >= 150,
         "fixtures call {} functions; not covered: {missing:?}",
