@@ -149,6 +149,11 @@ const DIVERGENT: &[(&str, Expect, &str)] = &[
         "gotmpl maps are immutable: set/unset return an updated copy",
     ),
     (
+        "durations/int-constant/txt",
+        Expect::Ok("1m30s"),
+        "one integer type: an int constant reads as Sprig's int64 (Go ignores an int: 0s)",
+    ),
+    (
         "semver/methods/txt",
         Expect::Err("non-function"),
         "gotmpl has no methods: semver returns a map of Major/Minor/Patch/...",
