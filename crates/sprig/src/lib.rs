@@ -321,6 +321,35 @@ mod tests {
     }
 
     #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        for src in [
+            "{{ split }}",
+            "{{ split \"a\" }}",
+            "{{ repeat 100000000000 \"ab\" }}",
+            "{{ indent 100000000000 \"a\" }}",
+            "{{ until 100000000000 }}",
+            "{{ seq 9223372036854775807 }}",
+            "{{ substr 3 1 \"hello\" }}",
+            "{{ dig }}",
+            "{{ upper }}",
+            "{{ chunk -1 (list 1) }}",
+            "{{ div 1 0 }}",
+            "{{ divf 1 0 }}",
+            "{{ regexFind \"(\" \"x\" }}",
+        ] {
+            assert!(render(src).is_err(), "{src} should fail");
+        }
+        assert_eq!(
+            render("{{ mod -9223372036854775807 -1 }}").as_deref(),
+            Ok("0")
+        );
+        assert_eq!(
+            render("{{ add 9223372036854775807 1 }}").as_deref(),
+            Ok("-9223372036854775808")
+        );
+    }
+
+    #[test]
     fn random_functions_stay_in_bounds() {
         for _ in 0..200 {
             let n: i64 = render("{{ randInt 3 6 }}")

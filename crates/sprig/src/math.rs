@@ -353,11 +353,11 @@ fn seq(a: &[Value]) -> Result<Value> {
     let r = match p.as_slice() {
         [end] => {
             let inc = if *end < 1 { -1 } else { 1 };
-            step_range("seq", 1, end + inc, inc)?
+            step_range("seq", 1, end.saturating_add(inc), inc)?
         }
         [start, end] => {
             let step = if end < start { -1 } else { 1 };
-            step_range("seq", *start, end + step, step)?
+            step_range("seq", *start, end.saturating_add(step), step)?
         }
         [start, step, end] => {
             let mut inc = 1;
@@ -367,7 +367,7 @@ fn seq(a: &[Value]) -> Result<Value> {
                     return Ok(s(""));
                 }
             }
-            step_range("seq", *start, end + inc, *step)?
+            step_range("seq", *start, end.saturating_add(inc), *step)?
         }
         _ => return Ok(s("")),
     };

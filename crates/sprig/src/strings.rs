@@ -77,7 +77,9 @@ pub(crate) const FUNCS: &[Entry] = &[
     ("nindent", nindent),
     ("replace", replace),
     ("plural", plural),
-    ("split", |a| split_map("split", a, None)),
+    ("split", |a| {
+        want("split", a, 2).and_then(|_| split_map("split", a, None))
+    }),
     ("splitn", splitn),
     ("splitList", split_list),
     ("join", join),
@@ -239,6 +241,9 @@ fn repeat(a: &[Value]) -> Result<Value> {
     let x = str_arg("repeat", a, 1)?;
     if n < 0 {
         return Err(fail("repeat", "strings: negative Repeat count"));
+    }
+    if (n as u64).saturating_mul(x.len() as u64) > MAX_OUTPUT as u64 {
+        return Err(fail("repeat", "strings: Repeat output length overflow"));
     }
     Ok(s(x.repeat(n as usize)))
 }
@@ -450,22 +455,33 @@ fn cat(a: &[Value]) -> Result<Value> {
     Ok(s(parts.join(" ")))
 }
 
-fn indent_str(n: i64, x: &str) -> String {
-    let pad = " ".repeat(n.max(0) as usize);
-    format!("{pad}{}", x.replace('\n', &format!("\n{pad}")))
+/// Results longer than this are an error rather than an allocation the
+/// process cannot survive (Go would panic too, later).
+const MAX_OUTPUT: usize = 16 << 20;
+
+fn indent_str(name: &str, n: i64, x: &str) -> Result<String> {
+    let n = n.max(0) as u64;
+    let lines = x.matches('\n').count() as u64 + 1;
+    if n.saturating_mul(lines) > MAX_OUTPUT as u64 {
+        return Err(fail(name, "strings: Repeat output length overflow"));
+    }
+    let pad = " ".repeat(n as usize);
+    Ok(format!("{pad}{}", x.replace('\n', &format!("\n{pad}"))))
 }
 
 fn indent(a: &[Value]) -> Result<Value> {
     want("indent", a, 2)?;
-    Ok(s(indent_str(
-        int_arg("indent", a, 0)?,
-        str_arg("indent", a, 1)?,
-    )))
+    let body = indent_str("indent", int_arg("indent", a, 0)?, str_arg("indent", a, 1)?)?;
+    Ok(s(body))
 }
 
 fn nindent(a: &[Value]) -> Result<Value> {
     want("nindent", a, 2)?;
-    let body = indent_str(int_arg("nindent", a, 0)?, str_arg("nindent", a, 1)?);
+    let body = indent_str(
+        "nindent",
+        int_arg("nindent", a, 0)?,
+        str_arg("nindent", a, 1)?,
+    )?;
     Ok(s(format!("\n{body}")))
 }
 
