@@ -169,7 +169,11 @@ func main() {
 	if err := enc.Encode(results); err != nil {
 		panic(err)
 	}
-	if err := os.WriteFile(dir+"/expected.json", buf.Bytes(), 0o644); err != nil {
+	out := dir + "/expected.json"
+	if len(os.Args) > 2 {
+		out = os.Args[2]
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
 }
