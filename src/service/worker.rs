@@ -25,19 +25,15 @@ const BATCH: usize = 256;
 /// What a worker needs.
 pub struct Worker {
     /// This worker's lease owner name (unique per process).
-    pub id: String,
-    /// The store.
-    pub store: Arc<dyn MessageStore>,
-    /// Renders and sends.
-    pub courier: Arc<Courier>,
-    /// Metrics to update.
-    pub metrics: Arc<Metrics>,
-    /// Concurrency, lease, polling, grace.
-    pub settings: ServeSettings,
+    pub(crate) id: String,
+    pub(crate) store: Arc<dyn MessageStore>,
+    pub(crate) courier: Arc<Courier>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: ServeSettings,
     /// Notified when the API stores new messages, so they go out without waiting for a poll.
-    pub wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     /// Set while the claim loop runs (for readiness).
-    pub running: Arc<AtomicBool>,
+    pub(crate) running: Arc<AtomicBool>,
 }
 
 /// The status and due time that follow an attempt: the policy's decision, persisted.

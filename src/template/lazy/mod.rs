@@ -1,8 +1,8 @@
 //! Lazy conversion of a JSON-text ctx into Jsonnet values.
 //!
 //! Templates read a handful of ctx fields, but a ctx carries much more (the whole identity, the
-//! request headers, both bodies); converting all of it into jrsonnet values up front was most of
-//! the cost of a render. This module owns the JSON-text path of [`super::CtxRef::Json`]: the text
+//! request headers, both bodies); converting all of it into jrsonnet values up front would be most
+//! of the cost of a render. This module owns the JSON-text path of [`super::CtxRef::Json`]: the text
 //! is validated once, copied once into a buffer shared through an `Rc`, and every JSON object
 //! becomes a jrsonnet object whose fields are thunks over byte ranges of that buffer. A field is
 //! converted only when the template (or the manifest writer) reads it, and an object read that
@@ -17,7 +17,7 @@
 //! deep nesting, and every error) goes through a full serde_json parse that builds nothing but
 //! reports exactly what eager conversion reported. Once the text is known to be valid, objects
 //! and arrays are walked with a plain skipping scanner; numbers and strings with escapes are
-//! still decoded by serde_json.
+//! still decoded by serde_json. The scanners live in `scan.rs`; this file holds the thunks.
 
 use std::ops::Range;
 use std::rc::Rc;
