@@ -132,6 +132,16 @@ impl Courier {
         &self.pool
     }
 
+    /// The ctx key style templates are given.
+    pub fn style(&self) -> CtxStyle {
+        self.style
+    }
+
+    /// `channel`'s body template, when the channel is configured and has one (for previews).
+    pub fn channel_template(&self, channel: &str) -> Option<&Template> {
+        self.routes.get(channel).and_then(|r| r.template.as_ref())
+    }
+
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
