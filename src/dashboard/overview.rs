@@ -24,6 +24,7 @@ pub fn page(ctx: &PageCtx, stats: &StoreStats, hour: &[Sample]) -> Markup {
             || "none queued".to_owned(),
             |d| format!("{} s", d.as_secs()),
         );
+    let total = |f: fn(&Sample) -> u64| hour.iter().map(f).sum::<u64>();
     layout(
         ctx,
         "Overview",
@@ -37,7 +38,13 @@ pub fn page(ctx: &PageCtx, stats: &StoreStats, hour: &[Sample]) -> Markup {
                 }
                 dt { "oldest queued" } dd { (oldest) }
             }
-            p.note { "The last 60 minutes, one point per minute, kept in memory since this process started. Reloads every " (REFRESH_S) " s." }
+            p.totals id="hour-totals" {
+            "Last hour: " (total(|s| s.delivered)) " delivered, "
+            (total(|s| s.retryable)) " retryable failures, "
+            (total(|s| s.permanent)) " permanent failures, "
+            (total(|s| s.cancelled)) " cancelled."
+        }
+        p.note { "The last 60 minutes, one point per minute, kept in memory since this process started. Reloads every " (REFRESH_S) " s." }
             div.charts {
                 (line_chart("queue", "Queue depth", "msgs", &[Series {
                     label: "queued", class: "s1", values: col(|s| s.queue_depth.map(|n| n as f64)),

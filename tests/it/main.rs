@@ -1,7 +1,9 @@
 //! Integration tests: one binary. A real HTTP server on 127.0.0.1 stands in for every remote
 //! endpoint; the CLI tests run the real `courier` binary.
 
+mod browser;
 mod cli;
+mod dashboard;
 mod deliver;
 mod engine;
 mod proof;
