@@ -14,7 +14,7 @@ pub struct Series<'a> {
 }
 
 const W: f64 = 600.0;
-const H: f64 = 160.0;
+const H: f64 = 180.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 20.0;
 const TOP: f64 = 8.0;
@@ -49,7 +49,7 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series<'_>]) -> M
                     " " span.(format!("key {}", s.class)) { (s.label) }
                 }
             }
-            svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(description) preserveAspectRatio="none" {
+            svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(description) {
                 @for frac in [0.0, 0.5, 1.0] {
                     line.grid x1=(LEFT) x2=(W - 4.0) y1=(y(top * frac)) y2=(y(top * frac)) {}
                     text.axis x=(LEFT - 4.0) y=(y(top * frac) + 4.0) text-anchor="end" { (short(top * frac)) }
@@ -153,8 +153,8 @@ mod tests {
         assert!(svg.contains("Queue &lt;depth&gt;"), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
         assert_eq!(svg.matches("<circle").count(), 1, "{svg}");
-        // x from 48 to 596 over 4 points; y from 8 (10 msgs, the top) to 140 (0).
-        assert!(svg.contains(r#"points="48.0,140.0 230.7,8.0""#), "{svg}");
+        // x from 48 to 596 over 4 points; y from 8 (10 msgs, the top) to 160 (0).
+        assert!(svg.contains(r#"points="48.0,160.0 230.7,8.0""#), "{svg}");
         assert!(svg.contains("queued: 4 msgs"), "{svg}");
     }
 }

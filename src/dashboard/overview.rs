@@ -32,13 +32,13 @@ pub fn page(ctx: &PageCtx, stats: &StoreStats, hour: &[Sample]) -> Markup {
         Some(REFRESH_S),
         html! {
             h1 { "Overview" }
-            dl.facts.wide {
-                @for (s, n) in &stats.by_status {
-                    dt { (s.as_str()) } dd { (n) }
-                }
-                dt { "oldest queued" } dd { (oldest) }
+            ul.stats aria-label="Messages by status now" {
+            @for (s, n) in &stats.by_status {
+                li { span { (s.as_str()) } strong { (n) } }
             }
-            p.totals id="hour-totals" {
+            li { span { "oldest queued" } strong { (oldest) } }
+        }
+        p.totals id="hour-totals" {
             "Last hour: " (total(|s| s.delivered)) " delivered, "
             (total(|s| s.retryable)) " retryable failures, "
             (total(|s| s.permanent)) " permanent failures, "

@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use fantoccini::{Client, ClientBuilder, Locator};
-use jsonnet_courier::config::Secret;
+use jsonnet_courier::config::{Config, Secret};
 use jsonnet_courier::message::{samples, MessageType, TemplateType};
 use jsonnet_courier::store::Status;
 use serde_json::json;
 
 use crate::dashboard::wait_status;
-use crate::serve::{config, ids_of, start, with_store, Backend};
+use crate::serve::{ids_of, start, with_store, Backend};
 use crate::support::{post_json, Reply, Server};
 
 const TOKEN: &str = "browser-t0ken-s3cret";
@@ -45,7 +46,8 @@ fn free_port() -> u16 {
 }
 
 async fn browser() -> (Driver, Client) {
-    let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let driver_bin =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let port = free_port();
     let child = Command::new(&driver_bin)
@@ -54,7 +56,9 @@ async fn browser() -> (Driver, Client) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {driver_bin}: {e} (apt-get install chromium-driver)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start {driver_bin}: {e} (apt-get install chromium-driver)")
+        });
     let profile = tempfile::tempdir().unwrap();
     let driver = Driver {
         child,
@@ -62,9 +66,11 @@ async fn browser() -> (Driver, Client) {
         _profile: profile,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], driver.port));
-    crate::support::wait_for("chromedriver to listen", Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
-    })
+    crate::support::wait_for(
+        "chromedriver to listen",
+        Duration::from_secs(20),
+        || async { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+    )
     .await;
     let args = [
         "--headless",
@@ -79,7 +85,10 @@ async fn browser() -> (Driver, Client) {
         "--window-size=1280,1000",
     ];
     let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    args.push(format!("--user-data-dir={}", driver._profile.path().display()));
+    args.push(format!(
+        "--user-data-dir={}",
+        driver._profile.path().display()
+    ));
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert(
@@ -138,7 +147,15 @@ async fn the_dashboard_in_chromium() {
         })
         .await;
         // message_retries 1: two attempts, then abandoned.
-        let svc = start(store, config(&sink.url("/hook"), 1, None, ""), |s| {
+        let sms_body = base64::engine::general_purpose::STANDARD
+            .encode("function(ctx) { to: ctx.Recipient, text: ctx.Body }");
+        let yaml = format!(
+            "courier:\n  message_retries: 1\n  http:\n    request_config:\n      url: {url}\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: {url}\n        body: base64://{sms_body}\n\
+             jsonnet_courier:\n  retry:\n    initial_backoff: 10ms\n    max_backoff: 50ms\n  serve:\n    poll_interval: 20ms\n",
+            url = sink.url("/hook")
+        );
+        let config = Config::parse(&yaml, false, None, &|_| None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let svc = start(store, config, |s| {
             s.tokens = vec![Secret::new(TOKEN)];
         })
         .await;
@@ -285,9 +302,10 @@ async fn the_dashboard_in_chromium() {
                 samples::message(TemplateType::VerificationCodeValid, MessageType::Email).unwrap(),
             )
             .unwrap();
+            // Jsonnet writes object fields in sorted order.
             let want = serde_json::to_string_pretty(&json!({
-                "to": sample["recipient"],
                 "code": sample["template_data"]["verification_code"],
+                "to": sample["recipient"],
             }))
             .unwrap();
             eventually("the typed template's payload", || async {

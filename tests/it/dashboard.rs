@@ -20,19 +20,29 @@ pub(crate) async fn wait_status(
     status: Status,
     auth: &[(&str, &str)],
 ) -> jsonnet_courier::store::StoredMessage {
-    crate::support::wait_for(&format!("message {id} to be {status:?}"), Duration::from_secs(10), || async {
-        let r = get(addr, &format!("/messages/{id}"), auth).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let m: jsonnet_courier::store::StoredMessage = serde_json::from_slice(&r.body).unwrap();
-        (m.status == status).then_some(m)
-    })
+    crate::support::wait_for(
+        &format!("message {id} to be {status:?}"),
+        Duration::from_secs(10),
+        || async {
+            let r = get(addr, &format!("/messages/{id}"), auth).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let m: jsonnet_courier::store::StoredMessage = serde_json::from_slice(&r.body).unwrap();
+            (m.status == status).then_some(m)
+        },
+    )
     .await
 }
 
 fn cookie_of(r: &HttpReply) -> String {
     let set = r.header("set-cookie").expect("a session cookie");
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-    assert!(!set.contains(TOKEN), "the cookie must not carry the token: {set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(
+        !set.contains(TOKEN),
+        "the cookie must not carry the token: {set}"
+    );
     set.split(';').next().unwrap().to_owned()
 }
 
