@@ -110,9 +110,7 @@ fn nice_ceiling(v: f64) -> f64 {
 
 /// A compact number: integers as such, others with up to 3 significant digits.
 fn short(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e12 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if (v.fract() == 0.0 && v.abs() < 1e12) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")

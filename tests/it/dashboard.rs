@@ -162,7 +162,6 @@ async fn pages_sessions_and_escaping() {
         // The playground renders on the delivery pool; errors carry their line and column.
         let render = |template: &str| {
             let body = json!({"template": template, "template_type": "verification_code_valid", "style": "pascal"}).to_string();
-            let session = session.clone();
             async move { post_json(svc.addr, "/ui/playground/render", &session, body).await.json() }
         };
         let ok = render("function(ctx) { code: ctx.TemplateData.VerificationCode }").await;
