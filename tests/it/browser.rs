@@ -110,19 +110,19 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
-/// Polls `check` (a WebDriver read) every 100 ms for at most 10 s.
+/// Polls `check` (a WebDriver read) every 100 ms for at most 30 s (the machine may be loaded).
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Some(v) = check().await {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out after 10 s waiting for {what}");
+    panic!("timed out after 30 s waiting for {what}");
 }
 
 async fn text_of(client: &Client, css: &str) -> String {

@@ -13,7 +13,7 @@ use crate::support::{get, http_request, post_json, HttpReply, Reply, Server};
 
 const TOKEN: &str = "dash-t0ken-s3cret";
 
-/// Waits (at most 10 s) until message `id` has `status`, reading it through the API with `auth`.
+/// Waits (at most 30 s) until message `id` has `status`, reading it through the API with `auth`.
 pub(crate) async fn wait_status(
     addr: std::net::SocketAddr,
     id: &str,
@@ -193,6 +193,35 @@ async fn pages_sessions_and_escaping() {
         let r = http_request(svc.addr, "POST", "/ui/logout", &own, "", false).await;
         assert_eq!(r.status, 303);
         assert_eq!(get(svc.addr, "/ui/", &session).await.status, 303);
+        svc.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_there_is_no_login() {
+    with_store(Backend::Sqlite, |store| async move {
+        let sink = Server::status(200).await;
+        let svc = start(store, config(&sink.url("/"), 0, None, ""), |_| {}).await;
+        let r = get(svc.addr, "/ui/", &[]).await;
+        assert_eq!(r.status, 200);
+        let html = r.text();
+        assert!(
+            html.contains("No messages match.") && !html.contains("Log out"),
+            "{html}"
+        );
+        let r = get(svc.addr, "/ui/overview", &[]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains(r#"<meta http-equiv="refresh""#));
+        assert_eq!(get(svc.addr, "/openapi.json", &[]).await.status, 200);
+        let r = get(svc.addr, "/ui/assets/dash.js", &[]).await;
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        // The JSON API is untouched by the dashboard's routes.
+        assert_eq!(get(svc.addr, "/messages", &[]).await.status, 200);
+        assert_eq!(get(svc.addr, "/uix", &[]).await.status, 404);
         svc.stop().await;
     })
     .await;
