@@ -22,7 +22,7 @@ pub(crate) async fn wait_status(
 ) -> jsonnet_courier::store::StoredMessage {
     crate::support::wait_for(
         &format!("message {id} to be {status:?}"),
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let r = get(addr, &format!("/messages/{id}"), auth).await;
             assert_eq!(r.status, 200, "{}", r.text());
@@ -152,7 +152,7 @@ async fn pages_sessions_and_escaping() {
         let r = http_request(svc.addr, "POST", &retry, &own, "", false).await;
         assert_eq!(r.status, 303, "{}", r.text());
         assert_eq!(r.header("location"), Some(format!("/ui/messages/{evil_id}?retried=1").as_str()));
-        crate::support::wait_for("the retried attempt", Duration::from_secs(10), || async {
+        crate::support::wait_for("the retried attempt", Duration::from_secs(30), || async {
             (sink.count() > before).then_some(())
         })
         .await;
