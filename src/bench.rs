@@ -553,7 +553,10 @@ mod tests {
             crate::message::Message::from_json(super::bench_message("x7@example.com").as_bytes())
                 .unwrap();
         assert_eq!(m.recipient, "x7@example.com");
-        assert_eq!(m.template_data.to.as_deref(), Some("x7@example.com"));
+        assert_eq!(
+            m.template_data.text(crate::message::DataKey::To),
+            Some("x7@example.com")
+        );
         assert_eq!(m.id, None);
         assert_eq!(
             super::recipient_of(br#"{"a":1,"recipient":"r@x.y","b":2}"#).as_deref(),

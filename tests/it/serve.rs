@@ -13,7 +13,7 @@ use base64::Engine as _;
 use jsonnet_courier::config::settings::ServeSettings;
 use jsonnet_courier::config::{Config, Secret};
 use jsonnet_courier::delivery::{AttemptClass, Courier, ErrorKind};
-use jsonnet_courier::message::Message;
+use jsonnet_courier::message::{DataKey, Message};
 use jsonnet_courier::service::{ServeError, Service};
 use jsonnet_courier::store::{MessageStore, PostgresStore, SqliteStore, Status, StoredMessage};
 use serde_json::{json, Value};
@@ -340,9 +340,10 @@ async fn accepts_the_reference_body_in_both_key_styles(store: Arc<dyn MessageSto
         assert_eq!(&m.id, id);
         assert_eq!(m.message.id.as_deref(), Some(id.as_str()));
         assert_eq!(m.message.recipient, *to);
-        assert_eq!(m.message.template_data.recovery_code.as_deref(), Some(CODE));
+        let data = &m.message.template_data;
+        assert_eq!(data.text(DataKey::RecoveryCode), Some(CODE));
         assert_eq!(
-            m.message.template_data.identity.as_ref().unwrap()["traits"]["name"]["first"],
+            data.json(DataKey::Identity).unwrap()["traits"]["name"]["first"],
             "Ada"
         );
         assert_eq!(m.send_count, 1);
