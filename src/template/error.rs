@@ -18,8 +18,10 @@ pub enum RenderErrorKind {
     Syntax,
     /// Evaluation failed: a missing field, a failed assert, `error "..."`, a type error...
     Runtime,
-    /// The template's top level is not `function(ctx) ...`.
+    /// The template's top level is a function that cannot take the ctx.
     NotAFunction,
+    /// With no ctx style set, the template reads ctx names of both styles.
+    MixedStyles,
     /// The template evaluated `error "cancel"`: the sender asked not to send this message.
     Cancelled,
     /// The Jsonnet call stack grew past the configured depth.

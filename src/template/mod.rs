@@ -16,6 +16,7 @@ mod lazy;
 mod manifest;
 mod pool;
 pub mod source;
+pub mod style;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use engine::{Ctx, CtxRef, Engine};
 pub use error::{RenderError, RenderErrorKind};
 pub use pool::{Pool, PoolStats};
+pub use style::{StyleChoice, StyleReason};
 
 /// A template's source text and the name errors use for it. Cloning is cheap.
 ///
