@@ -730,7 +730,7 @@ courier:
             &|_| None,
         )
         .unwrap();
-        assert_eq!(c.settings.ctx_style, crate::message::CtxStyle::Snake);
+        assert_eq!(c.settings.ctx_style, Some(crate::message::CtxStyle::Snake));
         assert_eq!(
             c.settings.retry.max_backoff,
             std::time::Duration::from_secs(30)

@@ -1,6 +1,7 @@
 //! Our own settings, in the `jsonnet_courier` section beside the reference's `courier` section.
 //! Every field has a default; the whole section may be left out.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,8 +15,11 @@ use crate::message::CtxStyle;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Key style of the ctx handed to templates: `pascal` (default) or `snake`.
-    pub ctx_style: CtxStyle,
+    /// Key style of the ctx handed to every template: `pascal` or `snake`. Unset (the default),
+    /// each template gets the style of the ctx names it reads, and snake if it reads none.
+    pub ctx_style: Option<CtxStyle>,
+    /// Per-channel settings, by channel id (`email`, `sms`...).
+    pub channels: BTreeMap<String, ChannelSettings>,
     /// Template sandbox.
     pub template: TemplateSettings,
     /// The HTTP client.
@@ -29,12 +33,33 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            ctx_style: CtxStyle::Pascal,
+            ctx_style: None,
+            channels: BTreeMap::new(),
             template: TemplateSettings::default(),
             http: HttpSettings::default(),
             retry: RetrySettings::default(),
             serve: ServeSettings::default(),
         }
+    }
+}
+
+/// `jsonnet_courier.channels.<id>`: settings of one channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Key style of this channel's ctx; wins over the global `ctx_style`.
+    pub ctx_style: Option<CtxStyle>,
+}
+
+impl Settings {
+    /// The explicit ctx style for `channel` and the key that set it: the channel's own, else
+    /// the global one, else `None` (decided by the template).
+    pub fn ctx_style_for(&self, channel: &str) -> Option<(CtxStyle, String)> {
+        if let Some(style) = self.channels.get(channel).and_then(|c| c.ctx_style) {
+            return Some((style, format!("jsonnet_courier.channels.{channel}.ctx_style")));
+        }
+        self.ctx_style
+            .map(|style| (style, "jsonnet_courier.ctx_style".to_owned()))
     }
 }
 

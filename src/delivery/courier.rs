@@ -11,6 +11,7 @@ use crate::message::{ctx, CtxStyle, Message};
 
 use crate::request::RequestTemplate;
 use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::template::style::{self, StyleChoice, StyleReason};
 use crate::template::{source::Loader, Ctx, Engine, Pool, RenderErrorKind, Template};
 
 use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
@@ -19,6 +20,19 @@ use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
 struct Route {
     request: RequestTemplate,
     template: Option<Template>,
+    /// The ctx style this channel's template gets, decided once at load.
+    style: StyleChoice,
+}
+
+/// What a configured channel renders with: for `config check` and the logs.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// The channel id.
+    pub channel: String,
+    /// The body template's name, if the channel has one.
+    pub template: Option<String>,
+    /// The ctx style the template gets, and why.
+    pub style: StyleChoice,
 }
 
 /// Renders and delivers messages over the configured HTTP channels. Cheap to share (`Arc` it);
@@ -42,7 +56,6 @@ pub struct Courier {
     pool: Pool,
     client: HttpClient,
     policy: RetryPolicy,
-    style: CtxStyle,
     config: Arc<Config>,
 }
 
@@ -66,7 +79,6 @@ impl Courier {
     /// # Errors
     /// As [`Courier::new`].
     pub async fn with_pool(config: Config, pool: Pool) -> Result<Self, ConfigError> {
-        let style = config.settings.ctx_style;
         let loader = Loader::new(config.base_dir.clone());
         let mut checker = Engine::new(pool.limits().clone())
             .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
@@ -80,11 +92,12 @@ impl Courier {
                     continue;
                 }
             };
+            let explicit = config.settings.ctx_style_for(&ch.id);
             let template = match &ch.body {
                 None => None,
-                Some(uri) if uri == crate::config::DEFAULT_BODY => {
-                    Some(crate::template::default_template(style))
-                }
+                Some(uri) if uri == crate::config::DEFAULT_BODY => Some(
+                    crate::template::default_template(explicit.as_ref().map_or(CtxStyle::Snake, |e| e.0)),
+                ),
                 Some(uri) => match loader.load(uri).await {
                     Ok(t) => Some(t),
                     Err(e) => {
@@ -93,13 +106,34 @@ impl Courier {
                     }
                 },
             };
-            if let Some(t) = &template {
-                if let Err(e) = checker.compile(t) {
-                    issues.push((format!("{}.body", ch.path), e.to_string()));
-                    continue;
+            let explicit = explicit.as_ref().map(|(s, by)| (*s, by.as_str()));
+            let style = match &template {
+                Some(t) => {
+                    if let Err(e) = checker.compile(t) {
+                        issues.push((format!("{}.body", ch.path), e.to_string()));
+                        continue;
+                    }
+                    match style::decide(t, explicit) {
+                        Ok(choice) => choice,
+                        Err(e) => {
+                            issues.push((format!("{}.body", ch.path), e.to_string()));
+                            continue;
+                        }
+                    }
                 }
-            }
-            routes.insert(ch.id.clone(), Route { request, template });
+                None => StyleChoice {
+                    style: explicit.map_or(CtxStyle::Snake, |e| e.0),
+                    reason: StyleReason::ReadsNone,
+                },
+            };
+            routes.insert(
+                ch.id.clone(),
+                Route {
+                    request,
+                    template,
+                    style,
+                },
+            );
         }
         if !issues.is_empty() {
             return Err(ConfigError {
@@ -112,7 +146,6 @@ impl Courier {
             pool,
             client: http::client(config.settings.http.connect_timeout),
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
-            style,
             config: Arc::new(config),
         })
     }
@@ -132,24 +165,39 @@ impl Courier {
         &self.pool
     }
 
+    /// Every configured channel's template and ctx style, by channel id.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        let mut out: Vec<RouteInfo> = self
+            .routes
+            .iter()
+            .map(|(id, r)| RouteInfo {
+                channel: id.clone(),
+                template: r.template.as_ref().map(|t| t.name().to_owned()),
+                style: r.style.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.channel.cmp(&b.channel));
+        out
+    }
+
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
-        let make_ctx = || Ctx::Json(ctx::to_json(message, self.style));
+        let make_ctx = |style| Ctx::Json(ctx::to_json(message, style));
         self.attempt_inner(message.channel(), make_ctx, number)
             .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
-        self.attempt_inner(channel, || ctx, number).await
+        self.attempt_inner(channel, |_| ctx, number).await
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
     async fn attempt_inner(
         &self,
         channel: &str,
-        make_ctx: impl FnOnce() -> Ctx,
+        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
         number: u32,
     ) -> Attempt {
         let started_at = SystemTime::now();
@@ -187,7 +235,7 @@ impl Courier {
             );
         };
         let payload = match (&route.template, route.request.carries_body()) {
-            (Some(t), true) => match self.pool.render(t, make_ctx()).await {
+            (Some(t), true) => match self.pool.render(t, make_ctx(route.style.style)).await {
                 Ok(p) => {
                     a.render_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
                     Some(p)

@@ -3,5 +3,5 @@
 mod courier;
 mod report;
 
-pub use courier::Courier;
+pub use courier::{Courier, RouteInfo};
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
