@@ -6,7 +6,7 @@ use super::render::FormatArg;
 use super::{load_template, style_for, CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::encode;
 use jsonnet_courier::message::{ctx, samples, MessageType};
-use jsonnet_courier::template::{source::Loader, Pool};
+use jsonnet_courier::template::{source::Loader, Engine, Pool, TopLevel};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
@@ -37,6 +37,9 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
     let template = load_template(&loader, &args.template).await?;
     let pool = Pool::with_default_threads(args.limits.limits())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
+    let top = Engine::new(args.limits.limits())
+        .ok()
+        .and_then(|mut e| e.compile(&template).ok());
     let choice = style_for(&template, args.style)?;
     let style = choice.style;
     let mut rows = Vec::new();
@@ -92,6 +95,15 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
         "\ntemplate {:?}: {ok} ok, {cancelled} cancelled, {failed} failed\nctx style: {choice}",
         template.name(),
     );
+    match top {
+        Some(TopLevel::IgnoresCtx) => println!(
+            "note: the top level is not a function, so the template ignores ctx: every message gets the same payload"
+        ),
+        Some(TopLevel::CancelsAll) => {
+            println!("note: the top level is error \"cancel\": every message is cancelled")
+        }
+        _ => {}
+    }
     if failed > 0 {
         Err(Failure::quiet())
     } else {

@@ -69,7 +69,7 @@ impl Settings {
 pub struct TemplateSettings {
     /// Allow imports from this directory only (relative to the config file); denied when unset.
     pub import_dir: Option<PathBuf>,
-    /// Maximum Jsonnet stack depth (default 200).
+    /// Maximum Jsonnet stack depth (default 500, as go-jsonnet).
     pub max_stack: usize,
     /// Maximum payload size in bytes (default 262144).
     pub max_output_bytes: usize,
