@@ -55,7 +55,7 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
             },
             Ok(json) => Row::Ok(json.len()),
             Err(e) if e.is_cancelled() => Row::Cancelled,
-            Err(e) => Row::Failed(e.detail()),
+            Err(e) => Row::Failed(e.summary()),
         };
         rows.push((t, kind, row));
     }

@@ -128,7 +128,7 @@ fn render_errors_exit_1_with_location_and_caret() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("template \"bad.jsonnet\" line 3 column 12: syntax error"),
+        stderr.contains("bad.jsonnet:3:12: syntax error"),
         "{stderr}"
     );
     assert!(
