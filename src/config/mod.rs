@@ -308,11 +308,26 @@ impl Config {
                 format!("{n} is out of range (0 to 1000)"),
             ),
         }
-        let strategy = raw.delivery_strategy.as_deref().unwrap_or("http");
+        let has_http_email = raw.http.as_ref().is_some_and(|h| h.request_config.is_some());
+        let strategy = match raw.delivery_strategy.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => s,
+            // The reference's default is smtp. A config that configures only the http request
+            // means http; saying so beats failing every email.
+            _ if has_http_email && raw.smtp.is_none() => {
+                self.warnings.push("courier.delivery_strategy is unset (the reference's default is smtp); using http because only courier.http.request_config is configured".into());
+                "http"
+            }
+            _ => "smtp",
+        };
         let email_http = match strategy {
             "http" => true,
             "smtp" => {
-                self.warnings.push("courier.delivery_strategy is smtp: email is not delivered by this courier; only http channels are".into());
+                let unset = if raw.delivery_strategy.is_none() {
+                    " (unset: the reference's default)"
+                } else {
+                    ""
+                };
+                self.warnings.push(format!("email has no route: courier.delivery_strategy is smtp{unset}, which this courier does not deliver; emails fail at delivery (set delivery_strategy: http and courier.http.request_config to send them over http)"));
                 false
             }
             other => {
@@ -354,7 +369,8 @@ impl Config {
                 .as_ref()
                 .is_none_or(|c| c.iter().all(|c| c.id.as_deref() != Some("email")))
         {
-            issue("courier.http.request_config", "missing: delivery_strategy is http, so email needs a request_config (url, method, body...)".into());
+            // As in the reference, not a load error: email fails when one is sent.
+            self.warnings.push("email has no route: delivery_strategy is http but courier.http.request_config is not set, so emails will fail".into());
         }
         for (i, ch) in raw.channels.unwrap_or_default().into_iter().enumerate() {
             let path = format!("courier.channels[{i}]");

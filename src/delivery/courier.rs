@@ -228,10 +228,17 @@ impl Courier {
                 a,
                 ErrorKind::Channel,
                 AttemptClass::Permanent,
-                format!(
-                    "no http channel {channel:?} is configured (configured: {})",
-                    known.join(", ")
-                ),
+                if channel == "email" {
+                    format!(
+                        "email has no route: no http email channel is configured (set courier.delivery_strategy: http and courier.http.request_config; configured channels: {})",
+                        known.join(", ")
+                    )
+                } else {
+                    format!(
+                        "no http channel {channel:?} is configured (configured: {})",
+                        known.join(", ")
+                    )
+                },
             );
         };
         let payload = match (&route.template, route.request.carries_body()) {
