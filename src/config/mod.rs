@@ -308,7 +308,10 @@ impl Config {
                 format!("{n} is out of range (0 to 1000)"),
             ),
         }
-        let has_http_email = raw.http.as_ref().is_some_and(|h| h.request_config.is_some());
+        let has_http_email = raw
+            .http
+            .as_ref()
+            .is_some_and(|h| h.request_config.is_some());
         let strategy = match raw.delivery_strategy.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s,
             // The reference's default is smtp. A config that configures only the http request

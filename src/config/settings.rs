@@ -56,7 +56,10 @@ impl Settings {
     /// the global one, else `None` (decided by the template).
     pub fn ctx_style_for(&self, channel: &str) -> Option<(CtxStyle, String)> {
         if let Some(style) = self.channels.get(channel).and_then(|c| c.ctx_style) {
-            return Some((style, format!("jsonnet_courier.channels.{channel}.ctx_style")));
+            return Some((
+                style,
+                format!("jsonnet_courier.channels.{channel}.ctx_style"),
+            ));
         }
         self.ctx_style
             .map(|style| (style, "jsonnet_courier.ctx_style".to_owned()))

@@ -95,9 +95,11 @@ impl Courier {
             let explicit = config.settings.ctx_style_for(&ch.id);
             let template = match &ch.body {
                 None => None,
-                Some(uri) if uri == crate::config::DEFAULT_BODY => Some(
-                    crate::template::default_template(explicit.as_ref().map_or(CtxStyle::Snake, |e| e.0)),
-                ),
+                Some(uri) if uri == crate::config::DEFAULT_BODY => {
+                    Some(crate::template::default_template(
+                        explicit.as_ref().map_or(CtxStyle::Snake, |e| e.0),
+                    ))
+                }
                 Some(uri) => match loader.load(uri).await {
                     Ok(t) => Some(t),
                     Err(e) => {

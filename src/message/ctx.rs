@@ -94,10 +94,7 @@ impl Serialize for View<'_> {
         if let Some(html) = m.html_body.as_deref().filter(|h| !h.is_empty()) {
             map.serialize_entry(TopKey::HtmlBody.name(style), html)?;
         }
-        map.serialize_entry(
-            TopKey::TemplateType.name(style),
-            m.template_type.as_str(),
-        )?;
+        map.serialize_entry(TopKey::TemplateType.name(style), m.template_type.as_str())?;
         map.serialize_entry(
             TopKey::TemplateData.name(style),
             &DataView {

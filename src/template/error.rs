@@ -222,7 +222,11 @@ impl RenderError {
 /// Line and column (1-based) of the first `.name` or `['name']` / `["name"]` in `source`.
 fn first_read(source: &str, name: &str) -> Option<(usize, usize)> {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let patterns = [format!(".{name}"), format!("['{name}']"), format!("[\"{name}\"]")];
+    let patterns = [
+        format!(".{name}"),
+        format!("['{name}']"),
+        format!("[\"{name}\"]"),
+    ];
     let offset = patterns
         .iter()
         .filter_map(|p| {

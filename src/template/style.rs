@@ -240,8 +240,16 @@ mod tests {
     #[test]
     fn names_read_decide_the_style() {
         for (source, style, why) in [
-            ("function(ctx) {to: ctx.Recipient}", CtxStyle::Pascal, "ctx.Recipient"),
-            ("function(ctx) {to: ctx.recipient}", CtxStyle::Snake, "ctx.recipient"),
+            (
+                "function(ctx) {to: ctx.Recipient}",
+                CtxStyle::Pascal,
+                "ctx.Recipient",
+            ),
+            (
+                "function(ctx) {to: ctx.recipient}",
+                CtxStyle::Snake,
+                "ctx.recipient",
+            ),
             (
                 "local x = 1; function(c) {to: c['TemplateData'].To}",
                 CtxStyle::Pascal,

@@ -230,7 +230,9 @@ fn check_prints_a_row_per_sample() {
         .unwrap();
     assert!(
         row.contains("error")
-            && row.contains("codes.jsonnet:1:92: no such field: RecoveryCode (output field \"code\")"),
+            && row.contains(
+                "codes.jsonnet:1:92: no such field: RecoveryCode (output field \"code\")"
+            ),
         "{row}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("recovery_code_valid")

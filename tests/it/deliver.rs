@@ -552,7 +552,10 @@ async fn bad_templates_are_config_errors_with_key_paths() {
     let yaml = "courier:\n  http:\n    request_config:\n      url: http://127.0.0.1:9/\n      body: file://./bad.jsonnet\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: http://127.0.0.1:9/\n        body: file://./missing.jsonnet\n";
     let config = Config::parse(yaml, false, Some(dir.path().to_path_buf()), &|_| None).unwrap();
     let err = Courier::new(config).await.err().unwrap().to_string();
-    assert!(err.contains("courier.http.request_config.body: bad.jsonnet:1:19: syntax error"), "{err}");
+    assert!(
+        err.contains("courier.http.request_config.body: bad.jsonnet:1:19: syntax error"),
+        "{err}"
+    );
     assert!(
         err.contains("courier.channels[0].request_config.body: "),
         "{err}"

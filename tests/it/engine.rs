@@ -29,7 +29,12 @@ fn renders_sorted_compact_json() {
 #[test]
 fn top_level_values_render_as_is_and_functions_must_take_ctx() {
     // As go-jsonnet: a top-level argument a value cannot take is ignored.
-    let out = render("{text: 'ping'}", json!({"recipient": "x"}), Limits::default()).unwrap();
+    let out = render(
+        "{text: 'ping'}",
+        json!({"recipient": "x"}),
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(out, r#"{"text":"ping"}"#);
     let err = render("function(a, b) {}", json!({}), Limits::default()).unwrap_err();
     assert_eq!(err.kind(), RenderErrorKind::NotAFunction);
@@ -47,13 +52,17 @@ fn top_level_values_render_as_is_and_functions_must_take_ctx() {
 
 #[test]
 fn recursion_depth_is_go_jsonnets() {
-    let source = "function(ctx)\n  local f(n) = if n == 0 then 0 else 1 + f(n - 1);\n  {depth: f(ctx.n)}";
+    let source =
+        "function(ctx)\n  local f(n) = if n == 0 then 0 else 1 + f(n - 1);\n  {depth: f(ctx.n)}";
     let out = render(source, json!({"n": 450}), Limits::default()).unwrap();
     assert_eq!(out, r#"{"depth":450}"#);
     let err = render(source, json!({"n": 600}), Limits::default()).unwrap_err();
     assert_eq!(err.kind(), RenderErrorKind::StackOverflow);
     let text = err.to_string();
-    assert!(text.starts_with("t.jsonnet:2:"), "names template and line: {text}");
+    assert!(
+        text.starts_with("t.jsonnet:2:"),
+        "names template and line: {text}"
+    );
     assert!(text.contains("stack overflow"), "{text}");
 }
 
@@ -87,7 +96,10 @@ fn errors_name_template_location_and_field() {
     .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.field(), Some("subject"));
-    assert!(text.starts_with("t.jsonnet:2:16: no such field: Subject"), "{text}");
+    assert!(
+        text.starts_with("t.jsonnet:2:16: no such field: Subject"),
+        "{text}"
+    );
     assert!(
         text.contains("    2 |   subject: ctx.Subject,\n      |                ^"),
         "source line and caret: {text}"
@@ -118,8 +130,7 @@ fn errors_name_template_location_and_field() {
     assert_eq!(err.kind(), RenderErrorKind::Syntax);
     assert_eq!(err.location(), Some((2, 9)));
     assert!(
-        err.to_string()
-            .starts_with("t.jsonnet:2:9: syntax error"),
+        err.to_string().starts_with("t.jsonnet:2:9: syntax error"),
         "{err}"
     );
     assert!(

@@ -5,6 +5,7 @@ mod cli;
 mod deliver;
 mod engine;
 mod proof;
+mod reference;
 mod send;
 mod serve;
 mod support;

@@ -40,17 +40,17 @@ use crate::support::{
 // The real binary as a child process.
 
 /// A running `courier serve`. Dropping it kills the process.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     log: Arc<Mutex<String>>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Proc {
     /// Starts `courier serve --config CONFIG ARGS...` and waits (at most 60 s) for the line
     /// "courier serve: API on http://ADDR ..." on its stderr.
-    async fn start(name: &str, config: &Path, args: &[&str]) -> Proc {
+    pub(crate) async fn start(name: &str, config: &Path, args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
             .arg("serve")
             .arg("--config")

@@ -169,8 +169,7 @@ fn config_check_prints_the_effective_config_with_secrets_masked() {
     let out = courier(&["config", "check", &cfg]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr)
-            .contains("courier.channels[0].request_config.body: body.jsonnet: "),
+        text(&out.stderr).contains("courier.channels[0].request_config.body: body.jsonnet: "),
         "{}",
         text(&out.stderr)
     );
