@@ -471,6 +471,13 @@ impl MessageStore for SlowRecords {
     async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError> {
         self.inner.insert(messages).await
     }
+    async fn insert_once(
+        &self,
+        key: &jsonnet_courier::store::IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<jsonnet_courier::store::Idempotent, StoreError> {
+        self.inner.insert_once(key, messages).await
+    }
     async fn claim_due(
         &self,
         worker: &str,
