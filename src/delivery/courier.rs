@@ -2,10 +2,10 @@
 //! whole delivery with the retry policy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ChannelConfig, Config, ConfigError};
 use crate::http::{self, HttpClient, SendFailure};
 use crate::message::{ctx, CtxStyle, Message};
 
@@ -52,8 +52,15 @@ pub struct RouteInfo {
 /// # Ok(()) }
 /// ```
 pub struct Courier {
-    routes: HashMap<String, Route>,
     pool: Pool,
+    /// Everything a configuration decides; replaced whole by [`Courier::reload`], so an attempt
+    /// sees one configuration from start to end.
+    setup: RwLock<Arc<Setup>>,
+}
+
+/// Channels with their compiled templates, the client, the retry policy.
+struct Setup {
+    routes: HashMap<String, Route>,
     client: HttpClient,
     policy: RetryPolicy,
     config: Arc<Config>,
@@ -79,25 +86,47 @@ impl Courier {
     /// # Errors
     /// As [`Courier::new`].
     pub async fn with_pool(config: Config, pool: Pool) -> Result<Self, ConfigError> {
+        let setup = Self::setup(config, &pool).await?;
+        Ok(Self {
+            pool,
+            setup: RwLock::new(Arc::new(setup)),
+        })
+    }
+
+    /// Replaces the configuration and every template at once, for the next attempts (attempts
+    /// in flight finish with the old ones). Templates are read again: file templates from disk,
+    /// remote ones fetched anew. The render pool (threads and limits) stays.
+    ///
+    /// # Errors
+    /// As [`Courier::new`]; the running configuration is then left as it was.
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let setup = Arc::new(Self::setup(config, &self.pool).await?);
+        if let Ok(mut current) = self.setup.write() {
+            *current = setup;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
+        // Templates are read first; the compile check runs after, with no await in between,
+        // because an engine cannot be held across one (it is not Send).
         let loader = Loader::new(config.base_dir.clone());
-        let mut checker = Engine::new(pool.limits().clone())
-            .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
-        let mut routes = HashMap::new();
+        let mut loaded = Vec::new();
         let mut issues = Vec::new();
         for ch in &config.channels {
-            let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
-                Ok(r) => r,
-                Err(e) => {
-                    issues.push((ch.path.clone(), e));
-                    continue;
-                }
-            };
-            let explicit = config.settings.ctx_style_for(&ch.id);
             let template = match &ch.body {
                 None => None,
                 Some(uri) if uri == crate::config::DEFAULT_BODY => {
+                    let explicit = config.settings.ctx_style_for(&ch.id);
                     Some(crate::template::default_template(
-                        explicit.as_ref().map_or(CtxStyle::Snake, |e| e.0),
+                        explicit.map_or(CtxStyle::Snake, |e| e.0),
                     ))
                 }
                 Some(uri) => match loader.load(uri).await {
@@ -108,6 +137,42 @@ impl Courier {
                     }
                 },
             };
+            loaded.push((ch, template));
+        }
+        let routes = Self::routes_of(&config, loaded, pool, &mut issues)?;
+        if !issues.is_empty() {
+            return Err(ConfigError {
+                source: None,
+                issues,
+            });
+        }
+        Ok(Setup {
+            routes,
+            client: http::client(config.settings.http.connect_timeout),
+            policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Prepares each channel's requests, compiles its template and decides its ctx style.
+    fn routes_of(
+        config: &Config,
+        loaded: Vec<(&ChannelConfig, Option<Template>)>,
+        pool: &Pool,
+        issues: &mut Vec<(String, String)>,
+    ) -> Result<HashMap<String, Route>, ConfigError> {
+        let mut checker = Engine::new(pool.limits().clone())
+            .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
+        let mut routes = HashMap::new();
+        for (ch, template) in loaded {
+            let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
+                Ok(r) => r,
+                Err(e) => {
+                    issues.push((ch.path.clone(), e));
+                    continue;
+                }
+            };
+            let explicit = config.settings.ctx_style_for(&ch.id);
             let explicit = explicit.as_ref().map(|(s, by)| (*s, by.as_str()));
             let style = match &template {
                 Some(t) => {
@@ -137,29 +202,17 @@ impl Courier {
                 },
             );
         }
-        if !issues.is_empty() {
-            return Err(ConfigError {
-                source: None,
-                issues,
-            });
-        }
-        Ok(Self {
-            routes,
-            pool,
-            client: http::client(config.settings.http.connect_timeout),
-            policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
-            config: Arc::new(config),
-        })
+        Ok(routes)
     }
 
     /// The retry policy in force.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
+    pub fn policy(&self) -> RetryPolicy {
+        self.current().policy.clone()
     }
 
-    /// The configuration this courier was built from.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.current().config)
     }
 
     /// The render pool.
@@ -170,6 +223,7 @@ impl Courier {
     /// Every configured channel's template and ctx style, by channel id.
     pub fn routes(&self) -> Vec<RouteInfo> {
         let mut out: Vec<RouteInfo> = self
+            .current()
             .routes
             .iter()
             .map(|(id, r)| RouteInfo {
@@ -223,8 +277,9 @@ impl Courier {
             a.latency_ms = clock.elapsed().as_secs_f64() * 1e3;
             a
         };
-        let Some(route) = self.routes.get(channel) else {
-            let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        let setup = self.current();
+        let Some(route) = setup.routes.get(channel) else {
+            let mut known: Vec<&str> = setup.routes.keys().map(String::as_str).collect();
             known.sort_unstable();
             return fail(
                 a,
@@ -269,10 +324,10 @@ impl Courier {
             Ok(r) => r,
             Err(e) => return fail(a, ErrorKind::Encode, AttemptClass::Permanent, e.to_string()),
         };
-        let http = &self.config.settings.http;
+        let http = &setup.config.settings.http;
         let sent = Instant::now();
         let result = http::send(
-            &self.client,
+            &setup.client,
             req,
             http.timeout,
             http.max_response_body_bytes,
@@ -283,7 +338,7 @@ impl Courier {
             Ok(answer) => {
                 let status = answer.status.as_u16();
                 a.status = Some(status);
-                a.class = self.policy.classify_status(status);
+                a.class = setup.policy.classify_status(status);
                 if !answer.body.is_empty() {
                     a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
                 }
@@ -338,11 +393,11 @@ impl Courier {
                 AttemptClass::Delivered => break Outcome::Delivered,
                 AttemptClass::Cancelled => break Outcome::Cancelled,
                 AttemptClass::Permanent => break Outcome::Failed,
-                AttemptClass::Retryable if number >= self.policy.max_attempts => {
+                AttemptClass::Retryable if number >= self.policy().max_attempts => {
                     break Outcome::Abandoned
                 }
                 AttemptClass::Retryable => {
-                    tokio::time::sleep(self.policy.delay(number, retry_after)).await;
+                    tokio::time::sleep(self.policy().delay(number, retry_after)).await;
                 }
             }
         };

@@ -105,6 +105,16 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (a `kill` name such as `HUP`).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL, and reap.
     fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
@@ -131,7 +141,8 @@ impl Proc {
         }
     }
 
-    fn log(&self) -> String {
+    /// Everything the process wrote to stderr so far.
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }

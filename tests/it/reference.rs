@@ -498,3 +498,71 @@ fn producers_that_omit_fields_give_templates_the_full_typed_shape() {
         json!({"challenge": "c"})
     );
 }
+
+/// Waits until `proc`'s log has `count` lines containing `needle`.
+async fn wait_log(proc: &Proc, needle: &str, count: usize) {
+    crate::support::wait_for(needle, Duration::from_secs(20), || async {
+        (proc.log().matches(needle).count() >= count).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_on_sighup_and_on_template_edits_and_keeps_a_good_config() {
+    let server = Server::start(|_, _| Reply::status(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.jsonnet");
+    let version = |v: u32| format!("function(ctx) {{to: ctx.recipient, v: {v}}}");
+    std::fs::write(&body, version(1)).unwrap();
+    let cfg = dir.path().join("courier.yaml");
+    let good = format!(
+        "courier:\n  delivery_strategy: http\n  http:\n    request_config:\n      url: {}\n      body: file://{}\njsonnet_courier:\n  serve:\n    listen: 127.0.0.1:0\n    database: sqlite://{}\n    poll_interval: 20ms\n",
+        server.url("/mail"),
+        body.display(),
+        dir.path().join("courier.db").display()
+    );
+    std::fs::write(&cfg, &good).unwrap();
+    let proc = Proc::start("serve", &cfg, &[]).await;
+    let send_and_read = |n: usize| {
+        let server = &server;
+        let proc = &proc;
+        async move {
+            let msg = json!({"recipient": format!("r{n}@example.com"), "template_type": "stub"});
+            let id =
+                ids_of(&post_json(proc.addr, "/messages", &[], msg.to_string()).await).remove(0);
+            wait_status(proc.addr, &id, Status::Sent, Duration::from_secs(20)).await;
+            assert_eq!(server.count(), n + 1);
+            serde_json::from_slice::<Value>(&server.request(n).body).unwrap()["v"].clone()
+        }
+    };
+    assert_eq!(send_and_read(0).await, 1);
+
+    // SIGHUP with a changed template: the next payload changes.
+    std::fs::write(&body, version(2)).unwrap();
+    proc.signal("HUP");
+    wait_log(&proc, "configuration reloaded", 1).await;
+    assert_eq!(send_and_read(1).await, 2);
+
+    // SIGHUP with a broken config: reported, and the running one keeps serving.
+    std::fs::write(
+        &cfg,
+        good.replace("body: file://", "body: file:///nonexistent"),
+    )
+    .unwrap();
+    proc.signal("HUP");
+    wait_log(&proc, "configuration reload failed (SIGHUP)", 1).await;
+    assert_eq!(send_and_read(2).await, 2);
+    let metrics = crate::support::get(proc.addr, "/metrics", &[]).await.text();
+    assert!(
+        metrics.contains("courier_config_reloads_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    // A template edited on disk, no signal: picked up by the file check.
+    std::fs::write(&cfg, &good).unwrap();
+    proc.signal("HUP");
+    wait_log(&proc, "configuration reloaded", 2).await;
+    std::fs::write(&body, version(30)).unwrap();
+    wait_log(&proc, "configuration reloaded (a template file changed)", 1).await;
+    assert_eq!(send_and_read(3).await, 30);
+}
