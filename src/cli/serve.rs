@@ -95,12 +95,8 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
     let store = jsonnet_courier::store::open(settings.database.expose())
         .await
         .map_err(|e| Failure::usage(anyhow::anyhow!("database {}: {e}", settings.database)))?;
-    let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
-    let service = Service {
-        settings: settings.clone(),
-        store,
-        courier: Arc::clone(&courier),
-    };
+    let service = Service::new(config, store).await.map_err(Failure::usage)?;
+    let courier = service.courier();
     let listener = service.bind().await.map_err(Failure::usage)?;
     eprintln!(
         "courier serve: API on http://{} ({}), store {}",

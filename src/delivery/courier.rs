@@ -1,41 +1,23 @@
 //! [`Courier`]: built from a [`Config`], it renders and sends messages, one attempt at a time or a
-//! whole delivery with the retry policy.
+//! whole delivery with the retry policy. An attempt runs in phases: route (find the channel),
+//! render (the template over the ctx), send (the channel's transport), record (the answer into the
+//! [`Attempt`], classed by the policy).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crate::config::{ChannelConfig, Config, ConfigError};
-use crate::http::{self, HttpClient, SendFailure};
+use crate::config::{Config, ConfigError};
+use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
+use crate::template::{Ctx, Pool, RenderError, StyleChoice};
 
-use crate::request::RequestTemplate;
-use crate::retry::{parse_retry_after, RetryPolicy};
-use crate::template::style::{self, StyleChoice, StyleReason};
-use crate::template::{source::Loader, Ctx, Engine, Pool, RenderErrorKind, Template};
+use super::http::{Answer, SendError};
+use super::policy::{parse_retry_after, Decision, RetryPolicy};
+use super::route::{self, Route};
+use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
 
-use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
-
-/// A configured channel, ready to send.
-struct Route {
-    request: RequestTemplate,
-    template: Option<Template>,
-    /// The ctx style this channel's template gets, decided once at load.
-    style: StyleChoice,
-}
-
-/// What a configured channel renders with: for `config check` and the logs.
-#[derive(Debug, Clone)]
-pub struct RouteInfo {
-    /// The channel id.
-    pub channel: String,
-    /// The body template's name, if the channel has one.
-    pub template: Option<String>,
-    /// The ctx style the template gets, and why.
-    pub style: StyleChoice,
-}
-
-/// Renders and delivers messages over the configured HTTP channels. Cheap to share (`Arc` it);
+/// Renders and delivers messages over the configured channels. Cheap to share (`Arc` it);
 /// all methods take `&self`.
 ///
 /// ```no_run
@@ -64,6 +46,17 @@ struct Setup {
     client: HttpClient,
     policy: RetryPolicy,
     config: Arc<Config>,
+}
+
+/// What a configured channel renders with: for `config check` and the logs.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// The channel id.
+    pub channel: String,
+    /// The body template's name, if the channel has one.
+    pub template: Option<String>,
+    /// The ctx style the template gets, and why.
+    pub style: StyleChoice,
 }
 
 impl Courier {
@@ -107,45 +100,8 @@ impl Courier {
         Ok(())
     }
 
-    fn current(&self) -> Arc<Setup> {
-        match self.setup.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
     async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
-        // Templates are read first; the compile check runs after, with no await in between,
-        // because an engine cannot be held across one (it is not Send).
-        let loader = Loader::new(config.base_dir.clone());
-        let mut loaded = Vec::new();
-        let mut issues = Vec::new();
-        for ch in &config.channels {
-            let template = match &ch.body {
-                None => None,
-                Some(uri) if uri == crate::config::DEFAULT_BODY => {
-                    let explicit = config.settings.ctx_style_for(&ch.id);
-                    Some(crate::template::default_template(
-                        explicit.map_or(CtxStyle::Snake, |e| e.0),
-                    ))
-                }
-                Some(uri) => match loader.load(uri).await {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        issues.push((format!("{}.body", ch.path), e.to_string()));
-                        continue;
-                    }
-                },
-            };
-            loaded.push((ch, template));
-        }
-        let routes = Self::routes_of(&config, loaded, pool, &mut issues)?;
-        if !issues.is_empty() {
-            return Err(ConfigError {
-                source: None,
-                issues,
-            });
-        }
+        let routes = route::build(&config, pool.limits()).await?;
         Ok(Setup {
             routes,
             client: http::client(config.settings.http.connect_timeout),
@@ -154,55 +110,11 @@ impl Courier {
         })
     }
 
-    /// Prepares each channel's requests, compiles its template and decides its ctx style.
-    fn routes_of(
-        config: &Config,
-        loaded: Vec<(&ChannelConfig, Option<Template>)>,
-        pool: &Pool,
-        issues: &mut Vec<(String, String)>,
-    ) -> Result<HashMap<String, Route>, ConfigError> {
-        let mut checker = Engine::new(pool.limits().clone())
-            .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
-        let mut routes = HashMap::new();
-        for (ch, template) in loaded {
-            let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
-                Ok(r) => r,
-                Err(e) => {
-                    issues.push((ch.path.clone(), e));
-                    continue;
-                }
-            };
-            let explicit = config.settings.ctx_style_for(&ch.id);
-            let explicit = explicit.as_ref().map(|(s, by)| (*s, by.as_str()));
-            let style = match &template {
-                Some(t) => {
-                    if let Err(e) = checker.compile(t) {
-                        issues.push((format!("{}.body", ch.path), e.to_string()));
-                        continue;
-                    }
-                    match style::decide(t, explicit) {
-                        Ok(choice) => choice,
-                        Err(e) => {
-                            issues.push((format!("{}.body", ch.path), e.to_string()));
-                            continue;
-                        }
-                    }
-                }
-                None => StyleChoice {
-                    style: explicit.map_or(CtxStyle::Snake, |e| e.0),
-                    reason: StyleReason::ReadsNone,
-                },
-            };
-            routes.insert(
-                ch.id.clone(),
-                Route {
-                    request,
-                    template,
-                    style,
-                },
-            );
+    fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
-        Ok(routes)
     }
 
     /// The retry policy in force.
@@ -213,11 +125,6 @@ impl Courier {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.current().config)
-    }
-
-    /// The render pool.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     /// Every configured channel's template and ctx style, by channel id.
@@ -234,6 +141,11 @@ impl Courier {
             .collect();
         out.sort_by(|a, b| a.channel.cmp(&b.channel));
         out
+    }
+
+    /// The render pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
@@ -256,126 +168,55 @@ impl Courier {
         make_ctx: impl FnOnce(CtxStyle) -> Ctx,
         number: u32,
     ) -> Attempt {
-        let started_at = SystemTime::now();
+        let mut a = Attempt::start(number);
         let clock = Instant::now();
-        let mut a = Attempt {
-            number,
-            started_at,
-            latency_ms: 0.0,
-            render_ms: None,
-            class: AttemptClass::Permanent,
-            status: None,
-            error_kind: None,
-            error: None,
-            response_body: None,
-            retry_after_s: None,
-        };
-        let fail = |mut a: Attempt, kind: ErrorKind, class: AttemptClass, error: String| {
-            a.error_kind = Some(kind);
-            a.class = class;
-            a.error = Some(error);
-            a.latency_ms = clock.elapsed().as_secs_f64() * 1e3;
-            a
-        };
         let setup = self.current();
-        let Some(route) = setup.routes.get(channel) else {
-            let mut known: Vec<&str> = setup.routes.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            return fail(
-                a,
-                ErrorKind::Channel,
-                AttemptClass::Permanent,
-                if channel == "email" {
-                    format!(
-                        "email has no route: no http email channel is configured (set courier.delivery_strategy: http and courier.http.request_config; configured channels: {})",
-                        known.join(", ")
-                    )
-                } else {
-                    format!(
-                        "no http channel {channel:?} is configured (configured: {})",
-                        known.join(", ")
-                    )
-                },
-            );
+        let route = match setup.route(channel) {
+            Ok(route) => route,
+            Err(reason) => {
+                a.fail(ErrorKind::Channel, AttemptClass::Permanent, reason);
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
         };
-        let payload = match (&route.template, route.request.carries_body()) {
-            (Some(t), true) => match self.pool.render(t, make_ctx(route.style.style)).await {
-                Ok(p) => {
-                    a.render_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
-                    Some(p)
-                }
-                Err(e) => {
-                    let (kind, class) = match e.kind() {
-                        RenderErrorKind::Cancelled => {
-                            (ErrorKind::Cancelled, AttemptClass::Cancelled)
-                        }
-                        // Load, not the template: worth another try.
-                        RenderErrorKind::Timeout | RenderErrorKind::PoolClosed => {
-                            (ErrorKind::Render, AttemptClass::Retryable)
-                        }
-                        _ => (ErrorKind::Render, AttemptClass::Permanent),
-                    };
-                    return fail(a, kind, class, e.to_string());
-                }
-            },
-            _ => None,
+        let payload = match self.render(route, make_ctx).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                let (kind, class) = RetryPolicy::classify_render(e.kind());
+                a.fail(kind, class, e.to_string());
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
         };
-        let req = match route.request.build(payload) {
-            Ok(r) => r,
-            Err(e) => return fail(a, ErrorKind::Encode, AttemptClass::Permanent, e.to_string()),
-        };
-        let http = &setup.config.settings.http;
+        if payload.is_some() {
+            a.render_ms = Some(ms_since(clock));
+        }
         let sent = Instant::now();
-        let result = http::send(
-            &setup.client,
-            req,
-            http.timeout,
-            http.max_response_body_bytes,
-        )
-        .await;
-        a.latency_ms = sent.elapsed().as_secs_f64() * 1e3;
+        let result = route
+            .transport
+            .send(&setup.client, payload, &setup.config)
+            .await;
+        a.latency_ms = ms_since(sent);
         match result {
-            Ok(answer) => {
-                let status = answer.status.as_u16();
-                a.status = Some(status);
-                a.class = setup.policy.classify_status(status);
-                if !answer.body.is_empty() {
-                    a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
-                }
-                a.retry_after_s = answer
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()))
-                    .map(|d| d.as_secs_f64());
-                if a.class != AttemptClass::Delivered {
-                    let redirect = answer.status.is_redirection();
-                    a.error_kind = Some(if redirect {
-                        ErrorKind::Redirect
-                    } else {
-                        ErrorKind::Status
-                    });
-                    a.error = Some(if redirect {
-                        format!(
-                            "the endpoint answered {} (redirects are not followed)",
-                            answer.status
-                        )
-                    } else {
-                        format!("the endpoint answered {}", answer.status)
-                    });
-                }
-                a
-            }
-            Err((failure, reason)) => {
-                let kind = match failure {
-                    SendFailure::Connect => ErrorKind::Connect,
-                    SendFailure::Timeout => ErrorKind::Timeout,
-                    SendFailure::Transport => ErrorKind::Transport,
-                };
-                a.error_kind = Some(kind);
-                a.class = RetryPolicy::classify_error(kind);
-                a.error = Some(reason);
-                a
-            }
+            Ok(answer) => record_answer(&setup.policy, &mut a, answer),
+            Err(e) => record_error(&mut a, &e),
+        }
+        a
+    }
+
+    /// Render phase: the payload, `None` when the channel sends none.
+    async fn render(
+        &self,
+        route: &Route,
+        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
+    ) -> Result<Option<String>, RenderError> {
+        match &route.template {
+            Some(t) if route.transport.carries_payload() => self
+                .pool
+                .render(t, make_ctx(route.style.style))
+                .await
+                .map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -386,19 +227,13 @@ impl Courier {
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
             let a = self.attempt(message, number).await;
-            let class = a.class;
-            let retry_after = a.retry_after();
+            let decision = self.policy().decide(&a);
             attempts.push(a);
-            match class {
-                AttemptClass::Delivered => break Outcome::Delivered,
-                AttemptClass::Cancelled => break Outcome::Cancelled,
-                AttemptClass::Permanent => break Outcome::Failed,
-                AttemptClass::Retryable if number >= self.policy().max_attempts => {
-                    break Outcome::Abandoned
-                }
-                AttemptClass::Retryable => {
-                    tokio::time::sleep(self.policy().delay(number, retry_after)).await;
-                }
+            if let Some(outcome) = decision.outcome() {
+                break outcome;
+            }
+            if let Decision::Retry { after, .. } = decision {
+                tokio::time::sleep(after).await;
             }
         };
         DeliveryReport {
@@ -408,4 +243,62 @@ impl Courier {
             attempts,
         }
     }
+}
+
+/// Record phase for an answer: its status, classed by the policy, and what came with it.
+fn record_answer(policy: &RetryPolicy, a: &mut Attempt, answer: Answer) {
+    let status = answer.status.as_u16();
+    a.status = Some(status);
+    a.class = policy.classify_status(status);
+    if !answer.body.is_empty() {
+        a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
+    }
+    a.retry_after_s = answer
+        .retry_after
+        .as_deref()
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .map(|d| d.as_secs_f64());
+    if a.class != AttemptClass::Delivered {
+        if answer.status.is_redirection() {
+            a.error_kind = Some(ErrorKind::Redirect);
+            a.error = Some(format!(
+                "the endpoint answered {} (redirects are not followed)",
+                answer.status
+            ));
+        } else {
+            a.error_kind = Some(ErrorKind::Status);
+            a.error = Some(format!("the endpoint answered {}", answer.status));
+        }
+    }
+}
+
+/// Record phase for a send that produced no answer.
+fn record_error(a: &mut Attempt, e: &SendError) {
+    let kind = e.kind();
+    a.fail(kind, RetryPolicy::classify_error(kind), e.to_string());
+}
+
+impl Setup {
+    /// Route phase: the channel's route, or why there is none.
+    fn route(&self, channel: &str) -> Result<&Route, String> {
+        self.routes.get(channel).ok_or_else(|| {
+            let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            if channel == "email" {
+                format!(
+                    "email has no route: no http email channel is configured (set courier.delivery_strategy: http and courier.http.request_config; configured channels: {})",
+                    known.join(", ")
+                )
+            } else {
+                format!(
+                    "no http channel {channel:?} is configured (configured: {})",
+                    known.join(", ")
+                )
+            }
+        })
+    }
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
 }

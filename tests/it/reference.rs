@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::proof::Proc;
 use crate::serve::{ids_of, wait_status};
-use crate::support::{post_json, Reply, Server};
+use crate::support::{post_json, Reply, Server, Start as _};
 
 /// An email exactly as the reference posts it for `function(ctx) ctx`: the typed model of the
 /// type, with the zero values and nulls of fields its producer left empty.
