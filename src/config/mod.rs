@@ -693,14 +693,26 @@ courier:
     }
 
     #[test]
-    fn an_empty_file_needs_an_email_request_config() {
-        let got = issues("");
-        assert!(
-            got[0].starts_with("courier.http.request_config: missing"),
-            "{got:?}"
-        );
-        let c = parse("courier:\n  delivery_strategy: smtp\n").unwrap();
-        assert!(c.channels.is_empty());
+    fn no_key_is_required_and_a_missing_email_route_is_a_warning() {
+        for text in [
+            "",
+            "courier:\n  delivery_strategy: smtp\n",
+            "courier:\n  delivery_strategy: http\n",
+            "courier:\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: http://127.0.0.1:1/\n",
+        ] {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(c.channels.iter().all(|ch| ch.id != "email"), "{text:?}");
+            assert!(
+                c.warnings.iter().any(|w| w.starts_with("email has no route")),
+                "{text:?}: {:?}",
+                c.warnings
+            );
+        }
+        // Unset, with only the http request configured: http, said in a warning.
+        let c = parse("courier:\n  http:\n    request_config:\n      url: http://127.0.0.1:1/\n")
+            .unwrap();
+        assert_eq!(c.channels[0].id, "email");
+        assert!(c.warnings.iter().any(|w| w.contains("using http")));
     }
 
     #[test]
