@@ -14,7 +14,7 @@ use super::{Secret, SecretUrl};
 use crate::message::CtxStyle;
 
 /// The `jsonnet_courier` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Key style of the ctx handed to every template: `pascal` or `snake`. Unset (the default),
@@ -30,19 +30,6 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// `courier serve`.
     pub serve: ServeSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            ctx_style: None,
-            channels: BTreeMap::new(),
-            template: TemplateSettings::default(),
-            http: HttpSettings::default(),
-            retry: RetrySettings::default(),
-            serve: ServeSettings::default(),
-        }
-    }
 }
 
 /// `jsonnet_courier.channels.<id>`: settings of one channel.
