@@ -8,6 +8,7 @@ mod dashboard;
 mod deliver;
 mod engine;
 mod proof;
+mod reference;
 mod send;
 mod serve;
 mod store;
