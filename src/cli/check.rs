@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::render::FormatArg;
-use super::{load_template, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{load_template, render_path, CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::encode;
 use jsonnet_courier::message::{ctx, samples, CtxStyle, MessageType};
 use jsonnet_courier::template::{source::Loader, Pool};
@@ -91,6 +91,7 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
         template.name(),
         style
     );
+    println!("render path: {}", render_path(&template));
     if failed > 0 {
         Err(Failure::quiet())
     } else {

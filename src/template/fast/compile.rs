@@ -2,7 +2,7 @@
 //! subset with the construct's name and location.
 
 use jrsonnet_ir::{
-    BinaryOpType, BindSpec, Destruct, Expr, FieldName, IStr, LiteralType, ObjBody, Source, Span,
+    BinaryOpType, BindSpec, CompSpec, Destruct, Expr, FieldName, IStr, LiteralType, ObjBody, Source, Span,
     UnaryOpType, Visibility,
 };
 use jrsonnet_ir_parser::ParserSettings;
@@ -21,6 +21,7 @@ pub(crate) struct Program {
     pub(super) slots: usize,
     /// Deepest expression nesting, to compare with the evaluator's stack limit.
     pub(super) depth: usize,
+    pub(super) funcs: Vec<Func>,
 }
 
 impl Program {
@@ -34,6 +35,10 @@ impl Program {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Bin {
     Add,
+    Lt,
+    Gt,
+    Lte,
+    Gte,
     Eq,
     Neq,
     And,
@@ -69,6 +74,34 @@ pub(super) enum Ir {
     Assert(Box<Ir>, Box<Ir>),
     /// `error ...`: always an error, so always the evaluator's to report.
     Fail,
+    /// A call of a local function: its parameters' slots get the arguments, then its body runs.
+    Call(usize, Box<[Ir]>),
+    /// `[body for x in e if c ...]`.
+    Comp(Box<[Spec]>, Box<Ir>),
+    /// A standard library function outside `get`/`objectHas`, with its arguments.
+    Std(StdFn, Box<[Ir]>),
+}
+
+#[derive(Debug)]
+pub(super) enum Spec {
+    For(usize, Ir),
+    If(Ir),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StdFn {
+    /// `std.format(fmt, args)` with `%s` and `%%` directives only.
+    Format,
+    StrReplace,
+    Join,
+    Length,
+}
+
+/// A local function: parameters' slots and body, compiled where it is defined.
+#[derive(Debug)]
+pub(super) struct Func {
+    pub(super) params: Vec<usize>,
+    pub(super) body: Ir,
 }
 
 #[derive(Debug)]
@@ -107,12 +140,14 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
         near: None,
         depth: 0,
         max_depth: 0,
+        funcs: Vec::new(),
     };
     let root = c.top(&expr)?;
     Ok(Program {
         root,
         slots: c.slots,
         depth: c.max_depth,
+        funcs: c.funcs,
     })
 }
 
@@ -125,6 +160,8 @@ fn locate(span: &Span) -> Option<(usize, usize)> {
 
 enum Binding {
     Slot(usize),
+    /// A local function, callable only.
+    Func(usize, usize),
     /// A name of the local group being compiled, not yet evaluated at this point.
     Pending,
 }
@@ -136,6 +173,7 @@ struct Compiler {
     near: Option<Span>,
     depth: usize,
     max_depth: usize,
+    funcs: Vec<Func>,
 }
 
 type Res<T> = Result<T, Unsupported>;
@@ -200,39 +238,65 @@ impl Compiler {
     fn binds(&mut self, binds: &[BindSpec]) -> Res<Vec<(usize, Ir)>> {
         let mark = self.scope.len();
         for b in binds {
-            match b {
+            let name = match b {
                 BindSpec::Field { into, .. } => {
                     #[allow(irrefutable_let_patterns)]
                     let Destruct::Full(name) = into
                     else {
                         return self.unsupported("a destructuring local");
                     };
-                    self.scope.push((name.value.clone(), Binding::Pending));
+                    name.value.clone()
                 }
-                BindSpec::Function { name, params, .. } => {
-                    #[allow(irrefutable_let_patterns)]
-                    if let Some(Destruct::Full(param)) = params.exprs.first().map(|p| &p.destruct) {
-                        self.at(&param.span);
-                    }
-                    return self.unsupported(format!("a local function ({})", name.as_str()));
-                }
-            }
+                BindSpec::Function { name, .. } => name.clone(),
+            };
+            self.scope.push((name, Binding::Pending));
         }
         let mut out = Vec::with_capacity(binds.len());
         for (i, b) in binds.iter().enumerate() {
-            let BindSpec::Field { into, value } = b else {
-                unreachable_bind()?
-            };
-            #[allow(irrefutable_let_patterns)]
-            let Destruct::Full(name) = into
-            else {
-                unreachable_bind()?
-            };
-            self.at(&name.span);
-            let ir = self.expr(value)?;
-            let slot = self.new_slot();
-            self.scope[mark + i].1 = Binding::Slot(slot);
-            out.push((slot, ir));
+            match b {
+                BindSpec::Field { into, value } => {
+                    #[allow(irrefutable_let_patterns)]
+                    if let Destruct::Full(name) = into {
+                        self.at(&name.span);
+                    }
+                    let ir = self.expr(value)?;
+                    let slot = self.new_slot();
+                    self.scope[mark + i].1 = Binding::Slot(slot);
+                    out.push((slot, ir));
+                }
+                BindSpec::Function {
+                    name,
+                    params,
+                    value,
+                } => {
+                    let fmark = self.scope.len();
+                    let mut slots = Vec::with_capacity(params.exprs.len());
+                    for p in &params.exprs {
+                        #[allow(irrefutable_let_patterns)]
+                        let Destruct::Full(pname) = &p.destruct
+                        else {
+                            return self.unsupported("a destructuring parameter");
+                        };
+                        self.at(&pname.span);
+                        if p.default.is_some() {
+                            return self.unsupported(format!(
+                                "a parameter default value (in {})",
+                                name.as_str()
+                            ));
+                        }
+                        let slot = self.new_slot();
+                        slots.push(slot);
+                        self.scope.push((pname.value.clone(), Binding::Slot(slot)));
+                    }
+                    let body = self.expr(value)?;
+                    self.scope.truncate(fmark);
+                    self.funcs.push(Func {
+                        params: slots,
+                        body,
+                    });
+                    self.scope[mark + i].1 = Binding::Func(self.funcs.len() - 1, params.len());
+                }
+            }
         }
         Ok(out)
     }
@@ -267,6 +331,12 @@ impl Compiler {
                 self.at(&name.span);
                 match self.lookup(name.value.as_str()) {
                     Some(Binding::Slot(slot)) => Ir::Local(*slot),
+                    Some(Binding::Func(..)) => {
+                        return self.unsupported(format!(
+                            "a function used as a value ({})",
+                            name.value.as_str()
+                        ))
+                    }
                     Some(Binding::Pending) => {
                         return self.unsupported(format!(
                             "a local used before its value ({})",
@@ -283,7 +353,33 @@ impl Compiler {
                 }
             }
             Expr::Arr(items) => Ir::Arr(items.iter().map(|e| self.expr(e)).collect::<Res<_>>()?),
-            Expr::ArrComp(..) => return self.unsupported("an array comprehension"),
+            Expr::ArrComp(body, specs) => {
+                let mark = self.scope.len();
+                let mut out = Vec::with_capacity(specs.len());
+                for spec in specs {
+                    match spec {
+                        CompSpec::ForSpec(f) => {
+                            #[allow(irrefutable_let_patterns)]
+                            let Destruct::Full(name) = &f.destruct
+                            else {
+                                return self.unsupported("a destructuring `for`");
+                            };
+                            self.at(&name.span);
+                            let over = self.expr(&f.over)?;
+                            let slot = self.new_slot();
+                            self.scope.push((name.value.clone(), Binding::Slot(slot)));
+                            out.push(Spec::For(slot, over));
+                        }
+                        CompSpec::IfSpec(c) => {
+                            self.at(&c.span);
+                            out.push(Spec::If(self.expr(&c.cond)?));
+                        }
+                    }
+                }
+                let body = self.expr(body)?;
+                self.scope.truncate(mark);
+                Ir::Comp(out.into_boxed_slice(), Box::new(body))
+            }
             Expr::Obj(ObjBody::MemberList(members)) => {
                 if !members.asserts.is_empty() {
                     self.at(&members.asserts[0].assertion.span);
@@ -327,6 +423,10 @@ impl Compiler {
                     BinaryOpType::And => Bin::And,
                     BinaryOpType::Or => Bin::Or,
                     BinaryOpType::In => Bin::In,
+                    BinaryOpType::Lt => Bin::Lt,
+                    BinaryOpType::Gt => Bin::Gt,
+                    BinaryOpType::Lte => Bin::Lte,
+                    BinaryOpType::Gte => Bin::Gte,
                     other => return self.unsupported(format!("the `{other}` operator")),
                 };
                 let lhs = self.expr(&op.lhs)?;
@@ -356,6 +456,19 @@ impl Compiler {
             }
             Expr::Apply(target, args, _) => {
                 self.at(&args.span);
+                if let Expr::Var(v) = &**target {
+                    if let Some(Binding::Func(id, arity)) = self.lookup(v.value.as_str()) {
+                        let (id, arity) = (*id, *arity);
+                        if !args.names.is_empty() || args.unnamed.len() != arity {
+                            return self.unsupported(format!(
+                                "a call of {} with named or missing arguments",
+                                v.value.as_str()
+                            ));
+                        }
+                        let a = self.exprs(&args.unnamed)?;
+                        return Ok(Ir::Call(id, a.into_boxed_slice()));
+                    }
+                }
                 let Some(name) = self.std_member(target) else {
                     return self.unsupported("a function call");
                 };
@@ -363,11 +476,7 @@ impl Compiler {
                     return self.unsupported(format!("named arguments to std.{name}"));
                 }
                 let n = args.unnamed.len();
-                let mut a = args
-                    .unnamed
-                    .iter()
-                    .map(|e| self.expr(e))
-                    .collect::<Res<Vec<_>>>()?;
+                let mut a = self.exprs(&args.unnamed)?;
                 match (name.as_str(), n) {
                     ("get", 2..=4) => Ir::StdGet(a.into_boxed_slice()),
                     ("objectHas" | "objectHasAll", 2) => {
@@ -378,6 +487,10 @@ impl Compiler {
                             _ => return self.unsupported(format!("std.{name}")),
                         }
                     }
+                    ("format", 2) => Ir::Std(StdFn::Format, a.into_boxed_slice()),
+                    ("strReplace", 3) => Ir::Std(StdFn::StrReplace, a.into_boxed_slice()),
+                    ("join", 2) => Ir::Std(StdFn::Join, a.into_boxed_slice()),
+                    ("length", 1) => Ir::Std(StdFn::Length, a.into_boxed_slice()),
                     _ => return self.unsupported(format!("std.{name}")),
                 }
             }
@@ -413,6 +526,10 @@ impl Compiler {
         })
     }
 
+    fn exprs(&mut self, exprs: &[Expr]) -> Res<Vec<Ir>> {
+        exprs.iter().map(|e| self.expr(e)).collect()
+    }
+
     /// `std` not shadowed by a local.
     fn std_var(&self, expr: &Expr) -> bool {
         matches!(expr, Expr::Var(v) if v.value.as_str() == "std" && self.lookup("std").is_none())
@@ -433,9 +550,3 @@ impl Compiler {
     }
 }
 
-fn unreachable_bind<T>() -> Res<T> {
-    Err(Unsupported {
-        construct: "a local of an unexpected form".into(),
-        location: None,
-    })
-}

@@ -6,13 +6,18 @@ use std::rc::Rc;
 
 use serde::Deserialize as _;
 
-use super::compile::{Bin, Ir, Name, Program};
+use super::compile::{Bin, Func, Ir, Name, Program, Spec, StdFn};
 use super::node::Node;
 use super::Fallback;
 use crate::template::manifest::{escape_into, write_num, MAX_DEPTH};
 use crate::template::{CtxRef, Limits};
 
 type R<T> = Result<T, Fallback>;
+
+/// Comprehension iterations one render may run before declining: nested comprehensions over a
+/// large ctx could otherwise take unbounded time on the caller's thread (the evaluator has a
+/// timeout).
+const MAX_ITERATIONS: usize = 100_000;
 
 /// A string: borrowed from the program or the ctx, or built by `+`.
 #[derive(Clone, Debug)]
@@ -145,6 +150,8 @@ pub(super) fn render(
     };
     let mut ex = Exec {
         env: vec![V::Null; program.slots],
+        funcs: &program.funcs,
+        iterations: 0,
     };
     ex.env[0] = V::of(&node);
     let value = ex.eval(&program.root)?;
@@ -157,6 +164,8 @@ pub(super) fn render(
 
 struct Exec<'a> {
     env: Vec<V<'a>>,
+    funcs: &'a [Func],
+    iterations: usize,
 }
 
 impl<'a> Exec<'a> {
@@ -269,7 +278,47 @@ impl<'a> Exec<'a> {
                 _ => return Err(Fallback),
             },
             Ir::Fail => return Err(Fallback),
+            Ir::Call(id, args) => {
+                let func = self.funcs.get(*id).ok_or(Fallback)?;
+                let values = args.iter().map(|e| self.eval(e)).collect::<R<Vec<_>>>()?;
+                for (slot, v) in func.params.iter().zip(values) {
+                    self.env[*slot] = v;
+                }
+                self.eval(&func.body)?
+            }
+            Ir::Comp(specs, body) => {
+                let mut items = Vec::new();
+                self.comp(specs, body, &mut items)?;
+                V::Arr(Rc::new(items))
+            }
+            Ir::Std(f, args) => {
+                let args = args.iter().map(|e| self.eval(e)).collect::<R<Vec<_>>>()?;
+                std_fn(*f, &args)?
+            }
         })
+    }
+
+    fn comp(&mut self, specs: &'a [Spec], body: &'a Ir, out: &mut Vec<V<'a>>) -> R<()> {
+        match specs.split_first() {
+            None => out.push(self.eval(body)?),
+            Some((Spec::For(slot, over), rest)) => {
+                let items = self.eval(over)?;
+                for i in 0..items.len()? {
+                    self.iterations += 1;
+                    if self.iterations > MAX_ITERATIONS {
+                        return Err(Fallback);
+                    }
+                    self.env[*slot] = items.item(i)?;
+                    self.comp(rest, body, out)?;
+                }
+            }
+            Some((Spec::If(cond), rest)) => match self.eval(cond)? {
+                V::Bool(true) => self.comp(rest, body, out)?,
+                V::Bool(false) => {}
+                _ => return Err(Fallback),
+            },
+        }
+        Ok(())
     }
 
     fn bind(&mut self, binds: &'a [(usize, Ir)]) -> R<()> {
@@ -324,9 +373,73 @@ impl<'a> Exec<'a> {
                 }
                 _ => return Err(Fallback),
             },
+            Bin::Lt | Bin::Gt | Bin::Lte | Bin::Gte => match (&a, &b) {
+                (V::Num(x), V::Num(y)) => V::Bool(match op {
+                    Bin::Lt => x < y,
+                    Bin::Gt => x > y,
+                    Bin::Lte => x <= y,
+                    _ => x >= y,
+                }),
+                _ => return Err(Fallback),
+            },
             Bin::And | Bin::Or => return Err(Fallback),
         })
     }
+}
+
+/// The standard library functions of the subset, on strings and arrays only.
+fn std_fn<'a>(f: StdFn, args: &[V<'a>]) -> R<V<'a>> {
+    let text = |v: &V<'a>| match v {
+        V::Str(s) => Ok(s.as_str().to_owned()),
+        _ => Err(Fallback),
+    };
+    Ok(match (f, args) {
+        (StdFn::Length, [v]) => V::Num(match v {
+            V::Str(s) => s.as_str().chars().count(),
+            _ if v.kind() == Kind::Arr => v.len()?,
+            _ if v.kind() == Kind::Obj => v.visible_keys().len(),
+            _ => return Err(Fallback),
+        } as f64),
+        (StdFn::StrReplace, [V::Str(s), V::Str(from), V::Str(to)]) if !from.as_str().is_empty() => {
+            V::Str(S::O(s.as_str().replace(from.as_str(), to.as_str()).into()))
+        }
+        (StdFn::Join, [V::Str(sep), items]) => {
+            let mut out = String::new();
+            for i in 0..items.len()? {
+                if i > 0 {
+                    out.push_str(sep.as_str());
+                }
+                out.push_str(&text(&items.item(i)?)?);
+            }
+            V::Str(S::O(out.into()))
+        }
+        (StdFn::Format, [V::Str(fmt), values]) => {
+            let values: Vec<V<'a>> = if values.kind() == Kind::Arr {
+                (0..values.len()?).map(|i| values.item(i)).collect::<R<_>>()?
+            } else {
+                vec![values.clone()]
+            };
+            let mut next = values.iter();
+            let mut out = String::new();
+            let mut chars = fmt.as_str().chars();
+            while let Some(c) = chars.next() {
+                if c != '%' {
+                    out.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('%') => out.push('%'),
+                    Some('s') => out.push_str(&text(next.next().ok_or(Fallback)?)?),
+                    _ => return Err(Fallback),
+                }
+            }
+            if next.next().is_some() {
+                return Err(Fallback);
+            }
+            V::Str(S::O(out.into()))
+        }
+        _ => return Err(Fallback),
+    })
 }
 
 fn has(obj: &V<'_>, key: &str, hidden_too: bool) -> R<bool> {

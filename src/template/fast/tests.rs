@@ -121,6 +121,7 @@ struct Gen {
     rng: fastrand::Rng,
     locals: Vec<String>,
     next_local: usize,
+    has_fn: bool,
 }
 
 const KEYS: &[&str] = &["a", "b", "To", "x y", "é", "c_1", ""];
@@ -281,7 +282,37 @@ impl Gen {
                 self.locals.truncate(mark);
                 format!("(local {name} = {v}; {body})")
             }
-            22 => match self.rng.u8(..3) {
+            22 => match self.rng.u8(..10) {
+                3 => {
+                    let x = format!("x{}", self.next_local);
+                    self.next_local += 1;
+                    let over = if self.rng.bool() {
+                        self.path()
+                    } else {
+                        self.expr(depth + 1)
+                    };
+                    let mark = self.locals.len();
+                    self.locals.push(x.clone());
+                    let c = self.cond(depth + 1);
+                    let body = self.expr(depth + 1);
+                    self.locals.truncate(mark);
+                    format!("[{body} for {x} in {over} if {c}]")
+                }
+                4 => format!("(std.length({}) > {})", self.expr(depth + 1), self.rng.u8(..3)),
+                5 => format!("std.strReplace({}, 'a', '<&>')", self.expr(depth + 1)),
+                6 => format!(
+                    "std.join({}, [{}, {}])",
+                    self.str_lit(),
+                    self.expr(depth + 1),
+                    self.str_lit()
+                ),
+                7 => format!(
+                    "std.format('%s-%s %% x', [{}, {}])",
+                    self.expr(depth + 1),
+                    self.path()
+                ),
+                8 if self.has_fn => format!("esc({})", self.expr(depth + 1)),
+                9 => format!("({} <= {})", self.expr(depth + 1), self.expr(depth + 1)),
                 0 => "error 'cancel'".to_owned(),
                 1 => format!("error ('bad ' + {})", self.path()),
                 _ => format!(
@@ -296,10 +327,16 @@ impl Gen {
 
     fn template(&mut self) -> String {
         self.locals.clear();
+        self.has_fn = self.rng.u8(..3) == 0;
         let body = if self.rng.u8(..4) == 0 {
             self.expr(0)
         } else {
             self.obj(0)
+        };
+        let prelude = if self.has_fn {
+            "local esc(s) = std.strReplace(std.strReplace(s, 'a', '&'), '<', 'é');\n"
+        } else {
+            ""
         };
         if self.rng.u8(..4) == 0 {
             let v = self.str_lit();
@@ -309,9 +346,9 @@ impl Gen {
             } else {
                 format!("{{ t: top, r: {body} }}")
             };
-            format!("local top = {v};\nfunction(ctx)\n  {body}\n")
+            format!("{prelude}local top = {v};\nfunction(ctx)\n  {body}\n")
         } else {
-            format!("function(ctx)\n  {body}\n")
+            format!("{prelude}function(ctx)\n  {body}\n")
         }
     }
 }
@@ -370,6 +407,7 @@ fn generated_templates_match_the_evaluator() {
         rng: fastrand::Rng::with_seed(seed),
         locals: Vec::new(),
         next_local: 0,
+        has_fn: false,
     };
     let mut ctx_rng = fastrand::Rng::with_seed(seed ^ 0xc7c7);
     let mut pair = Pair::new(Limits::default());
