@@ -2,8 +2,8 @@
 //! subset with the construct's name and location.
 
 use jrsonnet_ir::{
-    BinaryOpType, BindSpec, CompSpec, Destruct, Expr, FieldName, IStr, LiteralType, ObjBody, Source, Span,
-    UnaryOpType, Visibility,
+    BinaryOpType, BindSpec, CompSpec, Destruct, Expr, FieldName, IStr, LiteralType, ObjBody,
+    Source, Span, UnaryOpType, Visibility,
 };
 use jrsonnet_ir_parser::ParserSettings;
 
@@ -385,9 +385,8 @@ impl Compiler {
                     self.at(&members.asserts[0].assertion.span);
                     return self.unsupported("an object assert");
                 }
-                let mark = self.scope.len();
-                let locals = self.binds(&members.locals)?;
-                let mut fields = Vec::with_capacity(members.fields.len());
+                // Field names are evaluated outside the object: its locals are not in scope.
+                let mut names = Vec::with_capacity(members.fields.len());
                 for field in &members.fields {
                     self.at(&field.name.span);
                     if field.params.is_some() {
@@ -396,10 +395,16 @@ impl Compiler {
                     if field.plus {
                         return self.unsupported("a `+:` field");
                     }
-                    let name = match &field.name.value {
+                    names.push(match &field.name.value {
                         FieldName::Fixed(name) => Name::Fixed(name.as_str().into()),
                         FieldName::Dyn(e) => Name::Dyn(self.expr(e)?),
-                    };
+                    });
+                }
+                let mark = self.scope.len();
+                let locals = self.binds(&members.locals)?;
+                let mut fields = Vec::with_capacity(members.fields.len());
+                for (field, name) in members.fields.iter().zip(names) {
+                    self.at(&field.name.span);
                     let value = self.expr(&field.value)?;
                     fields.push(FieldIr {
                         name,
@@ -457,6 +462,12 @@ impl Compiler {
             Expr::Apply(target, args, _) => {
                 self.at(&args.span);
                 if let Expr::Var(v) = &**target {
+                    if let Some(Binding::Pending) = self.lookup(v.value.as_str()) {
+                        return self.unsupported(format!(
+                            "a local used before its value ({})",
+                            v.value.as_str()
+                        ));
+                    }
                     if let Some(Binding::Func(id, arity)) = self.lookup(v.value.as_str()) {
                         let (id, arity) = (*id, *arity);
                         if !args.names.is_empty() || args.unnamed.len() != arity {
@@ -549,4 +560,3 @@ impl Compiler {
         }
     }
 }
-

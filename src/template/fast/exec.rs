@@ -415,7 +415,9 @@ fn std_fn<'a>(f: StdFn, args: &[V<'a>]) -> R<V<'a>> {
         }
         (StdFn::Format, [V::Str(fmt), values]) => {
             let values: Vec<V<'a>> = if values.kind() == Kind::Arr {
-                (0..values.len()?).map(|i| values.item(i)).collect::<R<_>>()?
+                (0..values.len()?)
+                    .map(|i| values.item(i))
+                    .collect::<R<_>>()?
             } else {
                 vec![values.clone()]
             };
