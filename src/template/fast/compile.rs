@@ -22,6 +22,8 @@ pub(crate) struct Program {
     /// Deepest expression nesting, to compare with the evaluator's stack limit.
     pub(super) depth: usize,
     pub(super) funcs: Vec<Func>,
+    /// The parts of the ctx the template can read.
+    pub(super) need: super::need::Need,
 }
 
 impl Program {
@@ -143,12 +145,15 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
         funcs: Vec::new(),
     };
     let root = c.top(&expr)?;
-    Ok(Program {
+    let mut program = Program {
         root,
         slots: c.slots,
         depth: c.max_depth,
         funcs: c.funcs,
-    })
+        need: super::need::Need::Full,
+    };
+    program.need = super::need::of(&program);
+    Ok(program)
 }
 
 fn locate(span: &Span) -> Option<(usize, usize)> {

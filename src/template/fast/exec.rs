@@ -4,10 +4,10 @@
 
 use std::rc::Rc;
 
-use serde::Deserialize as _;
+use serde::de::DeserializeSeed as _;
 
 use super::compile::{Bin, Func, Ir, Name, Program, Spec, StdFn};
-use super::node::Node;
+use super::node::{Node, Seed};
 use super::Fallback;
 use crate::template::manifest::{escape_into, write_num, MAX_DEPTH};
 use crate::template::{CtxRef, Limits};
@@ -144,9 +144,15 @@ pub(super) fn render(
     if limits.max_stack < program.min_stack() {
         return Err(Fallback);
     }
+    let seed = Seed(&program.need);
     let node = match ctx {
-        CtxRef::Json(text) => serde_json::from_str::<Node<'_>>(text).map_err(|_| Fallback)?,
-        CtxRef::Value(value) => Node::deserialize(value).map_err(|_| Fallback)?,
+        CtxRef::Json(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let node = seed.deserialize(&mut de).map_err(|_| Fallback)?;
+            de.end().map_err(|_| Fallback)?;
+            node
+        }
+        CtxRef::Value(value) => seed.deserialize(value).map_err(|_| Fallback)?,
     };
     let mut ex = Exec {
         env: vec![V::Null; program.slots],

@@ -17,6 +17,7 @@
 
 mod compile;
 mod exec;
+mod need;
 mod node;
 
 use std::fmt;

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::need::Need;
 
 #[derive(Debug, PartialEq)]
 pub(super) enum Node<'t> {
@@ -31,15 +33,27 @@ impl<'t> Node<'t> {
     }
 }
 
-impl<'de> Deserialize<'de> for Node<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+/// Builds the parts of a value that `need` asks for; the rest is parsed (and so validated) by
+/// the deserializer without building anything.
+pub(super) struct Seed<'n>(pub(super) &'n Need);
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Node<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(NodeVisitor(self.0))
     }
 }
 
-struct NodeVisitor;
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor(&Need::Full))
+    }
+}
 
-impl<'de> Visitor<'de> for NodeVisitor {
+struct NodeVisitor<'n>(&'n Need);
+
+impl<'de> Visitor<'de> for NodeVisitor<'_> {
     type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,7 +102,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(Seed(&Need::Full))? {
             items.push(item);
         }
         Ok(Node::Arr(items))
@@ -98,8 +112,15 @@ impl<'de> Visitor<'de> for NodeVisitor {
         let mut members: Vec<(Cow<'de, str>, Node<'de>)> =
             Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let value = map.next_value()?;
-            members.push((key.0, value));
+            match self.0.member(&key.0) {
+                Some(need) => {
+                    let value = map.next_value_seed(Seed(need))?;
+                    members.push((key.0, value));
+                }
+                None => {
+                    map.next_value::<Skip>()?;
+                }
+            }
         }
         // Stable: members with the same key keep their order, so the last of each run is the
         // last in the text.
@@ -138,5 +159,63 @@ impl<'de> Deserialize<'de> for Key<'de> {
             }
         }
         deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A value parsed (with every check serde_json makes: numbers in range, valid escapes) and
+/// dropped.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        NodeVisitor(&Need::Full).visit_f64(v).map(|_| Skip)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
     }
 }

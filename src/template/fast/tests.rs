@@ -152,6 +152,29 @@ fn constructs_outside_the_subset_are_named_with_their_location() {
     }
 }
 
+#[test]
+fn bad_json_in_fields_the_template_never_reads_fails_as_in_the_evaluator() {
+    let mut pair = Pair::new(Limits::default());
+    let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
+    let good =
+        r#"{"Recipient":"a@b","TemplateType":"stub","Subject":"s","Body":"b","Junk":{"x":[1,2]}}"#;
+    assert!(pair.check(&template, CtxRef::Json(good), &|| good.to_owned()));
+    for junk in [
+        r#"1e400"#,
+        r#""\ud800""#,
+        r#""tab	inside""#,
+        r#"[1,]"#,
+        r#"{"a":1,"a":2}"#,
+        r#"01"#,
+        r#"tru"#,
+    ] {
+        let text = good.replace(r#"{"x":[1,2]}"#, junk);
+        pair.check(&template, CtxRef::Json(&text), &|| text.clone());
+    }
+    let trailing = format!("{good} x");
+    assert!(!pair.check(&template, CtxRef::Json(&trailing), &|| trailing.clone()));
+}
+
 /// Random templates of the fast subset, as Jsonnet text.
 struct Gen {
     rng: fastrand::Rng,
