@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::render::FormatArg;
-use super::{load_template, style_for, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{load_template, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::encode;
 use jsonnet_courier::message::{ctx, samples, MessageType};
 use jsonnet_courier::template::{source::Loader, Engine, Pool, TopLevel};
@@ -104,6 +104,7 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
         }
         _ => {}
     }
+    println!("render path: {}", render_path(&template));
     if failed > 0 {
         Err(Failure::quiet())
     } else {

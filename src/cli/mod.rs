@@ -235,6 +235,14 @@ pub(crate) async fn load_template(loader: &Loader, arg: &str) -> Result<Template
     loader.load(&uri).await.map_err(Failure::usage)
 }
 
+/// Which way a template renders: the compiled fast path, or the evaluator and why.
+pub(crate) fn render_path(template: &Template) -> String {
+    match template.fast_path() {
+        Ok(()) => "compiled fast path (no evaluator; errors are reported by the evaluator)".into(),
+        Err(why) => format!("evaluator ({why} is outside the fast path's subset)"),
+    }
+}
+
 /// Reads a file, or standard input for `-`.
 pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     if path == Path::new("-") {

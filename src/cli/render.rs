@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, ValueEnum};
 use serde_json::Value;
 
-use super::{load_template, read_input, style_for, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{load_template, read_input, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::encode;
 use jsonnet_courier::message::{ctx, samples, Message, MessageType, TemplateType};
 use jsonnet_courier::template::{source::Loader, Pool, Template};
@@ -37,6 +37,10 @@ pub(crate) struct RenderArgs {
     /// Pretty-print JSON output.
     #[arg(long)]
     pretty: bool,
+    /// Say on standard error which way the template renders (the compiled fast path, or the
+    /// evaluator and the construct that keeps it there).
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -99,6 +103,9 @@ pub(crate) async fn run(args: RenderArgs) -> CmdResult {
     let loader = Loader::new(None);
     let template = load_template(&loader, &args.template).await?;
     let ctx = ctx_of(&args, &template)?;
+    if args.explain {
+        eprintln!("render path: {}", render_path(&template));
+    }
     let pool = Pool::new(1, args.limits.limits())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
     let json = pool.render(&template, ctx).await.map_err(Failure::failed)?;

@@ -11,6 +11,7 @@ use jrsonnet_stdlib::TracePrinter;
 use serde::Deserialize as _;
 use serde_json::Value;
 
+use super::fast;
 use super::jail::{DenyImports, JailImports};
 use super::lazy;
 use super::manifest::{ManifestError, Writer};
@@ -29,6 +30,7 @@ pub struct Engine {
     limits: Limits,
     cache: HashMap<u64, Compiled>,
     since_gc: u32,
+    fast_path: bool,
 }
 
 /// A compiled template, as go-jsonnet would run it with `ctx` as a top-level argument.
@@ -94,7 +96,14 @@ impl Engine {
             limits,
             cache: HashMap::new(),
             since_gc: 0,
+            fast_path: true,
         })
+    }
+
+    /// Turns the compiled fast path (see [`super::fast`]) on or off for this engine (on by
+    /// default). Off, every render goes through the evaluator: for comparisons and benches.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     /// The limits this engine enforces.
@@ -176,6 +185,13 @@ impl Engine {
         out: &mut String,
     ) -> Result<(), RenderError> {
         out.clear();
+        if self.fast_path {
+            if let Ok(program) = template.fast_program() {
+                if fast::render(program, ctx, out, &self.limits).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
         let _entered = self.state.try_enter();
         jrsonnet_evaluator::stack::set_stack_depth_limit(self.limits.max_stack);
         let result = self.evaluate(template, ctx, out);

@@ -11,6 +11,7 @@
 
 mod engine;
 mod error;
+pub mod fast;
 mod jail;
 mod lazy;
 mod manifest;
@@ -20,7 +21,7 @@ pub mod style;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use engine::{Ctx, CtxRef, Engine, TopLevel};
@@ -39,6 +40,8 @@ struct Inner {
     id: u64,
     name: String,
     source: Arc<str>,
+    /// The fast-path form, compiled on first use (see [`fast`]).
+    fast: OnceLock<Result<fast::Program, fast::Unsupported>>,
 }
 
 impl Template {
@@ -49,6 +52,7 @@ impl Template {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             source: source.into(),
+            fast: OnceLock::new(),
         }))
     }
 
@@ -64,6 +68,23 @@ impl Template {
 
     pub(crate) fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// Whether renders of this template take the compiled fast path (no evaluator, on the
+    /// caller's thread), or why not: the first construct outside the fast path's subset.
+    ///
+    /// # Errors
+    /// The construct that keeps the template on the evaluator, with its location.
+    pub fn fast_path(&self) -> Result<(), fast::Unsupported> {
+        self.fast_program().map(|_| ())
+    }
+
+    pub(crate) fn fast_program(&self) -> Result<&fast::Program, fast::Unsupported> {
+        self.0
+            .fast
+            .get_or_init(|| fast::compile(self.name(), self.source()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 

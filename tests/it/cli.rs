@@ -203,6 +203,40 @@ async fn remote_templates_are_fetched_and_failures_name_the_uri() {
 }
 
 #[test]
+fn check_and_render_explain_which_path_a_template_takes() {
+    let out = courier(&["check", "jsonnet/slack.jsonnet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("render path: compiled fast path"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("sorted.jsonnet");
+    std::fs::write(
+        &t,
+        "function(ctx) {\n  to: ctx.Recipient,\n  keys: std.objectFields(ctx),\n}\n",
+    )
+    .unwrap();
+    let out = courier(&["render", "--explain", "--type", "stub", t.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "render path: evaluator (std.objectFields at line 3 column 25 is outside the fast path's subset)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // The payload itself is unchanged by --explain.
+    assert!(
+        text(&out.stdout).contains("\"to\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn check_prints_a_row_per_sample() {
     let out = courier(&["check", "jsonnet/default.jsonnet"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
