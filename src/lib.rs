@@ -32,3 +32,4 @@ pub mod retry;
 pub mod service;
 pub mod store;
 pub mod template;
+pub mod webhook;

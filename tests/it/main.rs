@@ -8,3 +8,4 @@ mod proof;
 mod send;
 mod serve;
 mod support;
+mod webhook;
