@@ -61,6 +61,16 @@ impl RequestTemplate {
                 v.set_sensitive(true);
                 headers.insert(header::AUTHORIZATION, v);
             }
+            Some(Auth::Bearer { token }) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                        format!("{}.auth.config.token: invalid header value", channel.path)
+                    })?;
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            // The token is fetched and set per attempt.
+            Some(Auth::OAuth2(_)) => {}
             Some(Auth::ApiKey {
                 name,
                 value,

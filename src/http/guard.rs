@@ -197,6 +197,20 @@ impl fmt::Display for Cidr {
     }
 }
 
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// A refused connection: which host, which address, which rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the SSRF guard refused {addr} (host {host}): a {rule} address; allow it with jsonnet_courier.http.guard.allow_cidrs or allow_hosts")]

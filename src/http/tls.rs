@@ -1,39 +1,42 @@
-//! TLS for a channel's client: an extra CA file beside the platform and webpki roots, and a
-//! client certificate for mutual TLS. Files are read once, when the client is built.
+//! TLS for a channel's client: extra CA certificates beside the platform and webpki roots, and a
+//! client certificate for mutual TLS. PEM text comes from the configuration (whose `X_file` keys
+//! read it from files), so nothing is read here.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-/// A channel's TLS settings (`request_config.tls`).
+/// A channel's TLS settings (`request_config.tls`), as PEM text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TlsOptions {
-    /// PEM certificates trusted in addition to the platform's and webpki's roots.
-    pub ca_file: Option<PathBuf>,
-    /// PEM certificate chain presented to the server (mutual TLS).
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
-    pub client_key: Option<PathBuf>,
+    /// Certificates trusted in addition to the platform's (or webpki's) roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Certificate chain presented to the server (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// Private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<crate::config::Secret>,
 }
 
 impl TlsOptions {
     /// Whether anything differs from the default client.
     pub fn is_default(&self) -> bool {
-        self.ca_file.is_none() && self.client_cert.is_none() && self.client_key.is_none()
+        self.ca.is_none() && self.client_cert.is_none() && self.client_key.is_none()
     }
 }
 
-/// A TLS file that cannot be used; names the file, never its contents.
+/// TLS settings that cannot be used; names the setting, never a key's contents.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// Unreadable, or no usable PEM content.
-    #[error("{path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
+    /// No usable PEM content.
+    #[error("{key}: {reason}")]
+    Pem {
+        /// `ca`, `client_cert` or `client_key`.
+        key: &'static str,
         /// What is wrong.
         reason: String,
     },
@@ -42,26 +45,29 @@ pub enum TlsError {
     Config(String),
 }
 
-fn file_err(path: &Path, reason: impl Into<String>) -> TlsError {
-    TlsError::File {
-        path: path.to_owned(),
+fn pem_err(key: &'static str, reason: impl Into<String>) -> TlsError {
+    TlsError::Pem {
+        key,
         reason: reason.into(),
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+/// The PEM certificates in `text`.
+///
+/// # Errors
+/// No certificate, or malformed PEM.
+pub fn certs(key: &'static str, text: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not PEM certificates: {e}")))?;
+        .map_err(|e| pem_err(key, format!("not PEM certificates: {e}")))?;
     if certs.is_empty() {
-        return Err(file_err(path, "holds no PEM certificate"));
+        return Err(pem_err(key, "holds no PEM certificate"));
     }
     Ok(certs)
 }
 
 /// The rustls configuration for `opts`, trusting the platform roots (webpki's when there are
-/// none), the extra CA file, and presenting the client certificate. ALPN is set by the caller.
+/// none), the extra CA certificates, and presenting the client certificate. ALPN is set by the caller.
 ///
 /// # Errors
 /// See [`TlsError`].
@@ -75,11 +81,11 @@ pub fn client_config(
     if added == 0 {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
-    if let Some(ca) = &opts.ca_file {
-        for cert in certs(ca)? {
+    if let Some(ca) = &opts.ca {
+        for cert in certs("ca", ca)? {
             roots
                 .add(cert)
-                .map_err(|e| file_err(ca, format!("not a usable CA certificate: {e}")))?;
+                .map_err(|e| pem_err("ca", format!("not a usable CA certificate: {e}")))?;
         }
     }
     let builder = ClientConfig::builder_with_provider(provider)
@@ -89,10 +95,9 @@ pub fn client_config(
     match (&opts.client_cert, &opts.client_key) {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
-            let key_bytes = std::fs::read(key).map_err(|e| file_err(key, e.to_string()))?;
-            let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
-                .map_err(|_| file_err(key, "holds no PEM private key"))?;
+            let chain = certs("client_cert", cert)?;
+            let key_der = PrivateKeyDer::from_pem_slice(key.expose().as_bytes())
+                .map_err(|_| pem_err("client_key", "holds no PEM private key"))?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))
