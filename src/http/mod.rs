@@ -2,6 +2,7 @@
 //! else webpki roots), HTTP/1.1 and HTTP/2 by ALPN.
 
 pub mod guard;
+pub mod oauth2;
 pub mod tls;
 
 use std::sync::Arc;
