@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod request;
 pub mod retry;
 pub mod service;
+pub mod shaped;
 pub mod stamp;
 pub mod store;
 pub mod template;
