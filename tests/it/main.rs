@@ -8,4 +8,5 @@ mod proof;
 mod send;
 mod serve;
 mod support;
+mod tls;
 mod webhook;
