@@ -4,6 +4,7 @@
 mod cli;
 mod deliver;
 mod engine;
+mod guard;
 mod proof;
 mod send;
 mod serve;
