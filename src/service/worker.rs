@@ -15,9 +15,8 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::settings::ServeSettings;
-use crate::delivery::{Attempt, AttemptClass, Courier};
+use crate::delivery::{Attempt, Courier, Decision, RetryPolicy};
 use crate::metrics::Metrics;
-use crate::retry::RetryPolicy;
 use crate::store::{AttemptUpdate, Claimed, MessageStore, Status};
 
 /// Most messages claimed, and most updates written, in one store call.
@@ -41,17 +40,11 @@ pub struct Worker {
     pub running: Arc<AtomicBool>,
 }
 
-/// The status and due time that follow an attempt.
+/// The status and due time that follow an attempt: the policy's decision, persisted.
 pub fn next_state(policy: &RetryPolicy, a: &Attempt, now: SystemTime) -> (Status, SystemTime) {
-    match a.class {
-        AttemptClass::Delivered => (Status::Sent, now),
-        AttemptClass::Cancelled => (Status::Cancelled, now),
-        AttemptClass::Permanent => (Status::Abandoned, now),
-        AttemptClass::Retryable if a.number >= policy.max_attempts => (Status::Abandoned, now),
-        AttemptClass::Retryable => (
-            Status::Queued,
-            now + policy.delay(a.number, a.retry_after()),
-        ),
+    match policy.decide(a) {
+        Decision::Retry { after, .. } => (Status::Queued, now + after),
+        end => (end.outcome().map_or(Status::Queued, Status::from), now),
     }
 }
 
@@ -260,6 +253,7 @@ async fn write_updates(
 mod tests {
     use super::*;
     use crate::config::settings::RetrySettings;
+    use crate::delivery::AttemptClass;
 
     fn attempt(number: u32, class: AttemptClass, retry_after_s: Option<f64>) -> Attempt {
         Attempt {

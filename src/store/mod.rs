@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Attempt;
+use crate::config::mask_url;
+use crate::delivery::{Attempt, Outcome};
 use crate::message::Message;
 
 /// Where a stored message stands.
@@ -27,6 +28,18 @@ pub enum Status {
     Abandoned,
     /// The template cancelled it.
     Cancelled,
+}
+
+impl From<Outcome> for Status {
+    /// A delivery's end state as the message's final status: both ways of failing (permanently
+    /// or out of attempts) are `abandoned`.
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Delivered => Status::Sent,
+            Outcome::Failed | Outcome::Abandoned => Status::Abandoned,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
 impl Status {
@@ -249,7 +262,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MessageStore>, StoreEr
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::BadUrl(redact_url(url)))
+        Err(StoreError::BadUrl(mask_url(url)))
     }
 }
 
@@ -587,14 +600,6 @@ fn url_password(url: &str) -> Option<String> {
     from_userinfo.or(from_query).filter(|p| !p.is_empty())
 }
 
-/// `url` with its password replaced by `***`, for messages.
-fn redact_url(url: &str) -> String {
-    match url_password(url) {
-        Some(password) => url.replace(&password, "***"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod helper_tests {
     use super::*;
@@ -609,14 +614,14 @@ mod helper_tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/courier"),
+            mask_url("postgres://app:s3cret@db:5432/courier"),
             "postgres://app:***@db:5432/courier"
         );
         assert_eq!(
-            redact_url("postgres://db/courier?user=app&password=s3cret"),
-            "postgres://db/courier?user=app&password=***"
+            mask_url("postgres://db/courier?user=app&password=s3cret"),
+            "postgres://db/courier?user=***&password=***"
         );
-        assert_eq!(redact_url("sqlite://courier.db"), "sqlite://courier.db");
+        assert_eq!(mask_url("sqlite://courier.db"), "sqlite://courier.db");
         let e = unavailable("auth failed for s3cret", Some("s3cret"));
         assert_eq!(e.to_string(), "store unavailable: auth failed for ***");
     }

@@ -12,7 +12,7 @@ use jsonnet_courier::http::guard::{Guard, Refused, Rule};
 use jsonnet_courier::http::tls::TlsOptions;
 use jsonnet_courier::http::{client_with, error_chain};
 
-use crate::support::Server;
+use crate::support::{Server, Start as _};
 
 async fn post(guard: Guard, url: &str) -> Result<u16, (Option<Refused>, String)> {
     let client = client_with(

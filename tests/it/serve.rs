@@ -1,5 +1,6 @@
 //! `courier serve` in process: the HTTP API and the worker over a SQLite file in a temp dir, and
-//! over PostgreSQL (a fresh schema per test) when `COURIER_TEST_POSTGRES_URL` is set. Each
+//! over PostgreSQL (a fresh schema per test; ignored unless run with `--ignored` and
+//! `COURIER_TEST_POSTGRES_URL`). Each
 //! behaviour is one `async fn` below, run once per backend by the `backend_tests!` list at the end
 //! (`serve::sqlite::NAME`, `serve::postgres::NAME`).
 
@@ -20,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::support::{
-    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server,
+    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
 pub(crate) const POSTGRES_URL_VAR: &str = "COURIER_TEST_POSTGRES_URL";
@@ -42,33 +43,30 @@ pub(crate) struct TestStore {
 }
 
 impl TestStore {
-    /// `None` (after printing why) for PostgreSQL without `COURIER_TEST_POSTGRES_URL`.
-    pub async fn new(backend: Backend) -> Option<TestStore> {
+    /// PostgreSQL needs `COURIER_TEST_POSTGRES_URL` (its tests are ignored by default).
+    pub async fn new(backend: Backend) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("courier.db").display());
                 let store = SqliteStore::open(&url).await.expect("open sqlite");
-                Some(TestStore {
+                TestStore {
                     store: Arc::new(store),
                     _dir: dir,
                     pg: None,
-                })
+                }
             }
             Backend::Postgres => {
-                let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
-                    println!("skipped: set {POSTGRES_URL_VAR} to run the PostgreSQL variant");
-                    return None;
-                };
+                let url = postgres_url();
                 let schema = fresh_schema();
                 let store = PostgresStore::open_in_schema(&url, &schema)
                     .await
                     .expect("open postgres schema");
-                Some(TestStore {
+                TestStore {
                     store: Arc::new(store.clone()),
                     _dir: dir,
                     pg: Some(store),
-                })
+                }
             }
         }
     }
@@ -79,6 +77,15 @@ impl TestStore {
             pg.drop_schema().await.expect("drop test schema");
         }
     }
+}
+
+/// The PostgreSQL test database: a test that needs it and runs without it fails, saying why.
+pub(crate) fn postgres_url() -> String {
+    std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "set {POSTGRES_URL_VAR} to run the PostgreSQL tests (they are #[ignore]d without it)"
+        )
+    })
 }
 
 /// A schema name no other test uses.
@@ -92,9 +99,7 @@ where
     F: FnOnce(Arc<dyn MessageStore>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Some(ts) = TestStore::new(backend).await else {
-        return;
-    };
+    let ts = TestStore::new(backend).await;
     let result = catch_unwind(body(Arc::clone(&ts.store))).await;
     ts.cleanup().await;
     if let Err(panic) = result {
@@ -1362,6 +1367,7 @@ macro_rules! backend_tests {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs COURIER_TEST_POSTGRES_URL"]
                 async fn $name() {
                     super::with_store(super::Backend::Postgres, super::$name).await;
                 }
