@@ -5,6 +5,7 @@ mod cli;
 mod deliver;
 mod engine;
 mod guard;
+mod hardening;
 mod proof;
 mod send;
 mod serve;
