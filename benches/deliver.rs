@@ -110,7 +110,13 @@ fn main() {
     let signer = Signer::new(&secrets).unwrap();
     let mut g = c.benchmark_group("signing");
     g.bench_function("sign_hmac_payload", |b| {
-        b.iter(|| signer.sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", 1674087231, payload.as_bytes()))
+        b.iter(|| {
+            signer.sign(
+                "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+                1674087231,
+                payload.as_bytes(),
+            )
+        })
     });
     g.finish();
     c.final_summary();
@@ -139,10 +145,12 @@ fn main() {
                 (signed / ours - 1.0) * 100.0
             );
         }
-        let sign = std::fs::read_to_string("target/criterion/signing/sign_hmac_payload/new/estimates.json")
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["mean"]["point_estimate"].as_f64());
+        let sign = std::fs::read_to_string(
+            "target/criterion/signing/sign_hmac_payload/new/estimates.json",
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["mean"]["point_estimate"].as_f64());
         if let Some(sign) = sign {
             println!(
                 "one HMAC signature: {:.2} µs, {:.2}% of the courier's time per message",

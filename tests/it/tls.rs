@@ -208,8 +208,8 @@ fn a_key_that_does_not_match_the_certificate_is_refused() {
         client_key: Some(Secret::new(other.client_key_pem.clone())),
         ..pki.options(true)
     };
-    let e = client_with(Duration::from_secs(1), Arc::new(Guard::off()), &opts)
-        .err()
-        .expect("mismatched key accepted");
+    let Err(e) = client_with(Duration::from_secs(1), Arc::new(Guard::off()), &opts) else {
+        panic!("mismatched key accepted");
+    };
     assert!(!e.to_string().contains("PRIVATE KEY"), "{e}");
 }
