@@ -256,13 +256,7 @@ async fn run_service(args: BenchArgs) -> CmdResult {
             let store = jsonnet_courier::store::open(&db)
                 .await
                 .map_err(Failure::usage)?;
-            let settings = config.settings.serve.clone();
-            let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
-            let service = Service {
-                settings,
-                store,
-                courier,
-            };
+            let service = Service::new(config, store).await.map_err(Failure::usage)?;
             let listener = service.bind().await.map_err(Failure::usage)?;
             let addr = listener.local_addr().map_err(Failure::failed)?;
             let (tx, rx) = tokio::sync::watch::channel(false);

@@ -1,6 +1,6 @@
 //! Durable message storage for `courier serve`: one trait, [`MessageStore`], with an embedded
 //! SQLite backend (the zero-setup default) and a PostgreSQL backend for several processes sharing
-//! the work. Both run the same contract tests.
+//! the work. Both run the same contract tests (`tests/it/store.rs`).
 //!
 //! Lifecycle of a stored message: `queued` → (claimed) `processing` → `sent` | `queued` again with a
 //! later `next_attempt_at` | `abandoned` | `cancelled`. A claim is a lease: a process that dies
@@ -103,9 +103,9 @@ pub struct StoredMessage {
 /// A message claimed for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
-    /// Its id.
+    /// The message's id in the store.
     pub id: String,
-    /// The message.
+    /// The message as accepted.
     pub message: Message,
     /// Attempts made before this claim.
     pub send_count: u32,
@@ -114,7 +114,7 @@ pub struct Claimed {
 /// What a worker decided after one attempt of a claimed message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptUpdate {
-    /// The message.
+    /// The message's id.
     pub id: String,
     /// The worker that holds the lease; an update from a worker that lost its lease is ignored.
     pub worker: String,
@@ -242,8 +242,6 @@ pub trait MessageStore: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // Backends, and what they share: time and row encoding, URL dispatch, error mapping.
 
-#[cfg(test)]
-mod contract;
 mod postgres;
 mod sqlite;
 
@@ -397,7 +395,7 @@ fn list_plan(
 }
 
 /// The first update of each message, in order: one attempt clears the lease, so a second update
-/// of the same message in one batch would be skipped anyway (as the row-at-a-time version did).
+/// of the same message in one batch would be skipped anyway.
 fn first_per_message(updates: &[AttemptUpdate]) -> Vec<&AttemptUpdate> {
     let mut seen = std::collections::HashSet::with_capacity(updates.len());
     updates

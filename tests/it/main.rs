@@ -1,6 +1,7 @@
 //! Integration tests: one binary. A real HTTP server on 127.0.0.1 stands in for every remote
 //! endpoint; the CLI tests run the real `courier` binary.
 
+mod backend;
 mod cli;
 mod deliver;
 mod engine;
@@ -9,6 +10,7 @@ mod hardening;
 mod proof;
 mod send;
 mod serve;
+mod store;
 mod support;
 mod tls;
 mod webhook;

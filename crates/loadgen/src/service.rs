@@ -18,7 +18,7 @@ use crate::sink::{Record, Reply, Sink};
 /// latency. The recipient is found in the payload's `"recipient":"..."` field (the default
 /// template writes it).
 pub struct RecordingSink {
-    /// The sink.
+    /// The sink the service delivers to.
     pub sink: Sink,
     /// Arrival times by recipient (first arrival kept; later ones count as duplicates).
     pub arrivals: Arc<Mutex<HashMap<String, Instant>>>,

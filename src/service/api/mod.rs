@@ -34,18 +34,15 @@ type InsertReply = oneshot::Sender<Result<Vec<String>, StoreError>>;
 
 /// Shared state of the API handlers.
 pub struct Api {
-    /// The store.
-    pub store: Arc<dyn MessageStore>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    store: Arc<dyn MessageStore>,
+    metrics: Arc<Metrics>,
     /// Accepted bearer tokens; empty means no authentication (loopback only).
-    pub tokens: Vec<Secret>,
-    /// Largest request body.
-    pub max_body_bytes: usize,
+    tokens: Vec<Secret>,
+    max_body_bytes: usize,
     /// Wakes the local worker after an insert.
-    pub wake: Arc<Notify>,
-    /// Whether the worker's claim loop runs.
-    pub worker_running: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    /// Whether the worker's claim loop runs (for readiness).
+    worker_running: Arc<AtomicBool>,
     inserts: mpsc::Sender<(Vec<Message>, InsertReply)>,
 }
 
