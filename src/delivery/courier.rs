@@ -203,6 +203,16 @@ impl Courier {
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
     /// attempt. For durable retries that survive restarts, use `courier serve`.
     pub async fn deliver(&self, message: &Message) -> DeliveryReport {
+        // Signatures and idempotency keys carry the id: one for all attempts of a message.
+        let with_id;
+        let message = if message.id.is_none() {
+            let mut m = message.clone();
+            m.id = Some(uuid::Uuid::new_v4().to_string());
+            with_id = m;
+            &with_id
+        } else {
+            message
+        };
         let mut attempts = Vec::new();
         let outcome = loop {
             let number = attempts.len() as u32 + 1;

@@ -436,3 +436,22 @@ async fn a_template_may_not_replace_credentials_unless_allowed() {
     assert_eq!(req.header("authorization"), Some("Bearer mine"));
     assert_eq!(req.text(), r#"{"to":"jose.alvarez@example.com"}"#);
 }
+
+#[tokio::test]
+async fn a_message_without_an_id_gets_one_for_all_its_attempts() {
+    let server = Server::start(|n, _| Reply::status(if n < 2 { 500 } else { 200 })).await;
+    let c = courier(
+        json!({ "url": server.url("/hook"), "idempotency": { "header": "X-Request-Id" } }),
+        json!({}),
+    )
+    .await;
+    let mut m = message("unused");
+    m.id = None;
+    let r = c.deliver(&m).await;
+    assert_eq!(r.outcome, Outcome::Delivered, "{}", report_text(&r));
+    let id = r.message_id.clone().expect("the report names the id used");
+    assert_eq!(server.count(), 3);
+    for n in 0..3 {
+        assert_eq!(server.request(n).header("x-request-id"), Some(id.as_str()));
+    }
+}
