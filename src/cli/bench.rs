@@ -129,14 +129,9 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     config.settings.ctx_style = Some(style);
     config.settings.template.threads = args.threads;
     config.channels.push(ChannelConfig {
-        id: "email".into(),
         path: "bench".into(),
-        url: sink.url("/deliver"),
-        method: hyper::Method::POST,
-        headers: Vec::new(),
-        encoding: jsonnet_courier::encode::Encoding::Json,
         body,
-        auth: None,
+        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
     });
     let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
     // Every sample, email and SMS, through the one channel.

@@ -9,6 +9,7 @@ mod render;
 mod send;
 mod serve;
 mod sink;
+mod webhook;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,8 @@ enum Command {
     /// the same run the ceiling: a bare hyper client posting a pre-rendered payload to the same
     /// sink at the same concurrency. Prints msgs/s, p50/p99 latency and the ratio.
     Bench(bench::BenchArgs),
+    /// Sign and verify Standard Webhooks signatures (`webhook-signature`), as receivers check them.
+    Webhook(webhook::WebhookArgs),
 }
 
 /// Sandbox settings shared by every subcommand that renders.
@@ -211,6 +214,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Sink(args) => sink::run(args).await,
+            Command::Webhook(args) => webhook::run(args).await,
         }
     });
     match result {

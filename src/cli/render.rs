@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, ValueEnum};
 use serde_json::Value;
 
-use super::{load_template, read_input, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{
+    load_template, read_input, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg,
+};
 use jsonnet_courier::encode;
 use jsonnet_courier::message::{ctx, samples, Message, MessageType, TemplateType};
 use jsonnet_courier::template::{source::Loader, Pool, Template};

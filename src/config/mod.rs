@@ -12,6 +12,7 @@
 
 mod channel;
 mod env;
+mod extensions;
 mod secret;
 pub mod settings;
 
@@ -24,6 +25,7 @@ use hyper::Method;
 use serde_json::{Map, Value};
 
 pub use channel::DEFAULT_BODY;
+pub use extensions::{ChannelOptions, Signing, TemplateRequest};
 pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
 pub use settings::{Settings, StatusPattern};
 
@@ -105,6 +107,43 @@ pub enum Auth {
         #[serde(rename = "in")]
         location: KeyLocation,
     },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+    /// OAuth 2.0 client credentials: a token from `token_url`, cached until shortly before it
+    /// expires and fetched again once when the endpoint answers 401.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2(OAuth2),
+}
+
+/// OAuth 2.0 client credentials grant (RFC 6749 section 4.4).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OAuth2 {
+    /// The token endpoint (absolute http(s) URL).
+    #[serde(serialize_with = "ser_masked_url")]
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// Scopes requested (sent space-separated); none when empty.
+    pub scopes: Vec<String>,
+    /// The `audience` parameter some providers require.
+    pub audience: Option<String>,
+    /// How the client authenticates to the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// How OAuth 2.0 client credentials reach the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`, the RFC's recommendation; default).
+    Basic,
+    /// In the form body (`client_secret_post`).
+    Body,
 }
 
 /// A validated HTTP channel.
@@ -131,6 +170,9 @@ pub struct ChannelConfig {
     pub body: Option<String>,
     /// Authentication.
     pub auth: Option<Auth>,
+    /// Our extensions: signing, idempotency header, TLS, request from the template.
+    #[serde(flatten)]
+    pub options: ChannelOptions,
 }
 
 impl ChannelConfig {
@@ -146,6 +188,7 @@ impl ChannelConfig {
             encoding: Encoding::Json,
             body: Some(DEFAULT_BODY.to_owned()),
             auth: None,
+            options: ChannelOptions::default(),
         }
     }
 }
@@ -287,6 +330,7 @@ impl Config {
             base_dir,
             ..Config::default()
         };
+        cfg.reference_clients(top.get("clients"), &mut issues);
         cfg.validate(raw, &mut issues);
         if issues.is_empty() {
             Ok(cfg)
@@ -440,6 +484,40 @@ impl Config {
             if let Some(c) = channel(&id, &format!("{path}.request_config"), req, false, issue) {
                 self.channels.push(c);
             }
+        }
+    }
+
+    /// The reference's `clients.http` settings that apply to courier requests.
+    fn reference_clients(&mut self, clients: Option<&Value>, issues: &mut Vec<(String, String)>) {
+        let Some(http) = clients.and_then(|c| c.get("http")) else {
+            return;
+        };
+        let guard = &mut self.settings.http.guard;
+        match http.get("disallow_private_ip_ranges") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => guard.config_urls = true,
+            Some(_) => issues.push((
+                "clients.http.disallow_private_ip_ranges".into(),
+                "must be true or false".into(),
+            )),
+        }
+        match http.get("private_ip_exception_urls") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(urls)) => {
+                for (i, u) in urls.iter().enumerate() {
+                    match u {
+                        Value::String(u) => guard.exception_urls.push(u.clone()),
+                        _ => issues.push((
+                            format!("clients.http.private_ip_exception_urls[{i}]"),
+                            "must be a URL".into(),
+                        )),
+                    }
+                }
+            }
+            Some(_) => issues.push((
+                "clients.http.private_ip_exception_urls".into(),
+                "must be a list of URLs".into(),
+            )),
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Secret, SecretUrl};
+use crate::http::guard::{Cidr, Guard};
 use crate::message::CtxStyle;
 
 /// The `jsonnet_courier` section.
@@ -155,6 +156,63 @@ pub struct HttpSettings {
     pub max_response_body_bytes: usize,
     /// User-Agent sent unless a channel's headers set one (default `jsonnet-courier/<version>`).
     pub user_agent: String,
+    /// The SSRF guard.
+    pub guard: GuardSettings,
+}
+
+/// `jsonnet_courier.http.guard`: where requests may connect. The reference's
+/// `clients.http.disallow_private_ip_ranges` turns `config_urls` on, and its
+/// `clients.http.private_ip_exception_urls` add to `exception_urls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardSettings {
+    /// Guard requests to URLs written in the configuration (default false, as the reference).
+    pub config_urls: bool,
+    /// Guard requests to URLs a template returns (default true).
+    pub template_urls: bool,
+    /// Networks allowed despite the guard, e.g. `10.20.0.0/16` or one address.
+    pub allow_cidrs: Vec<Cidr>,
+    /// Host names allowed whatever they resolve to: exact, or `*.example.internal`.
+    pub allow_hosts: Vec<String>,
+    /// URLs never guarded: exact (the query ignored), or a prefix ending in `*`.
+    pub exception_urls: Vec<String>,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        Self {
+            config_urls: false,
+            template_urls: true,
+            allow_cidrs: Vec::new(),
+            allow_hosts: Vec::new(),
+            exception_urls: Vec::new(),
+        }
+    }
+}
+
+impl GuardSettings {
+    /// The guard with these allowances, on or off.
+    pub fn guard(&self, enabled: bool) -> Guard {
+        Guard {
+            enabled,
+            allow_cidrs: self.allow_cidrs.clone(),
+            allow_hosts: self.allow_hosts.clone(),
+        }
+    }
+
+    /// Whether `url` is one of the exception URLs.
+    pub fn is_exception(&self, url: &str) -> bool {
+        let bare = url.split(['?', '#']).next().unwrap_or(url);
+        self.exception_urls
+            .iter()
+            .any(|e| match e.strip_suffix('*') {
+                Some(prefix) => url.starts_with(prefix),
+                None => {
+                    let e = e.split(['?', '#']).next().unwrap_or(e);
+                    e == bare
+                }
+            })
+    }
 }
 
 impl Default for HttpSettings {
@@ -164,6 +222,7 @@ impl Default for HttpSettings {
             timeout: Duration::from_secs(10),
             max_response_body_bytes: 16 * 1024,
             user_agent: crate::http::USER_AGENT.to_owned(),
+            guard: GuardSettings::default(),
         }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
 use crate::template::{Ctx, Pool, RenderError, StyleChoice, Template};
 
@@ -43,7 +42,6 @@ pub struct Courier {
 /// Channels with their compiled templates, the client, the retry policy.
 struct Setup {
     routes: HashMap<String, Route>,
-    client: HttpClient,
     policy: RetryPolicy,
     config: Arc<Config>,
 }
@@ -104,7 +102,6 @@ impl Courier {
         let routes = route::build(&config, pool.limits()).await?;
         Ok(Setup {
             routes,
-            client: http::client(config.settings.http.connect_timeout),
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
             config: Arc::new(config),
         })
@@ -160,19 +157,20 @@ impl Courier {
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
         let make_ctx = |style| Ctx::Json(ctx::to_json(message, style));
-        self.attempt_inner(message.channel(), make_ctx, number)
+        self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
             .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
-        self.attempt_inner(channel, |_| ctx, number).await
+        self.attempt_inner(channel, None, |_| ctx, number).await
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
     async fn attempt_inner(
         &self,
         channel: &str,
+        id: Option<&str>,
         make_ctx: impl FnOnce(CtxStyle) -> Ctx,
         number: u32,
     ) -> Attempt {
@@ -200,10 +198,7 @@ impl Courier {
             a.render_ms = Some(ms_since(clock));
         }
         let sent = Instant::now();
-        let result = route
-            .transport
-            .send(&setup.client, payload, &setup.config)
-            .await;
+        let result = route.transport.send(payload, id, &setup.config).await;
         a.latency_ms = ms_since(sent);
         match result {
             Ok(answer) => record_answer(&setup.policy, &mut a, answer),
@@ -231,6 +226,16 @@ impl Courier {
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
     /// attempt. For durable retries that survive restarts, use `courier serve`.
     pub async fn deliver(&self, message: &Message) -> DeliveryReport {
+        // Signatures and idempotency keys carry the id: one for all attempts of a message.
+        let with_id;
+        let message = if message.id.is_none() {
+            let mut m = message.clone();
+            m.id = Some(uuid::Uuid::new_v4().to_string());
+            with_id = m;
+            &with_id
+        } else {
+            message
+        };
         let mut attempts = Vec::new();
         let outcome = loop {
             let number = attempts.len() as u32 + 1;

@@ -5,6 +5,7 @@
 
 mod courier;
 mod http;
+mod http_channel;
 pub mod policy;
 mod report;
 pub mod request;

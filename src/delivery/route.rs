@@ -4,38 +4,38 @@
 use std::collections::HashMap;
 
 use crate::config::{ChannelConfig, Config, ConfigError, DEFAULT_BODY};
-use crate::http::HttpClient;
 use crate::message::CtxStyle;
 use crate::template::style::{self, StyleChoice, StyleReason};
 use crate::template::{default_template, source::Loader, Engine, Limits, Template};
 
 use super::http::{Answer, SendError};
+use super::http_channel::{HttpChannel, SharedClients};
 use super::request::RequestTemplate;
 
 /// How a channel's messages leave: one variant per transport.
 #[derive(Debug)]
 pub(crate) enum Transport {
-    /// A request to the channel's URL.
-    Http(RequestTemplate),
+    /// A request to the channel's URL (or the template's).
+    Http(HttpChannel),
 }
 
 impl Transport {
     /// Whether the rendered payload is sent at all (a TRACE request has no body).
     pub(crate) fn carries_payload(&self) -> bool {
         match self {
-            Transport::Http(request) => request.carries_body(),
+            Transport::Http(http) => http.request.carries_body(),
         }
     }
 
-    /// Sends `payload` (the rendered template) once.
+    /// Sends `payload` (the rendered template) once for message `id`.
     pub(crate) async fn send(
         &self,
-        client: &HttpClient,
         payload: Option<String>,
+        id: Option<&str>,
         config: &Config,
     ) -> Result<Answer, SendError> {
         match self {
-            Transport::Http(request) => request.send(client, payload, &config.settings.http).await,
+            Transport::Http(http) => http.send(payload, id, &config.settings.http).await,
         }
     }
 }
@@ -100,6 +100,8 @@ fn compile(
 ) -> Result<HashMap<String, Route>, ConfigError> {
     let mut checker = Engine::new(limits.clone())
         .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
+    let shared =
+        SharedClients::new(config).map_err(|e| ConfigError::one("jsonnet_courier.http", e))?;
     let mut routes = HashMap::new();
     for (ch, template) in loaded {
         let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
@@ -130,10 +132,17 @@ fn compile(
                 reason: StyleReason::ReadsNone,
             },
         };
+        let transport = match HttpChannel::new(ch, request, config, &shared) {
+            Ok(http) => Transport::Http(http),
+            Err((path, reason)) => {
+                issues.push((path, reason));
+                continue;
+            }
+        };
         routes.insert(
             ch.id.clone(),
             Route {
-                transport: Transport::Http(request),
+                transport,
                 template,
                 style,
             },
