@@ -30,5 +30,6 @@ pub mod metrics;
 pub mod request;
 pub mod retry;
 pub mod service;
+pub mod smtp;
 pub mod store;
 pub mod template;

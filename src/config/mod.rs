@@ -14,6 +14,7 @@ mod channel;
 mod env;
 mod secret;
 pub mod settings;
+mod smtp;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -26,6 +27,7 @@ use serde_json::{Map, Value};
 pub use channel::DEFAULT_BODY;
 pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
 pub use settings::{Settings, StatusPattern};
+pub use smtp::{SmtpConfig, DEFAULT_FROM_ADDRESS};
 
 use channel::{channel, RawCourier};
 use env::resolve;
@@ -183,6 +185,9 @@ pub struct Config {
     pub message_retries: u32,
     /// The HTTP channels, `email` first when configured.
     pub channels: Vec<ChannelConfig>,
+    /// The SMTP channels: `email` when `delivery_strategy` is smtp, and `type: smtp` channels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub smtp_channels: Vec<SmtpConfig>,
     /// Our own settings.
     #[serde(rename = "jsonnet_courier")]
     pub settings: Settings,
@@ -199,6 +204,7 @@ impl Default for Config {
         Self {
             message_retries: 5,
             channels: Vec::new(),
+            smtp_channels: Vec::new(),
             settings: Settings::default(),
             base_dir: None,
             warnings: Vec::new(),
@@ -298,7 +304,7 @@ impl Config {
         }
     }
 
-    fn validate(&mut self, raw: RawCourier, issues: &mut Vec<(String, String)>) {
+    fn validate(&mut self, mut raw: RawCourier, issues: &mut Vec<(String, String)>) {
         let mut issue = |p: &str, r: String| issues.push((p.to_owned(), r));
         match raw.message_retries {
             None => {}
@@ -312,7 +318,15 @@ impl Config {
         let email_http = match strategy {
             "http" => true,
             "smtp" => {
-                self.warnings.push("courier.delivery_strategy is smtp: email is not delivered by this courier; only http channels are".into());
+                match raw.smtp.take() {
+                    Some(v) => {
+                        let warn = &mut |w| self.warnings.push(w);
+                        if let Some(c) = smtp::smtp("email", "courier.smtp", v, &mut issue, warn) {
+                            self.smtp_channels.push(c);
+                        }
+                    }
+                    None => self.warnings.push("courier.delivery_strategy is smtp but courier.smtp is not set: email messages will fail".into()),
+                }
                 false
             }
             other => {
@@ -324,7 +338,7 @@ impl Config {
             }
         };
         for (key, present) in [
-            ("smtp", raw.smtp.is_some()),
+            ("smtp (delivery_strategy is http)", raw.smtp.is_some()),
             ("sms", raw.sms.is_some()),
             ("templates", raw.templates.is_some()),
             (
@@ -340,6 +354,9 @@ impl Config {
             }
         }
         let mut ids = HashSet::new();
+        if self.smtp_channel("email").is_some() {
+            ids.insert("email".to_owned());
+        }
         if let Some(req) = raw.http.and_then(|h| h.request_config) {
             if email_http {
                 let path = "courier.http.request_config";
@@ -365,20 +382,36 @@ impl Config {
             match ch.kind.as_deref() {
                 Some("http") => {}
                 Some("smtp") => {
-                    self.warnings.push(format!(
-                        "{path} ({id}) is an smtp channel: not delivered by this courier"
-                    ));
+                    if !ids.insert(id.clone()) {
+                        issue(&format!("{path}.id"), format!("duplicate channel id {id:?}"));
+                        continue;
+                    }
+                    if ch.request_config.is_some() {
+                        issue(
+                            &format!("{path}.request_config"),
+                            "only http channels take request_config".into(),
+                        );
+                    }
+                    let Some(v) = ch.smtp_config else {
+                        issue(&format!("{path}.smtp_config"), "missing".into());
+                        continue;
+                    };
+                    let at = format!("{path}.smtp_config");
+                    let warn = &mut |w| self.warnings.push(w);
+                    if let Some(c) = smtp::smtp(&id, &at, v, &mut issue, warn) {
+                        self.smtp_channels.push(c);
+                    }
                     continue;
                 }
                 Some(other) => {
                     issue(
                         &format!("{path}.type"),
-                        format!("unknown type {other:?}; expected http"),
+                        format!("unknown type {other:?}; expected http or smtp"),
                     );
                     continue;
                 }
                 None => {
-                    issue(&format!("{path}.type"), "missing; expected http".into());
+                    issue(&format!("{path}.type"), "missing; expected http or smtp".into());
                     continue;
                 }
             }
@@ -462,6 +495,11 @@ impl Config {
     /// The channel that delivers messages for `id`.
     pub fn channel(&self, id: &str) -> Option<&ChannelConfig> {
         self.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The SMTP channel that delivers messages for `id`.
+    pub fn smtp_channel(&self, id: &str) -> Option<&SmtpConfig> {
+        self.smtp_channels.iter().find(|c| c.id == id)
     }
 
     /// The template limits these settings describe.
@@ -654,7 +692,7 @@ courier:
             "courier.channels[0].request_config.auth.config.value: missing",
             "courier.channels[0].request_config.auth.config.in: \"query\": expected header or cookie",
             "courier.channels[1].id: missing",
-            "courier.channels[2].type: unknown type \"carrier-pigeon\"; expected http",
+            "courier.channels[2].type: unknown type \"carrier-pigeon\"; expected http or smtp",
         ];
         for e in expected {
             assert!(
