@@ -7,4 +7,5 @@ mod engine;
 mod proof;
 mod send;
 mod serve;
+mod smtp;
 mod support;
