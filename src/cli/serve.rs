@@ -67,8 +67,8 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
                 .insert(0, ChannelConfig::default_post("email", url)),
         }
     }
-    if config.channels.is_empty() {
-        tracing::warn!("no http channel is configured: messages are stored but cannot be delivered (use --deliver-to URL or --config FILE)");
+    if config.channels.is_empty() && config.smtp_channels.is_empty() {
+        tracing::warn!("no channel is configured: messages are stored but cannot be delivered (use --deliver-to URL or --config FILE)");
     }
     let settings = &mut config.settings.serve;
     if let Some(listen) = args.listen {

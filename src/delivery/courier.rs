@@ -11,6 +11,7 @@ use crate::message::{ctx, CtxStyle, Message};
 
 use crate::request::RequestTemplate;
 use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::smtp::{Mailer, TransportOptions};
 use crate::template::{source::Loader, Ctx, Engine, Pool, RenderErrorKind, Template};
 
 use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
@@ -21,7 +22,8 @@ struct Route {
     template: Option<Template>,
 }
 
-/// Renders and delivers messages over the configured HTTP channels. Cheap to share (`Arc` it);
+/// Renders and delivers messages over the configured HTTP channels, and email over SMTP when so
+/// configured. Cheap to share (`Arc` it);
 /// all methods take `&self`.
 ///
 /// ```no_run
@@ -39,6 +41,7 @@ struct Route {
 /// ```
 pub struct Courier {
     routes: HashMap<String, Route>,
+    mailers: HashMap<String, Mailer>,
     pool: Pool,
     client: HttpClient,
     policy: RetryPolicy,
@@ -101,6 +104,19 @@ impl Courier {
             }
             routes.insert(ch.id.clone(), Route { request, template });
         }
+        let mut mailers = HashMap::new();
+        for ch in &config.smtp_channels {
+            let options = TransportOptions {
+                connect_timeout: config.settings.http.connect_timeout,
+                ..TransportOptions::default()
+            };
+            match Mailer::new(ch, options) {
+                Ok(m) => {
+                    mailers.insert(ch.id.clone(), m);
+                }
+                Err(e) => issues.push((ch.path.clone(), e.to_string())),
+            }
+        }
         if !issues.is_empty() {
             return Err(ConfigError {
                 source: None,
@@ -109,6 +125,7 @@ impl Courier {
         }
         Ok(Self {
             routes,
+            mailers,
             pool,
             client: http::client(config.settings.http.connect_timeout),
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
@@ -135,6 +152,10 @@ impl Courier {
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
+        if let Some(mailer) = self.mailers.get(message.channel()) {
+            let prepared = mailer.prepare(message);
+            return super::smtp::attempt(mailer, prepared.as_ref(), number).await;
+        }
         let make_ctx = || Ctx::Json(ctx::to_json(message, self.style));
         self.attempt_inner(message.channel(), make_ctx, number)
             .await
@@ -271,9 +292,17 @@ impl Courier {
     /// attempt. For durable retries that survive restarts, use `courier serve`.
     pub async fn deliver(&self, message: &Message) -> DeliveryReport {
         let mut attempts = Vec::new();
+        // A mail is composed once, so every attempt carries the same Message-ID and Date.
+        let mail = self
+            .mailers
+            .get(message.channel())
+            .map(|m| (m, m.prepare(message)));
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
-            let a = self.attempt(message, number).await;
+            let a = match &mail {
+                Some((m, prepared)) => super::smtp::attempt(m, prepared.as_ref(), number).await,
+                None => self.attempt(message, number).await,
+            };
             let class = a.class;
             let retry_after = a.retry_after();
             attempts.push(a);

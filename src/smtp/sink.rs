@@ -39,8 +39,11 @@ pub type OnMail = Arc<dyn Fn(&Received) + Send + Sync>;
 pub struct SinkOptions {
     /// TLS mode.
     pub tls: SinkTls,
-    /// Accepted `(user, password)` pairs; AUTH is offered only when there are some.
+    /// Accepted `(user, password)` pairs; AUTH is offered only when there are some (or with
+    /// `any_user`).
     pub users: Vec<(String, String)>,
+    /// Offer AUTH and accept any credentials (for trying a config without its real password).
+    pub any_user: bool,
     /// Keep every accepted mail for [`SmtpSink::received`] (tests); off for long runs.
     pub keep: bool,
     /// Called with each accepted mail (the CLI prints it).
@@ -61,6 +64,8 @@ pub struct SinkAuth {
 /// One accepted mail and how it arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The mail's number (1 for the first accepted).
+    pub number: u64,
     /// The connection's number (1 for the first).
     pub connection: u64,
     /// The EHLO/HELO name.
@@ -84,6 +89,7 @@ struct State {
     connections: AtomicU64,
     mails: AtomicU64,
     received: Mutex<Vec<Received>>,
+    rejected: Mutex<Vec<Vec<u8>>>,
     script: Mutex<VecDeque<(String, String)>>,
     log: Mutex<Vec<String>>,
 }
@@ -152,6 +158,11 @@ impl SmtpSink {
     /// The mails kept so far (with [`SinkOptions::keep`]).
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).clone()
+    }
+
+    /// The message data of mails refused by a scripted reply to the final `.` (with `keep`).
+    pub fn rejected(&self) -> Vec<Vec<u8>> {
+        lock(&self.state.rejected).clone()
     }
 
     /// Every command line received, in order (AUTH arguments shown as `***`).
@@ -255,7 +266,7 @@ async fn session(
                 if matches!(opt.tls, SinkTls::StartTls(_)) && !tls {
                     lines.push("STARTTLS".into());
                 }
-                if !opt.users.is_empty() {
+                if !opt.users.is_empty() || opt.any_user {
                     lines.push("AUTH PLAIN LOGIN".into());
                 }
                 lines.push("SIZE 33554432".into());
@@ -288,10 +299,11 @@ async fn session(
                 let got = read_auth(&mut r, &arg).await?;
                 match got {
                     Some(a)
-                        if opt
-                            .users
-                            .iter()
-                            .any(|(u, p)| *u == a.user && p == a.password.expose()) =>
+                        if opt.any_user
+                            || opt
+                                .users
+                                .iter()
+                                .any(|(u, p)| *u == a.user && p == a.password.expose()) =>
                     {
                         auth = Some(a);
                         reply(&mut r, "235 2.7.0 authenticated").await?;
@@ -313,10 +325,16 @@ async fn session(
                 let data = read_data(&mut r).await?;
                 let end = scripted(st, ".");
                 match end {
-                    Some(text) if negative(&text) => reply(&mut r, &text).await?,
+                    Some(text) if negative(&text) => {
+                        if opt.keep {
+                            lock(&st.rejected).push(data);
+                        }
+                        reply(&mut r, &text).await?;
+                    }
                     end => {
                         let m = st.mails.fetch_add(1, Ordering::SeqCst) + 1;
                         let got = Received {
+                            number: m,
                             connection: n,
                             helo: helo.clone(),
                             tls,

@@ -87,6 +87,7 @@ async fn sink(tls: SinkTls) -> SmtpSink {
         SinkOptions {
             tls,
             users: vec![(USER.into(), PASSWORD.into())],
+            any_user: false,
             keep: true,
             on_mail: None,
         },
@@ -362,4 +363,107 @@ async fn an_invalid_recipient_is_refused_before_any_connection() {
         assert!(!e.is_transient());
     }
     assert_eq!(s.connections(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the courier: `delivery_strategy: smtp` and `type: smtp` channels, with the retry policy.
+
+fn courier_yaml(uri: &str, retries: u32) -> String {
+    format!(
+        r#"
+courier:
+  delivery_strategy: smtp
+  message_retries: {retries}
+  smtp:
+    connection_uri: "{uri}"
+    from_address: hello@example.org
+  channels:
+    - id: sms
+      type: http
+      request_config: {{ url: "http://127.0.0.1:9/" }}
+jsonnet_courier:
+  retry: {{ initial_backoff: 10ms, max_backoff: 20ms }}
+  serve: {{ poll_interval: 20ms }}
+"#
+    )
+}
+
+fn header<'a>(mail: &'a str, name: &str) -> &'a str {
+    let start = mail.find(&format!("\r\n{name}: ")).unwrap() + name.len() + 4;
+    let end = mail[start..].find("\r\n").unwrap() + start;
+    &mail[start..end]
+}
+
+#[tokio::test]
+async fn the_courier_retries_a_451_and_keeps_the_message_id() {
+    let s = sink(SinkTls::None).await;
+    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
+    assert_eq!(config.channel("sms").unwrap().id, "sms", "other channels stay http");
+    let courier = jsonnet_courier::delivery::Courier::new(config).await.unwrap();
+    let mut msg = message("ann@example.com");
+    msg.id = None;
+    s.script(".", "451 4.3.0 greylisted, try again");
+    let report = courier.deliver(&msg).await;
+    assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Delivered, "{report:#?}");
+    assert_eq!(report.attempts.len(), 2);
+    let first = &report.attempts[0];
+    assert_eq!(first.status, Some(451));
+    assert_eq!(first.class, jsonnet_courier::delivery::AttemptClass::Retryable);
+    assert_eq!(first.error.as_deref(), Some("DATA failed: 451 4.3.0 greylisted, try again"));
+    assert_eq!(report.attempts[1].status, Some(250));
+    let refused = text(&s.rejected()[0]);
+    let sent = text(&s.received()[0].data);
+    assert_eq!(header(&refused, "Message-ID"), header(&sent, "Message-ID"));
+    assert_eq!(header(&refused, "Date"), header(&sent, "Date"));
+    let shown = serde_json::to_string(&report).unwrap();
+    assert!(!shown.contains(PASSWORD), "{shown}");
+}
+
+#[tokio::test]
+async fn the_courier_fails_a_550_and_an_invalid_recipient_at_once() {
+    let s = sink(SinkTls::None).await;
+    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
+    let courier = jsonnet_courier::delivery::Courier::new(config).await.unwrap();
+
+    let report = courier.deliver(&message("a@b.example\r\nBcc: x@example.com")).await;
+    assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Failed);
+    assert_eq!(report.attempts.len(), 1);
+    assert!(report.attempts[0].error.as_deref().unwrap().starts_with("compose failed: "));
+    assert_eq!(s.connections(), 0, "no connection for an invalid recipient");
+
+    s.script("RCPT", "550 5.1.1 mailbox unavailable");
+    let report = courier.deliver(&message("ann@example.com")).await;
+    assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Failed);
+    assert_eq!(report.attempts.len(), 1);
+    assert_eq!(report.attempts[0].status, Some(550));
+    assert_eq!(report.attempts[0].response_body.as_deref(), Some("5.1.1 mailbox unavailable"));
+    assert!(s.received().is_empty());
+}
+
+async fn serve_delivers_queued_email_over_smtp(store: Arc<dyn jsonnet_courier::store::MessageStore>) {
+    use crate::serve::{ids_of, start, stub, wait_status};
+    use jsonnet_courier::store::Status;
+    let s = sink(SinkTls::None).await;
+    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
+    let svc = start(store, config, |_| {}).await;
+    s.script("RCPT", "451 4.7.1 try later");
+    let r = crate::support::post_json(svc.addr, "/messages", &[], stub("ann@example.com").to_string()).await;
+    let id = ids_of(&r).remove(0);
+    let m = wait_status(svc.addr, &id, Status::Sent, std::time::Duration::from_secs(10)).await;
+    assert_eq!(m.send_count, 2);
+    assert_eq!(m.attempts[0].status, Some(451));
+    let got = s.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, ["ann@example.com"]);
+    let mail = text(&got[0].data);
+    assert!(mail.contains(&format!("Message-ID: <{id}@example.org>")), "{mail}");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_delivers_queued_email_over_smtp_sqlite() {
+    crate::serve::with_store(crate::serve::Backend::Sqlite, serve_delivers_queued_email_over_smtp).await;
 }
