@@ -129,7 +129,14 @@ impl SmtpTransport {
             builder = builder.add_root_certificate(c);
         }
         if let Some(id) = identity {
-            let identity = Identity::from_pem(&id.cert_pem, &id.key_pem).map_err(|e| {
+            // lettre 0.11's rustls backend takes the certificate argument as DER as it is (not
+            // PEM, despite the name), so the leaf is decoded here; intermediates are not sent.
+            use rustls::pki_types::pem::PemObject as _;
+            let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&id.cert_pem)
+                .next()
+                .ok_or_else(|| TransportError("no certificate in the client certificate file".into()))?
+                .map_err(|e| TransportError(format!("client certificate: {e}")))?;
+            let identity = Identity::from_pem(leaf.as_ref(), &id.key_pem).map_err(|e| {
                 TransportError(format!("client certificate or key is not usable: {e}"))
             })?;
             builder = builder.identify_with(identity);

@@ -467,3 +467,118 @@ async fn serve_delivers_queued_email_over_smtp(store: Arc<dyn jsonnet_courier::s
 async fn serve_delivers_queued_email_over_smtp_sqlite() {
     crate::serve::with_store(crate::serve::Backend::Sqlite, serve_delivers_queued_email_over_smtp).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates, platform roots (SSL_CERT_FILE) and the command line.
+
+impl Ca {
+    /// A server config for `names` that requires a client certificate issued by `clients`.
+    pub fn server_requiring_client(&self, names: &[&str], clients: &Ca) -> Arc<rustls::ServerConfig> {
+        let leaf = self.leaf(names);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(clients.der.clone())).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der)))
+                .unwrap(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_configured() {
+    let ca = Ca::new();
+    let clients = Ca::new();
+    let s = sink(SinkTls::Implicit(ca.server_requiring_client(&["127.0.0.1"], &clients))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = clients.leaf(&["courier.test"]);
+    std::fs::write(dir.path().join("client.pem"), &client.cert_pem).unwrap();
+    std::fs::write(dir.path().join("client.key"), &client.key_pem).unwrap();
+    let uri = format!("smtps://{USERINFO}@127.0.0.1:{}/", s.addr().port());
+    let yaml = format!(
+        "courier:\n  delivery_strategy: smtp\n  smtp:\n    connection_uri: \"{uri}\"\n    client_cert_path: {}\n    client_key_path: {}\n",
+        dir.path().join("client.pem").display(),
+        dir.path().join("client.key").display()
+    );
+    let options = || TransportOptions {
+        platform_roots: false,
+        extra_roots: vec![ca.der.clone()],
+        ..TransportOptions::default()
+    };
+    let with = Config::parse(&yaml, false, None, &|_| None).unwrap();
+    let m = Mailer::new(with.smtp_channel("email").unwrap(), options()).unwrap();
+    m.send(&m.prepare(&message("ann@example.com")).unwrap()).await.unwrap();
+    assert_eq!(s.received().len(), 1);
+
+    let without = config(&uri);
+    let m = Mailer::new(without.smtp_channel("email").unwrap(), options()).unwrap();
+    let e = m.send(&m.prepare(&message("ann@example.com")).unwrap()).await.unwrap_err();
+    assert_eq!(s.received().len(), 1, "refused without a client certificate: {e}");
+}
+
+fn courier_bin(args: &[&str], envs: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_courier"));
+    cmd.args(args).env_remove("SSL_CERT_DIR").env_remove("SSL_CERT_FILE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn courier_send_verifies_with_ssl_cert_file_and_config_check_masks_the_password() {
+    let ca = Ca::new();
+    let s = sink(SinkTls::StartTls(ca.server(&["127.0.0.1"]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let cfg = dir.path().join("courier.yaml");
+    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port());
+    std::fs::write(&cfg, courier_yaml(&uri, 0)).unwrap();
+    let cfg_s = cfg.to_str().unwrap().to_owned();
+
+    let (c, f) = (cfg_s.clone(), ca_file.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        courier_bin(&["send", "--config", &c, "--type", "recovery_code_valid"], &[("SSL_CERT_FILE", &f)])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcome"], "delivered");
+    assert_eq!(report["attempts"][0]["status"], 250);
+    let got = s.received();
+    assert!(got[0].tls);
+    assert!(text(&got[0].data).contains("Content-Type: text/html"), "the sample has an HTML body");
+
+    // Without the CA in SSL_CERT_FILE the same server is not trusted.
+    let c = cfg_s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        courier_bin(&["send", "--config", &c, "--type", "recovery_code_valid"], &[])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("TLS failed"), "{stdout}");
+    assert_eq!(s.received().len(), 1);
+
+    let c = cfg_s.clone();
+    let out = tokio::task::spawn_blocking(move || courier_bin(&["config", "check", &c], &[]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("some-user%40mailgun.example.org:***@127.0.0.1"), "{stdout}");
+    assert!(!stdout.contains("p%40ss") && !stdout.contains(PASSWORD), "{stdout}");
+}
