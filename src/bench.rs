@@ -132,7 +132,12 @@ fn stats(mut latencies_us: Vec<u32>, failed: u64, elapsed: Duration) -> RunStats
 
 /// Runs `total` jobs with `concurrency` tasks; `job(i)` returns whether job `i` succeeded.
 /// `progress` counts completed jobs as they finish.
-async fn drive<F, Fut>(total: u64, concurrency: usize, progress: Arc<AtomicU64>, job: F) -> RunStats
+pub(crate) async fn drive<F, Fut>(
+    total: u64,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+    job: F,
+) -> RunStats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,

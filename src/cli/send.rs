@@ -53,7 +53,9 @@ pub(crate) async fn run(args: SendArgs) -> CmdResult {
     if let Some(ch) = args.channel {
         message.channel = Some(ch);
     }
-    if config.channel(message.channel()).is_none() && config.smtp_channel(message.channel()).is_none() {
+    if config.channel(message.channel()).is_none()
+        && config.smtp_channel(message.channel()).is_none()
+    {
         let known: Vec<&str> = config
             .channels
             .iter()

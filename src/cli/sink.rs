@@ -59,7 +59,9 @@ enum SinkTlsMode {
 }
 
 async fn run_smtp(args: SinkArgs) -> CmdResult {
-    let listen = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2525)));
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2525)));
     let server = |args: &SinkArgs| -> Result<Arc<rustls::ServerConfig>, Failure> {
         let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
             return Err(Failure::usage(anyhow::anyhow!(
@@ -126,17 +128,20 @@ async fn run_smtp(args: SinkArgs) -> CmdResult {
     eprintln!(
         "courier sink: SMTP on {} ({mode}; AUTH {})",
         sink.addr(),
-        if any_user { "accepts any credentials" } else { "accepts --user only" }
+        if any_user {
+            "accepts any credentials"
+        } else {
+            "accepts --user only"
+        }
     );
     done.notified().await;
     Ok(())
 }
 
 fn print_mail(m: &Received, quiet: bool) {
-    let auth = m
-        .auth
-        .as_ref()
-        .map_or("none".to_owned(), |a| format!("{} {}:***", a.mechanism, a.user));
+    let auth = m.auth.as_ref().map_or("none".to_owned(), |a| {
+        format!("{} {}:***", a.mechanism, a.user)
+    });
     println!(
         "#{} MAIL FROM:<{}> RCPT TO:<{}> ({}, EHLO {}, AUTH {auth}, {} bytes)",
         m.number,
@@ -147,7 +152,10 @@ fn print_mail(m: &Received, quiet: bool) {
         m.data.len()
     );
     if !quiet {
-        println!("{}\n", String::from_utf8_lossy(&m.data).replace("\r\n", "\n"));
+        println!(
+            "{}\n",
+            String::from_utf8_lossy(&m.data).replace("\r\n", "\n")
+        );
     }
 }
 

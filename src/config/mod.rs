@@ -383,7 +383,10 @@ impl Config {
                 Some("http") => {}
                 Some("smtp") => {
                     if !ids.insert(id.clone()) {
-                        issue(&format!("{path}.id"), format!("duplicate channel id {id:?}"));
+                        issue(
+                            &format!("{path}.id"),
+                            format!("duplicate channel id {id:?}"),
+                        );
                         continue;
                     }
                     if ch.request_config.is_some() {
@@ -411,7 +414,10 @@ impl Config {
                     continue;
                 }
                 None => {
-                    issue(&format!("{path}.type"), "missing; expected http or smtp".into());
+                    issue(
+                        &format!("{path}.type"),
+                        "missing; expected http or smtp".into(),
+                    );
                     continue;
                 }
             }

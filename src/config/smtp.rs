@@ -162,7 +162,10 @@ pub(super) fn smtp(
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
             problem(&key, "not a valid header name".into());
         } else if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-            problem(&key, "is set by the courier itself and cannot be configured".into());
+            problem(
+                &key,
+                "is set by the courier itself and cannot be configured".into(),
+            );
         } else if value.chars().any(|c| c == '\r' || c == '\n') {
             problem(&key, "must be one line (no CR/LF)".into());
         } else {
@@ -243,7 +246,10 @@ courier:
         )
         .unwrap();
         let email = c.smtp_channel("email").unwrap();
-        assert_eq!(email.uri.user.as_deref(), Some("some-user@mailgun.example.org"));
+        assert_eq!(
+            email.uri.user.as_deref(),
+            Some("some-user@mailgun.example.org")
+        );
         assert_eq!(email.uri.password.as_ref().unwrap().expose(), "pa/ss");
         assert_eq!(email.uri.tls_name(), "example.com");
         assert_eq!(email.sender.name.as_deref(), Some("My Company"));
@@ -253,7 +259,10 @@ courier:
         assert_eq!(m.sender.address.to_string(), super::DEFAULT_FROM_ADDRESS);
         assert!(c.channels.is_empty(), "no http channel");
         let shown = format!("{} {c:?}", serde_json::to_string(&c).unwrap());
-        assert!(!shown.contains("pa/ss") && !shown.contains("pa%2Fss"), "{shown}");
+        assert!(
+            !shown.contains("pa/ss") && !shown.contains("pa%2Fss"),
+            "{shown}"
+        );
         assert!(!shown.contains("second-secret"), "{shown}");
         assert!(shown.contains("smtps://some-user%40mailgun.example.org:***@mail.example.com:465/?server_name=example.com"), "{shown}");
     }
@@ -288,7 +297,10 @@ courier:
             "courier.channels[1].smtp_config: missing",
         ];
         for e in expected {
-            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
         }
         assert_eq!(got.len(), expected.len(), "{got:#?}");
         assert!(!got.join("\n").contains("hunter2"));

@@ -51,7 +51,10 @@ pub(super) async fn attempt(
                 (FailureKind::Reply, _) => ErrorKind::Status,
                 (FailureKind::Timeout, _) => ErrorKind::Timeout,
                 (FailureKind::Invalid, Step::Compose) => ErrorKind::Encode,
-                (FailureKind::Network | FailureKind::Tls | FailureKind::Invalid, Step::Connect | Step::Tls | Step::Auth) => ErrorKind::Connect,
+                (
+                    FailureKind::Network | FailureKind::Tls | FailureKind::Invalid,
+                    Step::Connect | Step::Tls | Step::Auth,
+                ) => ErrorKind::Connect,
                 _ => ErrorKind::Transport,
             });
             if e.code.is_some() {

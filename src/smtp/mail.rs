@@ -67,8 +67,11 @@ pub fn recipient(text: &str) -> Result<Mailbox, SendError> {
         ));
     }
     let text = text.trim();
-    text.parse::<Mailbox>()
-        .map_err(|e| invalid(format!("the recipient {text:?} is not an email address ({e})")))
+    text.parse::<Mailbox>().map_err(|e| {
+        invalid(format!(
+            "the recipient {text:?} is not an email address ({e})"
+        ))
+    })
 }
 
 /// The Message-ID for a message: `<id@from-domain>` with the id's characters limited to those
@@ -169,31 +172,66 @@ mod tests {
 
     #[test]
     fn headers_and_parts() {
-        let p = compose(&sender(), &msg("ann@example.com", Some("<p>html</p>")), SystemTime::UNIX_EPOCH)
-            .unwrap();
+        let p = compose(
+            &sender(),
+            &msg("ann@example.com", Some("<p>html</p>")),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let text = String::from_utf8(p.bytes.clone()).unwrap();
         assert!(text.is_ascii());
         assert!(text.contains("From: =?utf-8?b?"), "{text}");
         assert!(text.contains("<hello@example.org>"), "{text}");
         assert!(text.contains("To: ann@example.com\r\n"), "{text}");
         assert!(text.contains("Subject: =?utf-8?"), "{text}");
-        assert!(text.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"), "{text}");
-        assert!(text.contains("Message-ID: <3f2a/7@example.org>\r\n"), "{text}");
-        assert!(text.contains("X-SES-CONFIGURATION-SET: my-set\r\n"), "{text}");
+        assert!(
+            text.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Message-ID: <3f2a/7@example.org>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X-SES-CONFIGURATION-SET: my-set\r\n"),
+            "{text}"
+        );
         assert!(text.contains("multipart/alternative"), "{text}");
-        assert!(text.contains("Content-Type: text/plain; charset=utf-8"), "{text}");
-        assert!(text.contains("Content-Type: text/html; charset=utf-8"), "{text}");
+        assert!(
+            text.contains("Content-Type: text/plain; charset=utf-8"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Type: text/html; charset=utf-8"),
+            "{text}"
+        );
         assert_eq!(p.envelope.to()[0].to_string(), "ann@example.com");
     }
 
     #[test]
     fn bad_recipients_are_refused() {
-        for bad in ["a@b\r\nBcc: victim@example.com", "not an address", "", "a@b, c@d"] {
+        for bad in [
+            "a@b\r\nBcc: victim@example.com",
+            "not an address",
+            "",
+            "a@b, c@d",
+        ] {
             let e = compose(&sender(), &msg(bad, None), SystemTime::now()).unwrap_err();
-            assert_eq!((e.step, e.is_transient()), (Step::Compose, false), "{bad:?}");
+            assert_eq!(
+                (e.step, e.is_transient()),
+                (Step::Compose, false),
+                "{bad:?}"
+            );
         }
-        let named = compose(&sender(), &msg("Ann <ann@example.com>", None), SystemTime::now());
-        assert_eq!(named.unwrap().envelope.to()[0].to_string(), "ann@example.com");
+        let named = compose(
+            &sender(),
+            &msg("Ann <ann@example.com>", None),
+            SystemTime::now(),
+        );
+        assert_eq!(
+            named.unwrap().envelope.to()[0].to_string(),
+            "ann@example.com"
+        );
     }
 
     #[test]

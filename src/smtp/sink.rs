@@ -189,7 +189,10 @@ fn scripted(st: &State, verb: &str) -> Option<String> {
 
 async fn read_line(r: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<Option<String>> {
     let mut buf = Vec::new();
-    let n = (&mut *r).take(MAX_LINE as u64).read_until(b'\n', &mut buf).await?;
+    let n = (&mut *r)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut buf)
+        .await?;
     if n == 0 || !buf.ends_with(b"\n") {
         return Ok(None);
     }
@@ -224,7 +227,9 @@ async fn session(
     let mut sni = None;
     let io: Box<dyn Stream> = match &opt.tls {
         SinkTls::Implicit(cfg) => {
-            let s = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(io).await?;
+            let s = tokio_rustls::TlsAcceptor::from(cfg.clone())
+                .accept(io)
+                .await?;
             tls = true;
             sni = s.get_ref().1.server_name().map(str::to_owned);
             Box::new(s)
@@ -262,7 +267,11 @@ async fn session(
                 helo = arg.trim().to_owned();
                 from = None;
                 rcpt.clear();
-                let mut lines = vec!["courier-sink".to_owned(), "8BITMIME".into(), "SMTPUTF8".into()];
+                let mut lines = vec![
+                    "courier-sink".to_owned(),
+                    "8BITMIME".into(),
+                    "SMTPUTF8".into(),
+                ];
                 if matches!(opt.tls, SinkTls::StartTls(_)) && !tls {
                     lines.push("STARTTLS".into());
                 }
@@ -289,7 +298,9 @@ async fn session(
                 }
                 reply(&mut r, "220 2.0.0 go ahead").await?;
                 let inner = r.into_inner();
-                let s = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(inner).await?;
+                let s = tokio_rustls::TlsAcceptor::from(cfg.clone())
+                    .accept(inner)
+                    .await?;
                 sni = s.get_ref().1.server_name().map(str::to_owned);
                 tls = true;
                 r = BufReader::new(Box::new(s));
@@ -378,7 +389,10 @@ async fn read_data(r: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<Vec<u8
     let mut data = Vec::new();
     loop {
         let mut line = Vec::new();
-        let n = (&mut *r).take(MAX_LINE as u64).read_until(b'\n', &mut line).await?;
+        let n = (&mut *r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
@@ -394,7 +408,9 @@ async fn read_data(r: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<Vec<u8
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
 }
 
 /// Reads an AUTH exchange (the command's argument already read).

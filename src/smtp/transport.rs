@@ -134,7 +134,9 @@ impl SmtpTransport {
             use rustls::pki_types::pem::PemObject as _;
             let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&id.cert_pem)
                 .next()
-                .ok_or_else(|| TransportError("no certificate in the client certificate file".into()))?
+                .ok_or_else(|| {
+                    TransportError("no certificate in the client certificate file".into())
+                })?
                 .map_err(|e| TransportError(format!("client certificate: {e}")))?;
             let identity = Identity::from_pem(leaf.as_ref(), &id.key_pem).map_err(|e| {
                 TransportError(format!("client certificate or key is not usable: {e}"))
@@ -178,20 +180,23 @@ impl SmtpTransport {
     /// # Errors
     /// A [`SendError`] naming the step, with the server's reply when there was one.
     pub async fn send(&self, envelope: &Envelope, mail: &[u8]) -> Result<Accepted, SendError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| SendError::new(Step::Connect, FailureKind::Network, "transport closed"))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                SendError::new(Step::Connect, FailureKind::Network, "transport closed")
+            })?;
         if let Some(conn) = self.checkout() {
             match self.transaction(conn, envelope, mail).await {
-                Err((e, false)) => tracing::debug!("pooled SMTP connection unusable ({e}); reconnecting"),
+                Err((e, false)) => {
+                    tracing::debug!("pooled SMTP connection unusable ({e}); reconnecting")
+                }
                 Err((e, true)) => return Err(e),
                 Ok(a) => return Ok(a),
             }
         }
         let conn = self.connect().await?;
-        self.transaction(conn, envelope, mail).await.map_err(|(e, _)| e)
+        self.transaction(conn, envelope, mail)
+            .await
+            .map_err(|(e, _)| e)
     }
 
     fn checkout(&self) -> Option<AsyncSmtpConnection> {
@@ -312,7 +317,11 @@ impl SmtpTransport {
     ) -> Result<Accepted, (SendError, bool)> {
         let limit = self.options.command_timeout;
         let mut params = Vec::new();
-        let non_ascii = envelope.from().into_iter().chain(envelope.to()).any(|a| !a.to_string().is_ascii());
+        let non_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !a.to_string().is_ascii());
         if non_ascii {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 self.checkin(conn);
@@ -338,7 +347,11 @@ impl SmtpTransport {
         }
         for to in envelope.to() {
             if let Err(e) = self
-                .step(Step::Rcpt, limit, conn.command(Rcpt::new(to.clone(), vec![])))
+                .step(
+                    Step::Rcpt,
+                    limit,
+                    conn.command(Rcpt::new(to.clone(), vec![])),
+                )
                 .await
             {
                 self.end(conn, &e).await;

@@ -80,7 +80,11 @@ impl SmtpUri {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Ipv6(a)) => a.to_string(),
-            _ => return Err(UriError("no host: write smtp://user:password@host:port/".into())),
+            _ => {
+                return Err(UriError(
+                    "no host: write smtp://user:password@host:port/".into(),
+                ))
+            }
         };
         // `url` keeps unknown schemes' ports as given; 0 is never a mail server.
         let port = match url.port() {
@@ -245,9 +249,15 @@ mod tests {
         let u = parse("smtp://username:password@server:2525/?disable_starttls=true");
         assert_eq!(u.security, Security::StartTlsOpportunistic);
         let u = parse("smtps://username:password@server:465/");
-        assert_eq!((u.security, u.skip_ssl_verify), (Security::ImplicitTls, false));
+        assert_eq!(
+            (u.security, u.skip_ssl_verify),
+            (Security::ImplicitTls, false)
+        );
         let u = parse("smtps://username:password@server:465/?skip_ssl_verify=true");
-        assert_eq!((u.security, u.skip_ssl_verify), (Security::ImplicitTls, true));
+        assert_eq!(
+            (u.security, u.skip_ssl_verify),
+            (Security::ImplicitTls, true)
+        );
         let u = parse(
             "smtps://username:password@subdomain.my-mailserver.com:1234/?server_name=my-mailserver.com",
         );
@@ -257,12 +267,16 @@ mod tests {
 
     #[test]
     fn credentials_are_url_decoded_and_masked() {
-        let u = parse("smtp://some-user%40mailgun.example.org:df2a%2Fpw%3A@smtp.eu.mailgun.org:587");
+        let u =
+            parse("smtp://some-user%40mailgun.example.org:df2a%2Fpw%3A@smtp.eu.mailgun.org:587");
         assert_eq!(u.user.as_deref(), Some("some-user@mailgun.example.org"));
         assert_eq!(u.password.as_ref().unwrap().expose(), "df2a/pw:");
         let shown = format!("{u} {u:?}");
         assert!(!shown.contains("df2a"), "{shown}");
-        assert!(shown.contains("some-user%40mailgun.example.org:***@smtp.eu.mailgun.org:587/"), "{shown}");
+        assert!(
+            shown.contains("some-user%40mailgun.example.org:***@smtp.eu.mailgun.org:587/"),
+            "{shown}"
+        );
         let u = parse("smtp://[::1]:25/");
         assert_eq!((u.host.as_str(), u.user.is_none()), ("::1", true));
         assert!(u.is_loopback());

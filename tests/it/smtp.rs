@@ -145,7 +145,10 @@ fn text(data: &[u8]) -> String {
 async fn starttls_verified_delivers_headers_both_parts_and_auth_on_one_pooled_connection() {
     let ca = Ca::new();
     let s = sink(SinkTls::StartTls(ca.server(&["127.0.0.1"]))).await;
-    let m = mailer(&format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()), &ca);
+    let m = mailer(
+        &format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()),
+        &ca,
+    );
     let prepared = m.prepare(&message("ann@example.com")).unwrap();
     let ok = m.send(&prepared).await.unwrap();
     assert_eq!(ok.code, 250);
@@ -199,7 +202,10 @@ async fn attempt(tls: SinkTls, uri_tail: &str, scheme: &str, trusted: &Ca) -> Re
         s.addr().port()
     );
     let m = mailer(&uri, trusted);
-    match m.send(&m.prepare(&message("ann@example.com")).unwrap()).await {
+    match m
+        .send(&m.prepare(&message("ann@example.com")).unwrap())
+        .await
+    {
         Ok(_) => {
             let got = s.received();
             assert_eq!(got.len(), 1);
@@ -209,7 +215,10 @@ async fn attempt(tls: SinkTls, uri_tail: &str, scheme: &str, trusted: &Ca) -> Re
             assert!(e.is_transient(), "{uri}: {e}");
             assert!(s.received().is_empty());
             let shown = e.to_string();
-            assert!(!shown.contains(PASSWORD) && !shown.contains("p%40ss"), "{shown}");
+            assert!(
+                !shown.contains(PASSWORD) && !shown.contains("p%40ss"),
+                "{shown}"
+            );
             Err(e.step)
         }
     }
@@ -226,26 +235,104 @@ async fn every_security_mode() {
     let cases: Vec<(&str, SinkTls, &str, &str, Result<bool, Step>)> = vec![
         // 1. STARTTLS, verified.
         ("starttls verified", StartTls(good()), "smtp", "", Ok(true)),
-        ("starttls untrusted", StartTls(untrusted()), "smtp", "", Err(Step::Tls)),
-        ("starttls required, not offered", SinkTls::None, "smtp", "", Err(Step::Tls)),
+        (
+            "starttls untrusted",
+            StartTls(untrusted()),
+            "smtp",
+            "",
+            Err(Step::Tls),
+        ),
+        (
+            "starttls required, not offered",
+            SinkTls::None,
+            "smtp",
+            "",
+            Err(Step::Tls),
+        ),
         // 2. STARTTLS without verification.
-        ("starttls skip", StartTls(untrusted()), "smtp", "?skip_ssl_verify=true", Ok(true)),
+        (
+            "starttls skip",
+            StartTls(untrusted()),
+            "smtp",
+            "?skip_ssl_verify=true",
+            Ok(true),
+        ),
         // server_name applies to STARTTLS too.
-        ("starttls server_name", StartTls(named()), "smtp", "?server_name=mail.courier.test", Ok(true)),
-        ("starttls wrong server_name", StartTls(named()), "smtp", "?server_name=other.courier.test", Err(Step::Tls)),
-        ("starttls host is not the name", StartTls(named()), "smtp", "", Err(Step::Tls)),
+        (
+            "starttls server_name",
+            StartTls(named()),
+            "smtp",
+            "?server_name=mail.courier.test",
+            Ok(true),
+        ),
+        (
+            "starttls wrong server_name",
+            StartTls(named()),
+            "smtp",
+            "?server_name=other.courier.test",
+            Err(Step::Tls),
+        ),
+        (
+            "starttls host is not the name",
+            StartTls(named()),
+            "smtp",
+            "",
+            Err(Step::Tls),
+        ),
         // 3. disable_starttls: opportunistic, as the reference; cleartext when not offered.
-        ("disable_starttls, offered", StartTls(good()), "smtp", "?disable_starttls=true", Ok(true)),
-        ("disable_starttls, not offered", SinkTls::None, "smtp", "?disable_starttls=true", Ok(false)),
-        ("disable_starttls, offered, untrusted", StartTls(untrusted()), "smtp", "?disable_starttls=true", Err(Step::Tls)),
+        (
+            "disable_starttls, offered",
+            StartTls(good()),
+            "smtp",
+            "?disable_starttls=true",
+            Ok(true),
+        ),
+        (
+            "disable_starttls, not offered",
+            SinkTls::None,
+            "smtp",
+            "?disable_starttls=true",
+            Ok(false),
+        ),
+        (
+            "disable_starttls, offered, untrusted",
+            StartTls(untrusted()),
+            "smtp",
+            "?disable_starttls=true",
+            Err(Step::Tls),
+        ),
         // 4. Implicit TLS, verified.
         ("smtps verified", Implicit(good()), "smtps", "", Ok(true)),
-        ("smtps untrusted", Implicit(untrusted()), "smtps", "", Err(Step::Tls)),
+        (
+            "smtps untrusted",
+            Implicit(untrusted()),
+            "smtps",
+            "",
+            Err(Step::Tls),
+        ),
         // 5. Implicit TLS without verification.
-        ("smtps skip", Implicit(untrusted()), "smtps", "?skip_ssl_verify=true", Ok(true)),
+        (
+            "smtps skip",
+            Implicit(untrusted()),
+            "smtps",
+            "?skip_ssl_verify=true",
+            Ok(true),
+        ),
         // 6. Implicit TLS verified against server_name.
-        ("smtps server_name", Implicit(named()), "smtps", "?server_name=mail.courier.test", Ok(true)),
-        ("smtps wrong server_name", Implicit(named()), "smtps", "?server_name=other.courier.test", Err(Step::Tls)),
+        (
+            "smtps server_name",
+            Implicit(named()),
+            "smtps",
+            "?server_name=mail.courier.test",
+            Ok(true),
+        ),
+        (
+            "smtps wrong server_name",
+            Implicit(named()),
+            "smtps",
+            "?server_name=other.courier.test",
+            Err(Step::Tls),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, tls, scheme, tail, want) in cases {
@@ -278,14 +365,22 @@ async fn server_name_is_sent_as_sni() {
 async fn replies_classify_and_keep_code_text_and_step() {
     let ca = Ca::new();
     let s = sink(SinkTls::StartTls(ca.server(&["127.0.0.1"]))).await;
-    let m = mailer(&format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()), &ca);
+    let m = mailer(
+        &format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()),
+        &ca,
+    );
     let mail = m.prepare(&message("ann@example.com")).unwrap();
 
     s.script("RCPT", "550 5.1.1 no such user here");
     let e = m.send(&mail).await.unwrap_err();
     assert_eq!(
         (e.step, e.kind, e.code, e.text.as_str()),
-        (Step::Rcpt, FailureKind::Reply, Some(550), "5.1.1 no such user here")
+        (
+            Step::Rcpt,
+            FailureKind::Reply,
+            Some(550),
+            "5.1.1 no such user here"
+        )
     );
     assert!(!e.is_transient());
 
@@ -352,7 +447,10 @@ async fn the_password_is_not_sent_in_cleartext_to_another_host() {
 async fn an_invalid_recipient_is_refused_before_any_connection() {
     let ca = Ca::new();
     let s = sink(SinkTls::StartTls(ca.server(&["127.0.0.1"]))).await;
-    let m = mailer(&format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()), &ca);
+    let m = mailer(
+        &format!("smtp://{USERINFO}@127.0.0.1:{}/", s.addr().port()),
+        &ca,
+    );
     for bad in [
         "ann@example.com\r\nBcc: victim@example.com",
         "not-an-address",
@@ -397,20 +495,39 @@ fn header<'a>(mail: &'a str, name: &str) -> &'a str {
 #[tokio::test]
 async fn the_courier_retries_a_451_and_keeps_the_message_id() {
     let s = sink(SinkTls::None).await;
-    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let uri = format!(
+        "smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true",
+        s.addr().port()
+    );
     let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
-    assert_eq!(config.channel("sms").unwrap().id, "sms", "other channels stay http");
-    let courier = jsonnet_courier::delivery::Courier::new(config).await.unwrap();
+    assert_eq!(
+        config.channel("sms").unwrap().id,
+        "sms",
+        "other channels stay http"
+    );
+    let courier = jsonnet_courier::delivery::Courier::new(config)
+        .await
+        .unwrap();
     let mut msg = message("ann@example.com");
     msg.id = None;
     s.script(".", "451 4.3.0 greylisted, try again");
     let report = courier.deliver(&msg).await;
-    assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Delivered, "{report:#?}");
+    assert_eq!(
+        report.outcome,
+        jsonnet_courier::delivery::Outcome::Delivered,
+        "{report:#?}"
+    );
     assert_eq!(report.attempts.len(), 2);
     let first = &report.attempts[0];
     assert_eq!(first.status, Some(451));
-    assert_eq!(first.class, jsonnet_courier::delivery::AttemptClass::Retryable);
-    assert_eq!(first.error.as_deref(), Some("DATA failed: 451 4.3.0 greylisted, try again"));
+    assert_eq!(
+        first.class,
+        jsonnet_courier::delivery::AttemptClass::Retryable
+    );
+    assert_eq!(
+        first.error.as_deref(),
+        Some("DATA failed: 451 4.3.0 greylisted, try again")
+    );
     assert_eq!(report.attempts[1].status, Some(250));
     let refused = text(&s.rejected()[0]);
     let sent = text(&s.received()[0].data);
@@ -423,14 +540,25 @@ async fn the_courier_retries_a_451_and_keeps_the_message_id() {
 #[tokio::test]
 async fn the_courier_fails_a_550_and_an_invalid_recipient_at_once() {
     let s = sink(SinkTls::None).await;
-    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let uri = format!(
+        "smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true",
+        s.addr().port()
+    );
     let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
-    let courier = jsonnet_courier::delivery::Courier::new(config).await.unwrap();
+    let courier = jsonnet_courier::delivery::Courier::new(config)
+        .await
+        .unwrap();
 
-    let report = courier.deliver(&message("a@b.example\r\nBcc: x@example.com")).await;
+    let report = courier
+        .deliver(&message("a@b.example\r\nBcc: x@example.com"))
+        .await;
     assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Failed);
     assert_eq!(report.attempts.len(), 1);
-    assert!(report.attempts[0].error.as_deref().unwrap().starts_with("compose failed: "));
+    assert!(report.attempts[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("compose failed: "));
     assert_eq!(s.connections(), 0, "no connection for an invalid recipient");
 
     s.script("RCPT", "550 5.1.1 mailbox unavailable");
@@ -438,34 +566,61 @@ async fn the_courier_fails_a_550_and_an_invalid_recipient_at_once() {
     assert_eq!(report.outcome, jsonnet_courier::delivery::Outcome::Failed);
     assert_eq!(report.attempts.len(), 1);
     assert_eq!(report.attempts[0].status, Some(550));
-    assert_eq!(report.attempts[0].response_body.as_deref(), Some("5.1.1 mailbox unavailable"));
+    assert_eq!(
+        report.attempts[0].response_body.as_deref(),
+        Some("5.1.1 mailbox unavailable")
+    );
     assert!(s.received().is_empty());
 }
 
-async fn serve_delivers_queued_email_over_smtp(store: Arc<dyn jsonnet_courier::store::MessageStore>) {
+async fn serve_delivers_queued_email_over_smtp(
+    store: Arc<dyn jsonnet_courier::store::MessageStore>,
+) {
     use crate::serve::{ids_of, start, stub, wait_status};
     use jsonnet_courier::store::Status;
     let s = sink(SinkTls::None).await;
-    let uri = format!("smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true", s.addr().port());
+    let uri = format!(
+        "smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true",
+        s.addr().port()
+    );
     let config = Config::parse(&courier_yaml(&uri, 3), false, None, &|_| None).unwrap();
     let svc = start(store, config, |_| {}).await;
     s.script("RCPT", "451 4.7.1 try later");
-    let r = crate::support::post_json(svc.addr, "/messages", &[], stub("ann@example.com").to_string()).await;
+    let r = crate::support::post_json(
+        svc.addr,
+        "/messages",
+        &[],
+        stub("ann@example.com").to_string(),
+    )
+    .await;
     let id = ids_of(&r).remove(0);
-    let m = wait_status(svc.addr, &id, Status::Sent, std::time::Duration::from_secs(10)).await;
+    let m = wait_status(
+        svc.addr,
+        &id,
+        Status::Sent,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(m.send_count, 2);
     assert_eq!(m.attempts[0].status, Some(451));
     let got = s.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpt_to, ["ann@example.com"]);
     let mail = text(&got[0].data);
-    assert!(mail.contains(&format!("Message-ID: <{id}@example.org>")), "{mail}");
+    assert!(
+        mail.contains(&format!("Message-ID: <{id}@example.org>")),
+        "{mail}"
+    );
     svc.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_delivers_queued_email_over_smtp_sqlite() {
-    crate::serve::with_store(crate::serve::Backend::Sqlite, serve_delivers_queued_email_over_smtp).await;
+    crate::serve::with_store(
+        crate::serve::Backend::Sqlite,
+        serve_delivers_queued_email_over_smtp,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,21 +628,32 @@ async fn serve_delivers_queued_email_over_smtp_sqlite() {
 
 impl Ca {
     /// A server config for `names` that requires a client certificate issued by `clients`.
-    pub fn server_requiring_client(&self, names: &[&str], clients: &Ca) -> Arc<rustls::ServerConfig> {
+    pub fn server_requiring_client(
+        &self,
+        names: &[&str],
+        clients: &Ca,
+    ) -> Arc<rustls::ServerConfig> {
         let leaf = self.leaf(names);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(clients.der.clone())).unwrap();
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .unwrap();
+        roots
+            .add(CertificateDer::from(clients.der.clone()))
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
         Arc::new(
             rustls::ServerConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_client_cert_verifier(verifier)
-                .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der)))
+                .with_single_cert(
+                    leaf.chain,
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der)),
+                )
                 .unwrap(),
         )
     }
@@ -497,7 +663,10 @@ impl Ca {
 async fn a_client_certificate_is_presented_when_configured() {
     let ca = Ca::new();
     let clients = Ca::new();
-    let s = sink(SinkTls::Implicit(ca.server_requiring_client(&["127.0.0.1"], &clients))).await;
+    let s = sink(SinkTls::Implicit(
+        ca.server_requiring_client(&["127.0.0.1"], &clients),
+    ))
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let client = clients.leaf(&["courier.test"]);
     std::fs::write(dir.path().join("client.pem"), &client.cert_pem).unwrap();
@@ -515,18 +684,29 @@ async fn a_client_certificate_is_presented_when_configured() {
     };
     let with = Config::parse(&yaml, false, None, &|_| None).unwrap();
     let m = Mailer::new(with.smtp_channel("email").unwrap(), options()).unwrap();
-    m.send(&m.prepare(&message("ann@example.com")).unwrap()).await.unwrap();
+    m.send(&m.prepare(&message("ann@example.com")).unwrap())
+        .await
+        .unwrap();
     assert_eq!(s.received().len(), 1);
 
     let without = config(&uri);
     let m = Mailer::new(without.smtp_channel("email").unwrap(), options()).unwrap();
-    let e = m.send(&m.prepare(&message("ann@example.com")).unwrap()).await.unwrap_err();
-    assert_eq!(s.received().len(), 1, "refused without a client certificate: {e}");
+    let e = m
+        .send(&m.prepare(&message("ann@example.com")).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s.received().len(),
+        1,
+        "refused without a client certificate: {e}"
+    );
 }
 
 fn courier_bin(args: &[&str], envs: &[(&str, &std::path::Path)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_courier"));
-    cmd.args(args).env_remove("SSL_CERT_DIR").env_remove("SSL_CERT_FILE");
+    cmd.args(args)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("SSL_CERT_FILE");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -547,7 +727,10 @@ async fn courier_send_verifies_with_ssl_cert_file_and_config_check_masks_the_pas
 
     let (c, f) = (cfg_s.clone(), ca_file.clone());
     let out = tokio::task::spawn_blocking(move || {
-        courier_bin(&["send", "--config", &c, "--type", "recovery_code_valid"], &[("SSL_CERT_FILE", &f)])
+        courier_bin(
+            &["send", "--config", &c, "--type", "recovery_code_valid"],
+            &[("SSL_CERT_FILE", &f)],
+        )
     })
     .await
     .unwrap();
@@ -559,12 +742,18 @@ async fn courier_send_verifies_with_ssl_cert_file_and_config_check_masks_the_pas
     assert_eq!(report["attempts"][0]["status"], 250);
     let got = s.received();
     assert!(got[0].tls);
-    assert!(text(&got[0].data).contains("Content-Type: text/html"), "the sample has an HTML body");
+    assert!(
+        text(&got[0].data).contains("Content-Type: text/html"),
+        "the sample has an HTML body"
+    );
 
     // Without the CA in SSL_CERT_FILE the same server is not trusted.
     let c = cfg_s.clone();
     let out = tokio::task::spawn_blocking(move || {
-        courier_bin(&["send", "--config", &c, "--type", "recovery_code_valid"], &[])
+        courier_bin(
+            &["send", "--config", &c, "--type", "recovery_code_valid"],
+            &[],
+        )
     })
     .await
     .unwrap();
@@ -579,6 +768,12 @@ async fn courier_send_verifies_with_ssl_cert_file_and_config_check_masks_the_pas
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("some-user%40mailgun.example.org:***@127.0.0.1"), "{stdout}");
-    assert!(!stdout.contains("p%40ss") && !stdout.contains(PASSWORD), "{stdout}");
+    assert!(
+        stdout.contains("some-user%40mailgun.example.org:***@127.0.0.1"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("p%40ss") && !stdout.contains(PASSWORD),
+        "{stdout}"
+    );
 }
