@@ -108,7 +108,7 @@ pub struct RunStats {
     pub p99_ms: f64,
 }
 
-fn stats(mut latencies_us: Vec<u32>, failed: u64, elapsed: Duration) -> RunStats {
+pub(crate) fn stats(mut latencies_us: Vec<u32>, failed: u64, elapsed: Duration) -> RunStats {
     latencies_us.sort_unstable();
     let pct = |p: f64| {
         if latencies_us.is_empty() {

@@ -285,7 +285,6 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
                 mail.clone(),
                 n,
                 conns,
-                conns as u32,
                 p,
             )
         };
@@ -315,7 +314,7 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
             println!("{}", line("ceiling", c));
         }
         if let Some(r) = ratio {
-            println!("ratio     {r:.2} of the ceiling (compose + pooled send vs bare lettre sending a prebuilt mail)");
+            println!("ratio     {r:.2} of the ceiling (compose + pooled send vs bare lettre connections sending a prebuilt mail)");
         }
     }
     if ours.failed > 0 {

@@ -240,21 +240,55 @@ impl SmtpTransport {
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let implicit = self.uri.security == Security::ImplicitTls;
         let server = (self.uri.host.as_str(), self.uri.port);
-        let tls = if implicit { self.tls.clone() } else { None };
-        let mut conn = self
-            .step(
+        let limit = self.options.connect_timeout;
+        let mut conn = if implicit {
+            self.step(
                 Step::Connect,
-                self.options.connect_timeout,
+                limit,
                 AsyncSmtpConnection::connect_tokio1(
                     server,
-                    Some(self.options.connect_timeout),
+                    Some(limit),
                     &self.hello,
-                    tls,
+                    self.tls.clone(),
                     None,
                 ),
             )
             .await
-            .map_err(|e| tls_or(e, implicit))?;
+            .map_err(|e| tls_or(e, true))?
+        } else {
+            // Our own socket, for TCP_NODELAY: lettre writes the message and its final dot
+            // separately, and Nagle's algorithm would hold the dot for a delayed ACK (~40 ms).
+            let tcp =
+                match tokio::time::timeout(limit, tokio::net::TcpStream::connect(server)).await {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) => {
+                        return Err(SendError::new(
+                            Step::Connect,
+                            FailureKind::Network,
+                            format!("cannot connect to {}:{}: {e}", self.uri.host, self.uri.port),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(SendError::new(
+                            Step::Connect,
+                            FailureKind::Timeout,
+                            format!(
+                                "no connection to {}:{} within {}",
+                                self.uri.host,
+                                self.uri.port,
+                                humantime::format_duration(limit)
+                            ),
+                        ))
+                    }
+                };
+            let _ = tcp.set_nodelay(true);
+            self.step(
+                Step::Connect,
+                limit,
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+            )
+            .await?
+        };
         let starttls = match self.uri.security {
             Security::ImplicitTls => false,
             Security::StartTlsRequired => {
