@@ -20,15 +20,12 @@
 //! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod config;
 pub mod delivery;
 pub mod encode;
 pub mod http;
 pub mod message;
 pub mod metrics;
-pub mod request;
-pub mod retry;
 pub mod service;
 pub mod smtp;
 pub mod store;

@@ -5,7 +5,6 @@
 //!
 //! [`Mailer`] ties them together for one configured `courier.smtp` section (or `smtp` channel).
 
-pub mod bench;
 pub mod error;
 pub mod mail;
 pub mod sink;
