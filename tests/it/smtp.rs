@@ -616,8 +616,8 @@ async fn serve_delivers_queued_email_over_smtp(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_delivers_queued_email_over_smtp_sqlite() {
-    crate::serve::with_store(
-        crate::serve::Backend::Sqlite,
+    crate::backend::with_store(
+        crate::backend::Backend::SqliteFile,
         serve_delivers_queued_email_over_smtp,
     )
     .await;
