@@ -224,6 +224,15 @@ async fn attempt(tls: SinkTls, uri_tail: &str, scheme: &str, trusted: &Ca) -> Re
     }
 }
 
+/// (name, server TLS, scheme, URI tail, expected: `Ok(encrypted)` or the failing step).
+type Case = (
+    &'static str,
+    SinkTls,
+    &'static str,
+    &'static str,
+    Result<bool, Step>,
+);
+
 #[tokio::test]
 async fn every_security_mode() {
     let ca = Ca::new();
@@ -232,7 +241,7 @@ async fn every_security_mode() {
     let untrusted = || other.server(&["127.0.0.1"]);
     let named = || ca.server(&["mail.courier.test"]);
     use SinkTls::{Implicit, StartTls};
-    let cases: Vec<(&str, SinkTls, &str, &str, Result<bool, Step>)> = vec![
+    let cases: Vec<Case> = vec![
         // 1. STARTTLS, verified.
         ("starttls verified", StartTls(good()), "smtp", "", Ok(true)),
         (
