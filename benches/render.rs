@@ -77,6 +77,18 @@ fn engine(c: &mut Criterion, ctxs: &[String]) {
             black_box(out.len())
         })
     });
+    // The whole per-message path: the message's ctx written as JSON text, then rendered.
+    let messages: Vec<_> = samples::all().map(|(_, _, m)| m).collect();
+    g.bench_function("engine_ctx_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json(&messages[i], CtxStyle::Pascal);
+            engine
+                .render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
     g.bench_function("engine_cold_compile_and_render", |b| {
         b.iter(|| {
             i = (i + 1) % ctxs.len();
@@ -149,6 +161,7 @@ fn summary() {
     for (id, per_iter) in [
         ("floor_bare_jrsonnet", 1.0),
         ("engine_cached", 1.0),
+        ("engine_ctx_and_render", 1.0),
         ("engine_cold_compile_and_render", 1.0),
         ("pool_1_threads", BATCH as f64),
         ("pool_2_threads", BATCH as f64),

@@ -16,15 +16,17 @@ mod lazy;
 mod manifest;
 mod pool;
 pub mod source;
+pub mod style;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use engine::{Ctx, CtxRef, Engine};
+pub use engine::{Ctx, CtxRef, Engine, TopLevel};
 pub use error::{RenderError, RenderErrorKind};
 pub use pool::{Pool, PoolStats};
+pub use style::{StyleChoice, StyleReason};
 
 /// A template's source text and the name errors use for it. Cloning is cheap.
 ///
@@ -90,7 +92,7 @@ pub fn default_template(style: crate::message::CtxStyle) -> Template {
 /// What a template may do and how long it may take. Every limit is on by default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Maximum depth of the Jsonnet call stack (default 200 frames).
+    /// Maximum depth of the Jsonnet call stack (default 500 frames, as go-jsonnet).
     pub max_stack: usize,
     /// Maximum size of the rendered payload in bytes, enforced while writing (default 256 KiB).
     pub max_output_bytes: usize,
@@ -107,7 +109,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_stack: 200,
+            max_stack: 500,
             max_output_bytes: 256 * 1024,
             timeout: Duration::from_secs(1),
             import_dir: None,

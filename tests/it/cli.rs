@@ -128,7 +128,7 @@ fn render_errors_exit_1_with_location_and_caret() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("template \"bad.jsonnet\" line 3 column 12: syntax error"),
+        stderr.contains("bad.jsonnet:3:12: syntax error"),
         "{stderr}"
     );
     assert!(
@@ -213,6 +213,10 @@ fn check_prints_a_row_per_sample() {
         "{stdout}"
     );
     assert!(stdout.contains("20 ok, 0 cancelled, 0 failed"));
+    assert!(
+        stdout.contains("ctx style: pascal (the template reads ctx.Recipient)"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("codes.jsonnet");
@@ -225,7 +229,10 @@ fn check_prints_a_row_per_sample() {
         .find(|l| l.starts_with("login_code_valid") && l.contains("email"))
         .unwrap();
     assert!(
-        row.contains("error") && row.contains("field \"code\": no such field: RecoveryCode"),
+        row.contains("error")
+            && row.contains(
+                "codes.jsonnet:1:92: no such field: RecoveryCode (output field \"code\")"
+            ),
         "{row}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("recovery_code_valid")

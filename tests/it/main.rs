@@ -2,10 +2,13 @@
 //! endpoint; the CLI tests run the real `courier` binary.
 
 mod backend;
+mod browser;
 mod cli;
+mod dashboard;
 mod deliver;
 mod engine;
 mod proof;
+mod reference;
 mod send;
 mod serve;
 mod smtp;
