@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod encode;
