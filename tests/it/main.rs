@@ -2,6 +2,7 @@
 //! endpoint; the CLI tests run the real `courier` binary.
 
 mod cli;
+mod compose_cli;
 mod deliver;
 mod engine;
 mod proof;
