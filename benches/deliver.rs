@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 
-use jsonnet_courier::bench::{run_ceiling, run_courier, Sink};
+use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
-use jsonnet_courier::delivery::Courier;
+use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
 use jsonnet_courier::template::{default_template, Engine, Limits};
 
@@ -27,7 +27,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let sink = rt.block_on(Sink::start()).unwrap();
+    let sink = rt.block_on(Sink::ok()).unwrap();
     let mut config = Config::default();
     config
         .channels
@@ -99,4 +99,23 @@ fn main() {
             ceiling / ours
         );
     }
+}
+
+/// Delivers `total` messages (cycling through `messages`) through `courier` with `concurrency`
+/// in flight.
+async fn run_courier(
+    courier: Arc<Courier>,
+    messages: Arc<Vec<Message>>,
+    total: u64,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+) -> RunStats {
+    drive(total, concurrency, progress, move |i| {
+        let (courier, messages) = (courier.clone(), messages.clone());
+        async move {
+            let msg = &messages[(i as usize) % messages.len()];
+            courier.deliver(msg).await.outcome == Outcome::Delivered
+        }
+    })
+    .await
 }

@@ -20,7 +20,6 @@
 //! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod compose;
 pub mod config;
 pub mod delivery;
@@ -28,8 +27,6 @@ pub mod encode;
 pub mod http;
 pub mod message;
 pub mod metrics;
-pub mod request;
-pub mod retry;
 pub mod service;
 pub mod store;
 pub mod template;

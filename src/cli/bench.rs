@@ -9,10 +9,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{load_template, CmdResult, Failure, StyleArg};
-use jsonnet_courier::bench::{run_ceiling, run_courier, RunStats, Sink};
+use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
-use jsonnet_courier::delivery::Courier;
-use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
+use jsonnet_courier::delivery::{Courier, Outcome};
+use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType, TemplateType};
 use jsonnet_courier::template::{source::Loader, Engine};
 
 #[derive(Debug, Args)]
@@ -112,7 +112,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         return run_service(args).await;
     }
     let style = CtxStyle::from(args.style);
-    let sink = Sink::start().await.map_err(Failure::failed)?;
+    let sink = Sink::ok().await.map_err(Failure::failed)?;
     let body = match &args.template {
         Some(t) => {
             // Validate early, with the CLI's path-or-URI rules.
@@ -229,8 +229,8 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
 }
 
 async fn run_service(args: BenchArgs) -> CmdResult {
-    use jsonnet_courier::bench::{
-        run_service_latency, run_service_throughput, RecordingSink, Target,
+    use courier_loadgen::service::{
+        run_service_latency, run_service_throughput, MessageMaker, RecordingSink, Target,
     };
     use jsonnet_courier::service::Service;
 
@@ -261,13 +261,7 @@ async fn run_service(args: BenchArgs) -> CmdResult {
             let store = jsonnet_courier::store::open(&db)
                 .await
                 .map_err(Failure::usage)?;
-            let settings = config.settings.serve.clone();
-            let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
-            let service = Service {
-                settings,
-                store,
-                courier,
-            };
+            let service = Service::new(config, store).await.map_err(Failure::usage)?;
             let listener = service.bind().await.map_err(Failure::usage)?;
             let addr = listener.local_addr().map_err(Failure::failed)?;
             let (tx, rx) = tokio::sync::watch::channel(false);
@@ -279,10 +273,14 @@ async fn run_service(args: BenchArgs) -> CmdResult {
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
+    let sample = samples::message(TemplateType::RecoveryCodeValid, MessageType::Email)
+        .ok_or_else(|| Failure::failed(anyhow::anyhow!("no recovery_code_valid email sample")))?;
+    let maker = MessageMaker::new(serde_json::to_value(sample).map_err(Failure::failed)?);
     let target = |kind: &str| Target {
         api: api.clone(),
         token: args.token.clone(),
         prefix: format!("bench-{run_id}-{kind}-"),
+        messages: maker.clone(),
     };
     if !args.json {
         eprintln!(
@@ -330,6 +328,25 @@ async fn run_service(args: BenchArgs) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+/// Delivers `total` messages (cycling through `messages`) through `courier` with `concurrency`
+/// in flight: the whole path, ctx to rendered payload to HTTP response.
+async fn run_courier(
+    courier: Arc<Courier>,
+    messages: Arc<Vec<Message>>,
+    total: u64,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+) -> RunStats {
+    drive(total, concurrency, progress, move |i| {
+        let (courier, messages) = (courier.clone(), messages.clone());
+        async move {
+            let msg = &messages[(i as usize) % messages.len()];
+            courier.deliver(msg).await.outcome == Outcome::Delivered
+        }
+    })
+    .await
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

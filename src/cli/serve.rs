@@ -2,13 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
 use super::{CmdResult, Failure};
 use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl};
-use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::service::Service;
 
 #[derive(Debug, Args)]
@@ -87,12 +85,7 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
     let store = jsonnet_courier::store::open(settings.database.expose())
         .await
         .map_err(|e| Failure::usage(anyhow::anyhow!("database {}: {e}", settings.database)))?;
-    let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
-    let service = Service {
-        settings: settings.clone(),
-        store,
-        courier,
-    };
+    let service = Service::new(config, store).await.map_err(Failure::usage)?;
     let listener = service.bind().await.map_err(Failure::usage)?;
     eprintln!(
         "courier serve: API on http://{} ({}), store {}",

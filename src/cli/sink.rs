@@ -2,14 +2,10 @@
 //! `courier serve` without a real provider.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use courier_loadgen::{Record, Recorded, Reply, Sink};
 
 use super::{CmdResult, Failure};
 use jsonnet_courier::config::is_sensitive_header;
@@ -37,57 +33,39 @@ pub(crate) async fn run(args: SinkArgs) -> CmdResult {
             args.status
         ))
     })?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (quiet, limit, finished) = (args.quiet, args.count, Arc::clone(&done));
+    let sink = Sink::bind(args.listen, Record::Count, move |n, req| {
+        let n = n as u64 + 1;
+        print_request(n, req, quiet);
+        if limit.is_some_and(|l| n >= l) {
+            finished.notify_one();
+        }
+        Reply::status(status.as_u16())
+    })
+    .await
+    .map_err(|e| Failure::usage(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     eprintln!(
         "courier sink: listening on http://{}/ (answering {status})",
-        args.listen
+        sink.addr
     );
-    let seen = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(tokio::sync::Notify::new());
-    loop {
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = done.notified() => return Ok(()),
-        };
-        let (seen, done, quiet, limit) = (seen.clone(), done.clone(), args.quiet, args.count);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let (seen, done) = (seen.clone(), done.clone());
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-                    if quiet {
-                        println!("#{n} {} {} {} bytes", parts.method, parts.uri, body.len());
-                    } else {
-                        println!("#{n} {} {}", parts.method, parts.uri);
-                        for (k, v) in &parts.headers {
-                            let shown = if is_sensitive_header(k.as_str()) {
-                                "***".into()
-                            } else {
-                                String::from_utf8_lossy(v.as_bytes()).into_owned()
-                            };
-                            println!("{k}: {shown}");
-                        }
-                        println!("\n{}\n", String::from_utf8_lossy(&body));
-                    }
-                    if limit.is_some_and(|l| n >= l) {
-                        done.notify_one();
-                    }
-                    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
-                    *resp.status_mut() = status;
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+    done.notified().await;
+    Ok(())
+}
+
+fn print_request(n: u64, req: &Recorded, quiet: bool) {
+    if quiet {
+        println!("#{n} {} {} {} bytes", req.method, req.path, req.body.len());
+        return;
     }
+    println!("#{n} {} {}", req.method, req.path);
+    for (k, v) in &req.headers {
+        let shown = if is_sensitive_header(k.as_str()) {
+            "***".into()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
+        println!("{k}: {shown}");
+    }
+    println!("\n{}\n", String::from_utf8_lossy(&req.body));
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gotmpl::parse::{Expr, ListNode, Node, PipeNode, Pos};
+use gotmpl::parse::ListNode;
 use gotmpl::{FuncMap, Value};
 
 /// Which functions a template gets, as the reference decides: its built-in templates get every
@@ -32,14 +32,13 @@ impl Funcs {
     }
 }
 
-/// The functions installed into a template on top of Go's builtins (`printf`, `index`, `eq`...).
-///
-/// This is the one place Sprig's functions enter message templates.
+/// The functions installed into a template on top of Go's builtins (`printf`, `index`, `eq`...):
+/// Sprig's. This is the one place they enter message templates.
 pub fn funcs(kind: Funcs) -> FuncMap {
     match kind {
-        Funcs::BuiltinText | Funcs::BuiltinHtml | Funcs::CustomText | Funcs::CustomHtml => {
-            FuncMap::new()
-        }
+        Funcs::BuiltinText | Funcs::BuiltinHtml => courier_sprig::txt_funcs(),
+        Funcs::CustomText => courier_sprig::hermetic_txt_funcs(),
+        Funcs::CustomHtml => courier_sprig::hermetic_html_funcs(),
     }
 }
 
@@ -143,36 +142,24 @@ impl GoTemplate {
         Self::ready(main.to_owned(), kind, funcs)
     }
 
-    /// Checks that every function named exists, as Go's parser does (`gotmpl` would only fail at
-    /// render), and runs html/template's escaping pass now (it is lazy in `gotmpl`), so escaping
+    /// Checks that every function named exists, as Go's parser does (`gotmpl` alone would only
+    /// fail at render), and runs html/template's escaping pass now (it is lazy in `gotmpl`), so escaping
     /// errors are load errors and every clone shares the escaped set.
     fn ready(name: String, kind: Kind, funcs: Funcs) -> Result<Self, GoTemplateError> {
-        let known = self::funcs(funcs);
-        let trees: Vec<(String, &ListNode)> = match &kind {
+        let trees: Vec<(&str, &ListNode)> = match &kind {
             Kind::Text(t) => t
                 .templates()
                 .into_iter()
-                .filter_map(|n| t.lookup(n).map(|tree| (n.to_owned(), tree)))
+                .filter_map(|n| t.lookup(n).map(|tree| (n, tree)))
                 .collect(),
             Kind::Html(t) => t
                 .templates()
                 .into_iter()
-                .filter_map(|n| t.lookup(n).map(|tree| (n.to_owned(), tree)))
+                .filter_map(|n| t.lookup(n).map(|tree| (n, tree)))
                 .collect(),
         };
-        for (tree_name, tree) in trees {
-            let mut undefined = None;
-            check_list(tree, &mut |ident, pos| {
-                if undefined.is_none() && !known.contains_key(ident) && !BUILTINS.contains(&ident) {
-                    undefined = Some((ident.to_owned(), pos.line));
-                }
-            });
-            if let Some((f, line)) = undefined {
-                return Err(GoTemplateError(format!(
-                    "template: {tree_name}:{line}: function {f:?} not defined"
-                )));
-            }
-        }
+        courier_sprig::check_functions(trees, &self::funcs(funcs))
+            .map_err(|e| GoTemplateError(e.to_string()))?;
         if let Kind::Html(t) = &kind {
             if let Err(e @ gotmpl::TemplateError::Escape { .. }) = t.execute_to_string(&Value::Nil)
             {
@@ -228,52 +215,6 @@ impl GoTemplate {
             .filter(|n| *n != self.name && !n.ends_with(".gotmpl"))
             .map(str::to_owned)
             .collect()
-    }
-}
-
-/// Go's builtin functions, which `gotmpl` installs into every template.
-const BUILTINS: &[&str] = &[
-    "and", "call", "eq", "ge", "gt", "html", "index", "js", "le", "len", "lt", "ne", "not", "or",
-    "print", "printf", "println", "slice", "urlquery",
-];
-
-fn check_list(list: &ListNode, f: &mut impl FnMut(&str, Pos)) {
-    for node in &list.nodes {
-        match node {
-            Node::List(l) => check_list(l, f),
-            Node::Action(a) => check_pipe(&a.pipe, f),
-            Node::If(b) | Node::Range(b) | Node::With(b) => {
-                check_pipe(&b.pipe, f);
-                check_list(&b.body, f);
-                if let Some(e) = &b.else_body {
-                    check_list(e, f);
-                }
-            }
-            Node::Template(t) => {
-                if let Some(p) = &t.pipe {
-                    check_pipe(p, f);
-                }
-            }
-            Node::Define(d) => check_list(&d.body, f),
-            Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
-        }
-    }
-}
-
-fn check_pipe(pipe: &PipeNode, f: &mut impl FnMut(&str, Pos)) {
-    for cmd in &pipe.commands {
-        for arg in &cmd.args {
-            check_expr(arg, f);
-        }
-    }
-}
-
-fn check_expr(e: &Expr, f: &mut impl FnMut(&str, Pos)) {
-    match e {
-        Expr::Identifier(pos, name) => f(name, *pos),
-        Expr::Pipe(_, p) => check_pipe(p, f),
-        Expr::Chain(_, inner, _) => check_expr(inner, f),
-        _ => {}
     }
 }
 

@@ -226,9 +226,14 @@ fn request_url_domain(d: &TemplateData) -> Value {
     string(host)
 }
 
-/// User data as Go sees it after decoding JSON into `map[string]any`: numbers are floats.
+/// User data as Go sees it after decoding JSON into a `map[string]any` field: numbers are floats,
+/// and an absent or null map is Go's nil map, which indexes like an empty one (`index .M "k"` is
+/// `<no value>`, not an error), so it is an empty map here.
 pub fn user_data(v: Option<&Json>) -> Value {
-    v.map_or(Value::Nil, |v| from_json(v, true))
+    match v {
+        None | Some(Json::Null) => Value::Map(Arc::new(BTreeMap::new())),
+        Some(v) => from_json(v, true),
+    }
 }
 
 /// Converts JSON to template data; `go_floats` turns every number into a float, as Go's
@@ -341,7 +346,7 @@ mod tests {
         let d = data(&m).unwrap();
         assert_eq!(field(&d, "LoginCode").as_str(), Some("123456"));
         assert!(matches!(field(&d, "ExpiresInMinutes"), Value::Int(0)));
-        assert!(matches!(field(&d, "TransientPayload"), Value::Nil));
+        assert!(matches!(field(&d, "TransientPayload"), Value::Map(m) if m.is_empty()));
         assert!(matches!(field(&d, "OAuth2LoginRequest"), Value::Nil));
         let age = field(field(field(&d, "Identity"), "traits"), "age");
         assert!(matches!(age, Value::Float(f) if *f == 30.0), "{age:?}");

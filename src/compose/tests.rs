@@ -372,6 +372,29 @@ async fn config_uris_win_over_the_override_folder() {
     );
 }
 
+/// Sprig's hermetic functions are there in custom templates; the seeds' i18n switch reads well
+/// with `default`.
+#[tokio::test]
+async fn custom_templates_get_sprig() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "login_code/valid/email.subject.gotmpl",
+        r#"{{ .LoginCode | upper }} {{ default "en" .Identity.metadata_public.lang }} {{ index .TransientPayload "missing" | default "none" | title }}"#,
+    );
+    let cfg = TemplatesConfig {
+        override_dir: Some(dir.path().to_path_buf()),
+        ..TemplatesConfig::default()
+    };
+    let composer = load(&cfg).await.unwrap();
+    let m = message(
+        r#"{"recipient":"a@b.c","template_type":"login_code_valid",
+            "template_data":{"login_code":"abc123","identity":{"id":"x"}}}"#,
+    );
+    let c = composer.compose(&m).unwrap();
+    assert_eq!(c.subject, "ABC123 en None", "{:?}", c.notes);
+}
+
 #[test]
 fn composer_is_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}

@@ -300,6 +300,15 @@ impl Config {
 
     fn validate(&mut self, raw: RawCourier, issues: &mut Vec<(String, String)>) {
         let mut issue = |p: &str, r: String| issues.push((p.to_owned(), r));
+        let email_http = self.read_courier_keys(&raw, &mut issue);
+        self.read_channels(raw, email_http, &mut issue);
+        let base_dir = self.base_dir.clone();
+        self.settings.validate(base_dir.as_deref(), &mut issue);
+    }
+
+    /// `courier.message_retries` and `delivery_strategy`, and warnings for the reference
+    /// courier's keys this one does not use. Returns whether email goes over HTTP.
+    fn read_courier_keys(&mut self, raw: &RawCourier, issue: &mut dyn FnMut(&str, String)) -> bool {
         match raw.message_retries {
             None => {}
             Some(n) if (0..=1000).contains(&n) => self.message_retries = n as u32,
@@ -339,11 +348,21 @@ impl Config {
                 ));
             }
         }
+        email_http
+    }
+
+    /// The email channel (`courier.http.request_config`) and `courier.channels`.
+    fn read_channels(
+        &mut self,
+        raw: RawCourier,
+        email_http: bool,
+        issue: &mut dyn FnMut(&str, String),
+    ) {
         let mut ids = HashSet::new();
         if let Some(req) = raw.http.and_then(|h| h.request_config) {
             if email_http {
                 let path = "courier.http.request_config";
-                if let Some(ch) = channel("email", path, req, true, &mut issue) {
+                if let Some(ch) = channel("email", path, req, true, issue) {
                     ids.insert("email".to_owned());
                     self.channels.push(ch);
                 }
@@ -399,63 +418,9 @@ impl Config {
                 issue(&format!("{path}.request_config"), "missing".into());
                 continue;
             };
-            if let Some(c) = channel(
-                &id,
-                &format!("{path}.request_config"),
-                req,
-                false,
-                &mut issue,
-            ) {
+            if let Some(c) = channel(&id, &format!("{path}.request_config"), req, false, issue) {
                 self.channels.push(c);
             }
-        }
-        let s = &self.settings;
-        if s.retry.multiplier < 1.0 || !s.retry.multiplier.is_finite() {
-            issue(
-                "jsonnet_courier.retry.multiplier",
-                "must be at least 1".into(),
-            );
-        }
-        if s.retry.retry_after_min > s.retry.retry_after_max {
-            issue(
-                "jsonnet_courier.retry.retry_after_min",
-                "is larger than retry_after_max".into(),
-            );
-        }
-        if s.http.timeout.is_zero() {
-            issue("jsonnet_courier.http.timeout", "must be more than 0".into());
-        }
-        if s.template.timeout.is_zero() {
-            issue(
-                "jsonnet_courier.template.timeout",
-                "must be more than 0".into(),
-            );
-        }
-        if s.serve.concurrency == 0 {
-            issue(
-                "jsonnet_courier.serve.concurrency",
-                "must be at least 1".into(),
-            );
-        }
-        if let Some(dir) = &s.template.import_dir {
-            let dir = match &self.base_dir {
-                Some(base) if dir.is_relative() => base.join(dir),
-                _ => dir.clone(),
-            };
-            if !dir.is_dir() {
-                issue(
-                    "jsonnet_courier.template.import_dir",
-                    format!("{} is not a directory", dir.display()),
-                );
-            }
-            self.settings.template.import_dir = Some(dir);
-        }
-        let http = HeaderValue::from_str(&self.settings.http.user_agent);
-        if http.is_err() {
-            issue(
-                "jsonnet_courier.http.user_agent",
-                "not a valid header value".into(),
-            );
         }
     }
 

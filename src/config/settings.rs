@@ -2,7 +2,9 @@
 //! Every field has a default; the whole section may be left out.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use hyper::header::HeaderValue;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -34,6 +36,64 @@ impl Default for Settings {
             http: HttpSettings::default(),
             retry: RetrySettings::default(),
             serve: ServeSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks values serde accepts but the courier cannot use, reporting each by key path, and
+    /// resolves a relative `template.import_dir` against `base_dir` (the config file's folder).
+    pub(crate) fn validate(
+        &mut self,
+        base_dir: Option<&Path>,
+        issue: &mut dyn FnMut(&str, String),
+    ) {
+        if self.retry.multiplier < 1.0 || !self.retry.multiplier.is_finite() {
+            issue(
+                "jsonnet_courier.retry.multiplier",
+                "must be at least 1".into(),
+            );
+        }
+        if self.retry.retry_after_min > self.retry.retry_after_max {
+            issue(
+                "jsonnet_courier.retry.retry_after_min",
+                "is larger than retry_after_max".into(),
+            );
+        }
+        if self.http.timeout.is_zero() {
+            issue("jsonnet_courier.http.timeout", "must be more than 0".into());
+        }
+        if self.template.timeout.is_zero() {
+            issue(
+                "jsonnet_courier.template.timeout",
+                "must be more than 0".into(),
+            );
+        }
+        if self.serve.concurrency == 0 {
+            issue(
+                "jsonnet_courier.serve.concurrency",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(dir) = &self.template.import_dir {
+            let dir = match base_dir {
+                Some(base) if dir.is_relative() => base.join(dir),
+                _ => dir.clone(),
+            };
+            if !dir.is_dir() {
+                issue(
+                    "jsonnet_courier.template.import_dir",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+            self.template.import_dir = Some(dir);
+        }
+        let http = HeaderValue::from_str(&self.http.user_agent);
+        if http.is_err() {
+            issue(
+                "jsonnet_courier.http.user_agent",
+                "not a valid header value".into(),
+            );
         }
     }
 }

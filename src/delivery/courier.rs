@@ -1,27 +1,23 @@
 //! [`Courier`]: built from a [`Config`], it renders and sends messages, one attempt at a time or a
-//! whole delivery with the retry policy.
+//! whole delivery with the retry policy. An attempt runs in phases: route (find the channel),
+//! render (the template over the ctx), send (the channel's transport), record (the answer into the
+//! [`Attempt`], classed by the policy).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpClient, SendFailure};
+use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
+use crate::template::{Ctx, Engine, Pool, RenderError};
 
-use crate::request::RequestTemplate;
-use crate::retry::{parse_retry_after, RetryPolicy};
-use crate::template::{source::Loader, Ctx, Engine, Pool, RenderErrorKind, Template};
+use super::http::{Answer, SendError};
+use super::policy::{parse_retry_after, Decision, RetryPolicy};
+use super::route::{self, Route};
+use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
 
-use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
-
-/// A configured channel, ready to send.
-struct Route {
-    request: RequestTemplate,
-    template: Option<Template>,
-}
-
-/// Renders and delivers messages over the configured HTTP channels. Cheap to share (`Arc` it);
+/// Renders and delivers messages over the configured channels. Cheap to share (`Arc` it);
 /// all methods take `&self`.
 ///
 /// ```no_run
@@ -67,46 +63,9 @@ impl Courier {
     /// As [`Courier::new`].
     pub async fn with_pool(config: Config, pool: Pool) -> Result<Self, ConfigError> {
         let style = config.settings.ctx_style;
-        let loader = Loader::new(config.base_dir.clone());
         let mut checker = Engine::new(pool.limits().clone())
             .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
-        let mut routes = HashMap::new();
-        let mut issues = Vec::new();
-        for ch in &config.channels {
-            let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
-                Ok(r) => r,
-                Err(e) => {
-                    issues.push((ch.path.clone(), e));
-                    continue;
-                }
-            };
-            let template = match &ch.body {
-                None => None,
-                Some(uri) if uri == crate::config::DEFAULT_BODY => {
-                    Some(crate::template::default_template(style))
-                }
-                Some(uri) => match loader.load(uri).await {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        issues.push((format!("{}.body", ch.path), e.to_string()));
-                        continue;
-                    }
-                },
-            };
-            if let Some(t) = &template {
-                if let Err(e) = checker.compile(t) {
-                    issues.push((format!("{}.body", ch.path), e.to_string()));
-                    continue;
-                }
-            }
-            routes.insert(ch.id.clone(), Route { request, template });
-        }
-        if !issues.is_empty() {
-            return Err(ConfigError {
-                source: None,
-                issues,
-            });
-        }
+        let routes = route::build(&config, &mut checker, style).await?;
         Ok(Self {
             routes,
             pool,
@@ -152,119 +111,98 @@ impl Courier {
         make_ctx: impl FnOnce() -> Ctx,
         number: u32,
     ) -> Attempt {
-        let started_at = SystemTime::now();
+        let mut a = Attempt::start(number);
         let clock = Instant::now();
-        let mut a = Attempt {
-            number,
-            started_at,
-            latency_ms: 0.0,
-            render_ms: None,
-            class: AttemptClass::Permanent,
-            status: None,
-            error_kind: None,
-            error: None,
-            response_body: None,
-            retry_after_s: None,
+        let route = match self.route(channel) {
+            Ok(route) => route,
+            Err(reason) => {
+                a.fail(ErrorKind::Channel, AttemptClass::Permanent, reason);
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
         };
-        let fail = |mut a: Attempt, kind: ErrorKind, class: AttemptClass, error: String| {
-            a.error_kind = Some(kind);
-            a.class = class;
-            a.error = Some(error);
-            a.latency_ms = clock.elapsed().as_secs_f64() * 1e3;
-            a
+        let payload = match self.render(route, make_ctx).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                let (kind, class) = RetryPolicy::classify_render(e.kind());
+                a.fail(kind, class, e.to_string());
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
         };
-        let Some(route) = self.routes.get(channel) else {
+        if payload.is_some() {
+            a.render_ms = Some(ms_since(clock));
+        }
+        let sent = Instant::now();
+        let result = route
+            .transport
+            .send(&self.client, payload, &self.config)
+            .await;
+        a.latency_ms = ms_since(sent);
+        match result {
+            Ok(answer) => self.record_answer(&mut a, answer),
+            Err(e) => self.record_error(&mut a, &e),
+        }
+        a
+    }
+
+    /// Route phase: the channel's route, or why there is none.
+    fn route(&self, channel: &str) -> Result<&Route, String> {
+        self.routes.get(channel).ok_or_else(|| {
             let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
             known.sort_unstable();
-            return fail(
-                a,
-                ErrorKind::Channel,
-                AttemptClass::Permanent,
-                format!(
-                    "no http channel {channel:?} is configured (configured: {})",
-                    known.join(", ")
-                ),
-            );
-        };
-        let payload = match (&route.template, route.request.carries_body()) {
-            (Some(t), true) => match self.pool.render(t, make_ctx()).await {
-                Ok(p) => {
-                    a.render_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
-                    Some(p)
-                }
-                Err(e) => {
-                    let (kind, class) = match e.kind() {
-                        RenderErrorKind::Cancelled => {
-                            (ErrorKind::Cancelled, AttemptClass::Cancelled)
-                        }
-                        // Load, not the template: worth another try.
-                        RenderErrorKind::Timeout | RenderErrorKind::PoolClosed => {
-                            (ErrorKind::Render, AttemptClass::Retryable)
-                        }
-                        _ => (ErrorKind::Render, AttemptClass::Permanent),
-                    };
-                    return fail(a, kind, class, e.to_string());
-                }
-            },
-            _ => None,
-        };
-        let req = match route.request.build(payload) {
-            Ok(r) => r,
-            Err(e) => return fail(a, ErrorKind::Encode, AttemptClass::Permanent, e.to_string()),
-        };
-        let http = &self.config.settings.http;
-        let sent = Instant::now();
-        let result = http::send(
-            &self.client,
-            req,
-            http.timeout,
-            http.max_response_body_bytes,
-        )
-        .await;
-        a.latency_ms = sent.elapsed().as_secs_f64() * 1e3;
-        match result {
-            Ok(answer) => {
-                let status = answer.status.as_u16();
-                a.status = Some(status);
-                a.class = self.policy.classify_status(status);
-                if !answer.body.is_empty() {
-                    a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
-                }
-                a.retry_after_s = answer
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()))
-                    .map(|d| d.as_secs_f64());
-                if a.class != AttemptClass::Delivered {
-                    let redirect = answer.status.is_redirection();
-                    a.error_kind = Some(if redirect {
-                        ErrorKind::Redirect
-                    } else {
-                        ErrorKind::Status
-                    });
-                    a.error = Some(if redirect {
-                        format!(
-                            "the endpoint answered {} (redirects are not followed)",
-                            answer.status
-                        )
-                    } else {
-                        format!("the endpoint answered {}", answer.status)
-                    });
-                }
-                a
+            format!(
+                "no http channel {channel:?} is configured (configured: {})",
+                known.join(", ")
+            )
+        })
+    }
+
+    /// Render phase: the payload, `None` when the channel sends none.
+    async fn render(
+        &self,
+        route: &Route,
+        make_ctx: impl FnOnce() -> Ctx,
+    ) -> Result<Option<String>, RenderError> {
+        match &route.template {
+            Some(t) if route.transport.carries_payload() => {
+                self.pool.render(t, make_ctx()).await.map(Some)
             }
-            Err((failure, reason)) => {
-                let kind = match failure {
-                    SendFailure::Connect => ErrorKind::Connect,
-                    SendFailure::Timeout => ErrorKind::Timeout,
-                    SendFailure::Transport => ErrorKind::Transport,
-                };
-                a.error_kind = Some(kind);
-                a.class = RetryPolicy::classify_error(kind);
-                a.error = Some(reason);
-                a
+            _ => Ok(None),
+        }
+    }
+
+    /// Record phase for an answer: its status, classed by the policy, and what came with it.
+    fn record_answer(&self, a: &mut Attempt, answer: Answer) {
+        let status = answer.status.as_u16();
+        a.status = Some(status);
+        a.class = self.policy.classify_status(status);
+        if !answer.body.is_empty() {
+            a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
+        }
+        a.retry_after_s = answer
+            .retry_after
+            .as_deref()
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.as_secs_f64());
+        if a.class != AttemptClass::Delivered {
+            if answer.status.is_redirection() {
+                a.error_kind = Some(ErrorKind::Redirect);
+                a.error = Some(format!(
+                    "the endpoint answered {} (redirects are not followed)",
+                    answer.status
+                ));
+            } else {
+                a.error_kind = Some(ErrorKind::Status);
+                a.error = Some(format!("the endpoint answered {}", answer.status));
             }
         }
+    }
+
+    /// Record phase for a send that produced no answer.
+    fn record_error(&self, a: &mut Attempt, e: &SendError) {
+        let kind = e.kind();
+        a.fail(kind, RetryPolicy::classify_error(kind), e.to_string());
     }
 
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
@@ -274,19 +212,13 @@ impl Courier {
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
             let a = self.attempt(message, number).await;
-            let class = a.class;
-            let retry_after = a.retry_after();
+            let decision = self.policy.decide(&a);
             attempts.push(a);
-            match class {
-                AttemptClass::Delivered => break Outcome::Delivered,
-                AttemptClass::Cancelled => break Outcome::Cancelled,
-                AttemptClass::Permanent => break Outcome::Failed,
-                AttemptClass::Retryable if number >= self.policy.max_attempts => {
-                    break Outcome::Abandoned
-                }
-                AttemptClass::Retryable => {
-                    tokio::time::sleep(self.policy.delay(number, retry_after)).await;
-                }
+            if let Some(outcome) = decision.outcome() {
+                break outcome;
+            }
+            if let Decision::Retry { after, .. } = decision {
+                tokio::time::sleep(after).await;
             }
         };
         DeliveryReport {
@@ -296,4 +228,8 @@ impl Courier {
             attempts,
         }
     }
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
 }

@@ -1,7 +1,17 @@
-//! Delivering messages: render, build the request, send, classify, retry.
+//! Delivering messages. [`Courier`] runs an attempt in phases: route the message to its channel
+//! (`route.rs`), render the template, send over the channel's transport (`request.rs` builds the
+//! HTTP request, `http.rs` sends it), record the answer in an [`Attempt`] (`report.rs`); then the
+//! [`policy`] decides what follows, for `Courier::deliver` and the service worker alike.
 
 mod courier;
+mod http;
+pub mod policy;
 mod report;
+pub mod request;
+mod route;
 
 pub use courier::Courier;
+pub use http::SendError;
+pub use policy::{Decision, GiveUp, RetryPolicy};
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
+pub use request::{RequestError, RequestTemplate};

@@ -1,5 +1,6 @@
 //! What delivering a message produced: one [`Attempt`] record per try and the final [`Outcome`].
-//! These records are what `courier send` prints and what the service stores and serves.
+//! These records are what `courier send` prints and what the service stores and serves; the
+//! store's final statuses are the outcomes under their column names (see `Status::from`).
 
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +78,29 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Attempt `number`, starting now; [`AttemptClass::Permanent`] until a phase says otherwise.
+    pub(crate) fn start(number: u32) -> Self {
+        Attempt {
+            number,
+            started_at: SystemTime::now(),
+            latency_ms: 0.0,
+            render_ms: None,
+            class: AttemptClass::Permanent,
+            status: None,
+            error_kind: None,
+            error: None,
+            response_body: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// Records a failure without an answer.
+    pub(crate) fn fail(&mut self, kind: ErrorKind, class: AttemptClass, error: String) {
+        self.error_kind = Some(kind);
+        self.class = class;
+        self.error = Some(error);
+    }
+
     /// The server's Retry-After as a duration.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after_s

@@ -1,5 +1,6 @@
 //! The HTTP client: hyper 1 through hyper-util's pooled client, TLS by rustls (platform roots,
-//! else webpki roots), HTTP/1.1 and HTTP/2 by ALPN.
+//! else webpki roots), HTTP/1.1 and HTTP/2 by ALPN. Fetching templates uses [`get`]; delivering
+//! messages is the delivery module's HTTP transport.
 
 use std::time::Duration;
 
@@ -111,76 +112,4 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         cur = e.source();
     }
     s
-}
-
-/// A response as an attempt records it.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The status.
-    pub status: hyper::StatusCode,
-    /// The Retry-After header, if any.
-    pub retry_after: Option<String>,
-    /// The body, up to the cap.
-    pub body: Bytes,
-}
-
-/// Why a send failed without an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFailure {
-    /// The connection could not be made.
-    Connect,
-    /// The attempt ran past its timeout.
-    Timeout,
-    /// The connection broke mid-way.
-    Transport,
-}
-
-/// Sends `req` and reads the response body up to `max_body` bytes (the rest is read and discarded,
-/// so the connection goes back to the pool), all within `timeout`.
-///
-/// # Errors
-/// The failure kind and a readable reason.
-pub async fn send(
-    client: &HttpClient,
-    req: hyper::Request<Full<Bytes>>,
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Answer, (SendFailure, String)> {
-    let work = async {
-        let resp = client.request(req).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                SendFailure::Connect
-            } else {
-                SendFailure::Transport
-            };
-            (kind, error_chain(&e))
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = resp.into_body();
-        let mut kept = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| (SendFailure::Transport, error_chain(&e)))?;
-            if let Ok(data) = frame.into_data() {
-                let room = max_body.saturating_sub(kept.len());
-                kept.extend_from_slice(&data[..data.len().min(room)]);
-            }
-        }
-        Ok(Answer {
-            status,
-            retry_after,
-            body: kept.freeze(),
-        })
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err((
-            SendFailure::Timeout,
-            format!("no complete response within {timeout:?}"),
-        )),
-    }
 }

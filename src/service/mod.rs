@@ -16,18 +16,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::config::settings::ServeSettings;
+use crate::config::{Config, ConfigError};
 use crate::delivery::Courier;
 use crate::metrics::Metrics;
 use crate::store::MessageStore;
 
-/// Everything `courier serve` runs.
+/// Everything `courier serve` runs: the API and the worker over one store, with one courier.
 pub struct Service {
-    /// Serve settings (listen address, tokens, concurrency...).
-    pub settings: ServeSettings,
-    /// The store.
-    pub store: Arc<dyn MessageStore>,
-    /// Renders and sends.
-    pub courier: Arc<Courier>,
+    settings: ServeSettings,
+    store: Arc<dyn MessageStore>,
+    courier: Arc<Courier>,
 }
 
 /// Why the service could not start.
@@ -48,6 +46,27 @@ pub enum ServeError {
 }
 
 impl Service {
+    /// The service `config` describes (its `jsonnet_courier.serve` settings and channels) over
+    /// `store`: the one way to assemble it, for `courier serve`, `courier bench --service` and
+    /// the tests.
+    ///
+    /// # Errors
+    /// As [`Courier::new`]: a channel that cannot be prepared, named by its key path.
+    pub async fn new(config: Config, store: Arc<dyn MessageStore>) -> Result<Self, ConfigError> {
+        let settings = config.settings.serve.clone();
+        let courier = Arc::new(Courier::new(config).await?);
+        Ok(Self {
+            settings,
+            store,
+            courier,
+        })
+    }
+
+    /// The serve settings in force.
+    pub fn settings(&self) -> &ServeSettings {
+        &self.settings
+    }
+
     /// Binds the listen address (checking the token rule), returning the bound listener.
     ///
     /// # Errors

@@ -15,10 +15,9 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::settings::ServeSettings;
-use crate::delivery::{Attempt, AttemptClass, Courier};
+use crate::delivery::{Attempt, Courier, Decision, RetryPolicy};
 use crate::metrics::Metrics;
-use crate::retry::RetryPolicy;
-use crate::store::{AttemptUpdate, Claimed, MessageStore, Status};
+use crate::store::{AttemptUpdate, Claimed, MessageStore, Status, StoreError};
 
 /// Most messages claimed, and most updates written, in one store call.
 const BATCH: usize = 256;
@@ -26,33 +25,34 @@ const BATCH: usize = 256;
 /// What a worker needs.
 pub struct Worker {
     /// This worker's lease owner name (unique per process).
-    pub id: String,
-    /// The store.
-    pub store: Arc<dyn MessageStore>,
-    /// Renders and sends.
-    pub courier: Arc<Courier>,
-    /// Metrics to update.
-    pub metrics: Arc<Metrics>,
-    /// Concurrency, lease, polling, grace.
-    pub settings: ServeSettings,
+    pub(crate) id: String,
+    pub(crate) store: Arc<dyn MessageStore>,
+    pub(crate) courier: Arc<Courier>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: ServeSettings,
     /// Notified when the API stores new messages, so they go out without waiting for a poll.
-    pub wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     /// Set while the claim loop runs (for readiness).
-    pub running: Arc<AtomicBool>,
+    pub(crate) running: Arc<AtomicBool>,
 }
 
-/// The status and due time that follow an attempt.
+/// The status and due time that follow an attempt: the policy's decision, persisted.
 pub fn next_state(policy: &RetryPolicy, a: &Attempt, now: SystemTime) -> (Status, SystemTime) {
-    match a.class {
-        AttemptClass::Delivered => (Status::Sent, now),
-        AttemptClass::Cancelled => (Status::Cancelled, now),
-        AttemptClass::Permanent => (Status::Abandoned, now),
-        AttemptClass::Retryable if a.number >= policy.max_attempts => (Status::Abandoned, now),
-        AttemptClass::Retryable => (
-            Status::Queued,
-            now + policy.delay(a.number, a.retry_after()),
-        ),
+    match policy.decide(a) {
+        Decision::Retry { after, .. } => (Status::Queued, now + after),
+        end => (end.outcome().map_or(Status::Queued, Status::from), now),
     }
+}
+
+/// Claimed messages waiting for a delivery slot, with when each was claimed. Claiming ahead in
+/// batches keeps store round trips few; the lease covers the short wait.
+type Backlog = VecDeque<(Claimed, Instant)>;
+
+/// Deliveries running, and the ids they hold leases on.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    ids: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Worker {
@@ -62,44 +62,25 @@ impl Worker {
         let sem = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let (tx, rx) = mpsc::unbounded_channel::<(AttemptUpdate, OwnedSemaphorePermit)>();
         let writer = tokio::spawn(write_updates(Arc::clone(&self.store), rx));
-        let inflight_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let mut tasks = JoinSet::new();
+        let mut inflight = InFlight::default();
         self.running.store(true, Ordering::Release);
         tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "worker started");
-        // Claimed messages waiting for a delivery slot. Claiming ahead in batches keeps store
-        // round trips few; the lease covers the short wait.
-        let mut backlog: VecDeque<(Claimed, Instant)> = VecDeque::new();
-        // At most one round of deliveries waits in the backlog, and an entry that waited half its
-        // lease is handed back rather than risk another process taking it over mid-delivery.
-        let ahead = self.settings.concurrency.max(1);
+        let mut backlog = Backlog::new();
         let stale_after = self.settings.lease / 2;
         let mut drained = false;
         loop {
             // Reap finished deliveries so the set stays small.
-            while tasks.try_join_next().is_some() {}
+            while inflight.tasks.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
             }
-            if backlog.len() < ahead / 2 + 1 && !drained {
-                let want = (ahead - backlog.len()).clamp(1, BATCH);
-                match self
-                    .store
-                    .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
-                    .await
-                {
-                    Ok(claimed) => {
-                        // Fewer than asked: nothing more is due until new messages or a retry.
-                        drained = claimed.len() < want;
-                        let at = Instant::now();
-                        backlog.extend(claimed.into_iter().map(|c| (c, at)));
-                    }
+            if !drained {
+                match self.claim(&mut backlog).await {
+                    Ok(more) => drained = !more,
                     Err(e) => {
                         tracing::warn!("claiming messages failed: {e}; retrying");
-                        self.idle(
-                            &mut shutdown,
-                            self.settings.poll_interval.max(Duration::from_millis(500)),
-                        )
-                        .await;
+                        let wait = self.settings.poll_interval.max(Duration::from_millis(500));
+                        self.idle(&mut shutdown, wait).await;
                         continue;
                     }
                 }
@@ -115,61 +96,113 @@ impl Worker {
                 p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => { backlog.push_front((next, claimed_at)); break } },
                 _ = shutdown.changed() => { backlog.push_front((next, claimed_at)); break }
             };
+            // An entry that waited half its lease is handed back rather than risk another
+            // process taking it over mid-delivery.
             if claimed_at.elapsed() > stale_after {
                 drop(permit);
-                let stale: Vec<String> = std::iter::once(next.id)
-                    .chain(backlog.drain(..).map(|(c, _)| c.id))
-                    .collect();
-                tracing::warn!(
-                    count = stale.len(),
-                    "claimed messages waited half their lease for a slot; releasing them"
-                );
-                if let Err(e) = self.store.release(&self.id, &stale).await {
-                    tracing::warn!("releasing stale claims failed ({e}); their leases expire");
-                }
+                self.release_stale(next, &mut backlog).await;
                 continue;
             }
-            if let Ok(mut ids) = inflight_ids.lock() {
-                ids.insert(next.id.clone());
-            }
-            let (courier, metrics, tx, ids) = (
-                Arc::clone(&self.courier),
-                Arc::clone(&self.metrics),
-                tx.clone(),
-                Arc::clone(&inflight_ids),
-            );
-            let worker = self.id.clone();
-            tasks.spawn(async move {
-                let update = deliver_one(&courier, &metrics, &worker, next).await;
-                if let Ok(mut ids) = ids.lock() {
-                    ids.remove(&update.id);
-                }
-                // The slot is freed only once the outcome is stored (see write_updates).
-                let _ = tx.send((update, permit));
-            });
+            self.dispatch(next, permit, &tx, &mut inflight);
         }
         self.running.store(false, Ordering::Release);
-        tracing::info!(inflight = tasks.len(), "worker stopping: no more claims");
+        drop(tx);
+        self.drain(inflight, backlog, writer).await;
+    }
+
+    /// Claim phase: tops the backlog up to one round of deliveries. Returns whether more may be
+    /// due (false when the store had fewer than asked).
+    async fn claim(&self, backlog: &mut Backlog) -> Result<bool, StoreError> {
+        let ahead = self.settings.concurrency.max(1);
+        if backlog.len() > ahead / 2 {
+            return Ok(true);
+        }
+        let want = (ahead - backlog.len()).clamp(1, BATCH);
+        let claimed = self
+            .store
+            .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
+            .await?;
+        let more = claimed.len() >= want;
+        let at = Instant::now();
+        backlog.extend(claimed.into_iter().map(|c| (c, at)));
+        Ok(more)
+    }
+
+    /// Hands `next` and the rest of the backlog back to the store.
+    async fn release_stale(&self, next: Claimed, backlog: &mut Backlog) {
+        let stale: Vec<String> = std::iter::once(next.id)
+            .chain(backlog.drain(..).map(|(c, _)| c.id))
+            .collect();
+        tracing::warn!(
+            count = stale.len(),
+            "claimed messages waited half their lease for a slot; releasing them"
+        );
+        if let Err(e) = self.store.release(&self.id, &stale).await {
+            tracing::warn!("releasing stale claims failed ({e}); their leases expire");
+        }
+    }
+
+    /// Dispatch phase: delivers `next` in its own task holding `permit` until the outcome is
+    /// stored (see [`write_updates`]).
+    fn dispatch(
+        &self,
+        next: Claimed,
+        permit: OwnedSemaphorePermit,
+        tx: &mpsc::UnboundedSender<(AttemptUpdate, OwnedSemaphorePermit)>,
+        inflight: &mut InFlight,
+    ) {
+        if let Ok(mut ids) = inflight.ids.lock() {
+            ids.insert(next.id.clone());
+        }
+        let (courier, metrics, tx, ids) = (
+            Arc::clone(&self.courier),
+            Arc::clone(&self.metrics),
+            tx.clone(),
+            Arc::clone(&inflight.ids),
+        );
+        let worker = self.id.clone();
+        inflight.tasks.spawn(async move {
+            let update = deliver_one(&courier, &metrics, &worker, next).await;
+            if let Ok(mut ids) = ids.lock() {
+                ids.remove(&update.id);
+            }
+            let _ = tx.send((update, permit));
+        });
+    }
+
+    /// Drain phase: lets in-flight deliveries finish within the grace period, waits for every
+    /// recorded attempt to be written, then releases what never finished or never started.
+    async fn drain(
+        &self,
+        mut inflight: InFlight,
+        backlog: Backlog,
+        writer: tokio::task::JoinHandle<()>,
+    ) {
+        tracing::info!(
+            inflight = inflight.tasks.len(),
+            "worker stopping: no more claims"
+        );
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
         tokio::pin!(grace);
         loop {
             tokio::select! {
-                next = tasks.join_next() => if next.is_none() { break },
+                next = inflight.tasks.join_next() => if next.is_none() { break },
                 _ = &mut grace => {
-                    tasks.abort_all();
+                    inflight.tasks.abort_all();
                     break;
                 }
             }
         }
-        while tasks.join_next().await.is_some() {}
-        let mut unfinished: Vec<String> = inflight_ids
+        while inflight.tasks.join_next().await.is_some() {}
+        let mut unfinished: Vec<String> = inflight
+            .ids
             .lock()
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
         // Claimed but never started: hand them back at once rather than at lease expiry.
         unfinished.extend(backlog.into_iter().map(|(c, _)| c.id));
-        drop(tx);
-        // Every recorded attempt reaches the store before the leases of the rest are released.
+        // Every recorded attempt reaches the store before the leases of the rest are released
+        // (the writer ends once every delivery task has dropped its sender).
         let _ = writer.await;
         if !unfinished.is_empty() {
             tracing::warn!(
@@ -260,6 +293,7 @@ async fn write_updates(
 mod tests {
     use super::*;
     use crate::config::settings::RetrySettings;
+    use crate::delivery::AttemptClass;
 
     fn attempt(number: u32, class: AttemptClass, retry_after_s: Option<f64>) -> Attempt {
         Attempt {

@@ -1,6 +1,6 @@
 //! Durable message storage for `courier serve`: one trait, [`MessageStore`], with an embedded
 //! SQLite backend (the zero-setup default) and a PostgreSQL backend for several processes sharing
-//! the work. Both run the same contract tests.
+//! the work. Both run the same contract tests (`tests/it/store.rs`).
 //!
 //! Lifecycle of a stored message: `queued` → (claimed) `processing` → `sent` | `queued` again with a
 //! later `next_attempt_at` | `abandoned` | `cancelled`. A claim is a lease: a process that dies
@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Attempt;
+use crate::config::mask_url;
+use crate::delivery::{Attempt, Outcome};
 use crate::message::Message;
 
 /// Where a stored message stands.
@@ -27,6 +28,18 @@ pub enum Status {
     Abandoned,
     /// The template cancelled it.
     Cancelled,
+}
+
+impl From<Outcome> for Status {
+    /// A delivery's end state as the message's final status: both ways of failing (permanently
+    /// or out of attempts) are `abandoned`.
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Delivered => Status::Sent,
+            Outcome::Failed | Outcome::Abandoned => Status::Abandoned,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
 impl Status {
@@ -90,9 +103,9 @@ pub struct StoredMessage {
 /// A message claimed for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
-    /// Its id.
+    /// The message's id in the store.
     pub id: String,
-    /// The message.
+    /// The message as accepted.
     pub message: Message,
     /// Attempts made before this claim.
     pub send_count: u32,
@@ -101,7 +114,7 @@ pub struct Claimed {
 /// What a worker decided after one attempt of a claimed message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptUpdate {
-    /// The message.
+    /// The message's id.
     pub id: String,
     /// The worker that holds the lease; an update from a worker that lost its lease is ignored.
     pub worker: String,
@@ -229,8 +242,6 @@ pub trait MessageStore: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // Backends, and what they share: time and row encoding, URL dispatch, error mapping.
 
-#[cfg(test)]
-mod contract;
 mod postgres;
 mod sqlite;
 
@@ -249,7 +260,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MessageStore>, StoreEr
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::BadUrl(redact_url(url)))
+        Err(StoreError::BadUrl(mask_url(url)))
     }
 }
 
@@ -384,7 +395,7 @@ fn list_plan(
 }
 
 /// The first update of each message, in order: one attempt clears the lease, so a second update
-/// of the same message in one batch would be skipped anyway (as the row-at-a-time version did).
+/// of the same message in one batch would be skipped anyway.
 fn first_per_message(updates: &[AttemptUpdate]) -> Vec<&AttemptUpdate> {
     let mut seen = std::collections::HashSet::with_capacity(updates.len());
     updates
@@ -587,14 +598,6 @@ fn url_password(url: &str) -> Option<String> {
     from_userinfo.or(from_query).filter(|p| !p.is_empty())
 }
 
-/// `url` with its password replaced by `***`, for messages.
-fn redact_url(url: &str) -> String {
-    match url_password(url) {
-        Some(password) => url.replace(&password, "***"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod helper_tests {
     use super::*;
@@ -609,14 +612,14 @@ mod helper_tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/courier"),
+            mask_url("postgres://app:s3cret@db:5432/courier"),
             "postgres://app:***@db:5432/courier"
         );
         assert_eq!(
-            redact_url("postgres://db/courier?user=app&password=s3cret"),
-            "postgres://db/courier?user=app&password=***"
+            mask_url("postgres://db/courier?user=app&password=s3cret"),
+            "postgres://db/courier?user=***&password=***"
         );
-        assert_eq!(redact_url("sqlite://courier.db"), "sqlite://courier.db");
+        assert_eq!(mask_url("sqlite://courier.db"), "sqlite://courier.db");
         let e = unavailable("auth failed for s3cret", Some("s3cret"));
         assert_eq!(e.to_string(), "store unavailable: auth failed for ***");
     }

@@ -71,7 +71,7 @@ impl PostgresStore {
         if !valid {
             return Err(StoreError::BadUrl(format!(
                 "{} (invalid schema name {schema:?})",
-                super::redact_url(url)
+                crate::config::mask_url(url)
             )));
         }
         Self::connect(url, Some(schema)).await

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{Reply, Server};
+use crate::support::{Reply, Server, Start as _};
 
 fn courier(args: &[&str]) -> Output {
     courier_stdin(args, "")

@@ -11,7 +11,7 @@ use jsonnet_courier::message::{samples, Message, MessageType, TemplateType};
 use jsonnet_courier::template::Ctx;
 use serde_json::{json, Value};
 
-use crate::support::{Reply, Server};
+use crate::support::{Reply, Server, Start as _};
 
 const TEST_BODY: &str = "function(ctx) { from: ctx.from, to: ctx.to, body: ctx.body }";
 const EXPECTED_JSON: &str = r#"{"body":"test-sms-body","from":"+13104661805","to":"+14134242223"}"#;

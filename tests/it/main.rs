@@ -1,6 +1,7 @@
 //! Integration tests: one binary. A real HTTP server on 127.0.0.1 stands in for every remote
 //! endpoint; the CLI tests run the real `courier` binary.
 
+mod backend;
 mod cli;
 mod compose_cli;
 mod deliver;
@@ -8,4 +9,5 @@ mod engine;
 mod proof;
 mod send;
 mod serve;
+mod store;
 mod support;

@@ -1,12 +1,12 @@
-//! The proofs of `courier serve` (issue 4, section 4), each runnable with `cargo test`:
+//! The proofs of `courier serve`, each runnable with `cargo test`:
 //!
 //! - crash: the real binary is killed with SIGKILL mid-run (while messages are still being
 //!   enqueued) and restarted; every accepted message reaches the sink, and the duplicates are
 //!   counted: exactly the deliveries the dead process had not recorded, each repeated once;
 //! - sink faults: 500, then 429 with Retry-After, then hangs past the timeout, then dropped
 //!   connections, then recovery; every message ends `sent` with attempts that match the policy;
-//! - two processes on one PostgreSQL database (`COURIER_TEST_POSTGRES_URL`; skipped without
-//!   it): every message delivered exactly once.
+//! - two processes on one PostgreSQL database (`COURIER_TEST_POSTGRES_URL`; ignored
+//!   without it): every message delivered exactly once.
 //!
 //! - the unrecorded window: with a store that writes slowly, deliveries not yet recorded (what a
 //!   crash would send twice) stay within the in-flight window.
@@ -31,9 +31,10 @@ use jsonnet_courier::store::{
 };
 use serde_json::{json, Value};
 
-use crate::serve::{config, fetch, ids_of, start, with_store, Backend, POSTGRES_URL_VAR};
+use crate::backend::{with_store, Backend};
+use crate::serve::{config, fetch, ids_of, start};
 use crate::support::{
-    catch_unwind, get, post_json, try_http_request, wait_for, HttpReply, Reply, Server,
+    catch_unwind, get, post_json, try_http_request, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -520,7 +521,7 @@ impl MessageStore for SlowRecords {
 /// batch) whatever the speed of the store; here the store takes 300 ms per attempt write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unrecorded_window_is_bounded_when_the_store_writes_slowly() {
-    with_store(Backend::Sqlite, |inner| async move {
+    with_store(Backend::SqliteFile, |inner| async move {
         const TOTAL: usize = 3_000;
         let sink = Sink::start(|_| Reply::status(200)).await;
         let slow = Arc::new(SlowRecords {
@@ -584,7 +585,7 @@ fn phase(n: usize) -> Phase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_faults_end_sent_with_attempts_that_match_the_policy() {
-    with_store(Backend::Sqlite, |store| async move {
+    with_store(Backend::SqliteFile, |store| async move {
         let sink = Sink::start(|n| match phase(n) {
             Phase::Error500 => Reply::status(500).body("internal error"),
             Phase::TooMany => Reply::status(429).header("retry-after", "1"),
@@ -724,11 +725,8 @@ async fn sink_faults_end_sent_with_attempts_that_match_the_policy() {
 // 12. Two processes, one PostgreSQL database.
 
 async fn two_processes_proof(total: usize) {
-    let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
-        println!("skipped: set {POSTGRES_URL_VAR} to run the two-process PostgreSQL proof");
-        return;
-    };
-    let schema = crate::serve::fresh_schema();
+    let url = crate::backend::postgres_url();
+    let schema = crate::backend::fresh_schema();
     // Creates the schema and runs the migrations there; the processes find it on their
     // search_path.
     let pg = PostgresStore::open_in_schema(&url, &schema)
@@ -847,6 +845,7 @@ async fn two_processes(db_url: &str, pg: &PostgresStore, total: usize) {
 
 /// 10,000 messages over two processes sharing one PostgreSQL schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs COURIER_TEST_POSTGRES_URL"]
 async fn two_processes_on_one_postgres_deliver_exactly_once() {
     two_processes_proof(10_000).await;
 }

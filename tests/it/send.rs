@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::support::{Reply, Server};
+use crate::support::{Reply, Server, Start as _};
 
 fn courier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_courier"))

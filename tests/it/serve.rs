@@ -1,7 +1,7 @@
 //! `courier serve` in process: the HTTP API and the worker over a SQLite file in a temp dir, and
-//! over PostgreSQL (a fresh schema per test) when `COURIER_TEST_POSTGRES_URL` is set. Each
-//! behaviour is one `async fn` below, run once per backend by the `backend_tests!` list at the end
-//! (`serve::sqlite::NAME`, `serve::postgres::NAME`).
+//! over PostgreSQL (a fresh schema per test; ignored unless run with `--ignored` and
+//! `COURIER_TEST_POSTGRES_URL`). Each behaviour is one `async fn` below, run once per backend by
+//! the `backend_tests!` list at the end (`serve::sqlite::NAME`, `serve::postgres::NAME`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -12,95 +12,20 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use jsonnet_courier::config::settings::ServeSettings;
 use jsonnet_courier::config::{Config, Secret};
-use jsonnet_courier::delivery::{AttemptClass, Courier, ErrorKind};
+use jsonnet_courier::delivery::{AttemptClass, ErrorKind};
 use jsonnet_courier::message::Message;
 use jsonnet_courier::service::{ServeError, Service};
-use jsonnet_courier::store::{MessageStore, PostgresStore, SqliteStore, Status, StoredMessage};
+use jsonnet_courier::store::{MessageStore, SqliteStore, Status, StoredMessage};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::backend::{with_store, Backend};
 use crate::support::{
-    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server,
+    get, http_request, post_json, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
-pub(crate) const POSTGRES_URL_VAR: &str = "COURIER_TEST_POSTGRES_URL";
-
 // ---------------------------------------------------------------------------------------------
-// Harness: a fresh store per test, a service on 127.0.0.1:0, a config from YAML.
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh store: a SQLite file in a temp dir, or a PostgreSQL schema of its own.
-pub(crate) struct TestStore {
-    pub store: Arc<dyn MessageStore>,
-    _dir: tempfile::TempDir,
-    pg: Option<PostgresStore>,
-}
-
-impl TestStore {
-    /// `None` (after printing why) for PostgreSQL without `COURIER_TEST_POSTGRES_URL`.
-    pub async fn new(backend: Backend) -> Option<TestStore> {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("courier.db").display());
-                let store = SqliteStore::open(&url).await.expect("open sqlite");
-                Some(TestStore {
-                    store: Arc::new(store),
-                    _dir: dir,
-                    pg: None,
-                })
-            }
-            Backend::Postgres => {
-                let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
-                    println!("skipped: set {POSTGRES_URL_VAR} to run the PostgreSQL variant");
-                    return None;
-                };
-                let schema = fresh_schema();
-                let store = PostgresStore::open_in_schema(&url, &schema)
-                    .await
-                    .expect("open postgres schema");
-                Some(TestStore {
-                    store: Arc::new(store.clone()),
-                    _dir: dir,
-                    pg: Some(store),
-                })
-            }
-        }
-    }
-
-    /// Drops the PostgreSQL schema (the temp dir goes with `self`).
-    pub async fn cleanup(self) {
-        if let Some(pg) = self.pg {
-            pg.drop_schema().await.expect("drop test schema");
-        }
-    }
-}
-
-/// A schema name no other test uses.
-pub(crate) fn fresh_schema() -> String {
-    format!("serve_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Runs `body` against a fresh store of `backend`, cleans up, then passes a panic on.
-pub(crate) async fn with_store<F, Fut>(backend: Backend, body: F)
-where
-    F: FnOnce(Arc<dyn MessageStore>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Some(ts) = TestStore::new(backend).await else {
-        return;
-    };
-    let result = catch_unwind(body(Arc::clone(&ts.store))).await;
-    ts.cleanup().await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
+// Harness: a fresh store per test (`backend.rs`), a service on 127.0.0.1:0, a config from YAML.
 
 /// A config delivering email to `sink` with fast retries; `body` is a Jsonnet template (the
 /// default template when `None`); `extra` is appended inside `jsonnet_courier:`.
@@ -146,15 +71,10 @@ pub(crate) async fn start(
     config: Config,
     tweak: impl FnOnce(&mut ServeSettings),
 ) -> Running {
-    let mut settings = config.settings.serve.clone();
-    settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    tweak(&mut settings);
-    let courier = Arc::new(Courier::new(config).await.unwrap());
-    let service = Service {
-        settings,
-        store,
-        courier,
-    };
+    let mut config = config;
+    config.settings.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    tweak(&mut config.settings.serve);
+    let service = Service::new(config, store).await.unwrap();
     let listener = service.bind().await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
@@ -1257,21 +1177,17 @@ async fn a_dead_workers_message_is_delivered_after_its_lease(store: Arc<dyn Mess
 async fn refuses_a_non_loopback_address_without_tokens() {
     let store: Arc<dyn MessageStore> =
         Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
-    let courier = Arc::new(
-        Courier::new(config("http://127.0.0.1:9/", 0, None, ""))
-            .await
-            .unwrap(),
-    );
+    let listening = |listen: SocketAddr| {
+        let mut config = config("http://127.0.0.1:9/", 0, None, "");
+        config.settings.serve = ServeSettings {
+            listen,
+            ..ServeSettings::default()
+        };
+        Service::new(config, Arc::clone(&store))
+    };
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:4480"] {
         let addr: SocketAddr = addr.parse().unwrap();
-        let service = Service {
-            settings: ServeSettings {
-                listen: addr,
-                ..ServeSettings::default()
-            },
-            store: Arc::clone(&store),
-            courier: Arc::clone(&courier),
-        };
+        let service = listening(addr).await.unwrap();
         match service.bind().await {
             Err(e @ ServeError::NoTokens(a)) => {
                 assert_eq!(a, addr);
@@ -1282,14 +1198,9 @@ async fn refuses_a_non_loopback_address_without_tokens() {
         }
     }
     // Loopback needs none.
-    let service = Service {
-        settings: ServeSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServeSettings::default()
-        },
-        store,
-        courier,
-    };
+    let service = listening(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
     let l = service.bind().await.unwrap();
     assert!(l.local_addr().unwrap().ip().is_loopback());
 }
@@ -1355,13 +1266,14 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::with_store(super::Backend::Sqlite, super::$name).await;
+                    super::with_store(super::Backend::SqliteFile, super::$name).await;
                 }
             )*
         }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs COURIER_TEST_POSTGRES_URL"]
                 async fn $name() {
                     super::with_store(super::Backend::Postgres, super::$name).await;
                 }

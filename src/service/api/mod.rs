@@ -23,6 +23,10 @@ use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::store::{self, ListFilter, MessageStore, Requeue, Status, StoreError};
 
+mod error;
+
+use error::{json_response as reply, ApiError};
+
 /// Most messages committed in one group-commit transaction.
 const MAX_GROUP: usize = 1024;
 
@@ -30,18 +34,15 @@ type InsertReply = oneshot::Sender<Result<Vec<String>, StoreError>>;
 
 /// Shared state of the API handlers.
 pub struct Api {
-    /// The store.
-    pub store: Arc<dyn MessageStore>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    store: Arc<dyn MessageStore>,
+    metrics: Arc<Metrics>,
     /// Accepted bearer tokens; empty means no authentication (loopback only).
-    pub tokens: Vec<Secret>,
-    /// Largest request body.
-    pub max_body_bytes: usize,
+    tokens: Vec<Secret>,
+    max_body_bytes: usize,
     /// Wakes the local worker after an insert.
-    pub wake: Arc<Notify>,
-    /// Whether the worker's claim loop runs.
-    pub worker_running: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    /// Whether the worker's claim loop runs (for readiness).
+    worker_running: Arc<AtomicBool>,
     inserts: mpsc::Sender<(Vec<Message>, InsertReply)>,
 }
 
@@ -81,8 +82,8 @@ impl Api {
             (&Method::GET, ["health", "ready"]) => return self.ready().await,
             _ => {}
         }
-        if let Some(rejection) = self.unauthorized(&req) {
-            return rejection;
+        if let Err(rejection) = self.authorize(&req) {
+            return rejection.into_response();
         }
         let result = match (&method, segments.as_slice()) {
             (&Method::POST, ["messages"]) => {
@@ -97,27 +98,19 @@ impl Api {
             (&Method::GET, ["messages", id]) => self.get(id).await,
             (&Method::POST, ["messages", id, "retry"]) => self.retry(id).await,
             (&Method::GET, ["metrics"]) => self.metrics().await,
-            (_, ["messages"]) => Err(not_allowed("GET, POST")),
-            (_, ["messages", _]) => Err(not_allowed("GET")),
-            (_, ["messages", _, "retry"]) | (_, ["metrics"]) => {
-                Err(not_allowed(if segments[0] == "metrics" {
-                    "GET"
-                } else {
-                    "POST"
-                }))
-            }
-            _ => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no route {method} {path}"),
-            )),
+            (_, ["messages"]) => Err(ApiError::not_allowed("GET, POST")),
+            (_, ["messages", _]) => Err(ApiError::not_allowed("GET")),
+            (_, ["messages", _, "retry"]) => Err(ApiError::not_allowed("POST")),
+            (_, ["metrics"]) => Err(ApiError::not_allowed("GET")),
+            _ => Err(ApiError::not_found(format!("no route {method} {path}"))),
         };
-        result.unwrap_or_else(|resp| resp)
+        result.unwrap_or_else(ApiError::into_response)
     }
 
-    /// The 401 to answer when tokens are required and the request has no valid one.
-    fn unauthorized(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    /// A 401 when tokens are required and the request has no valid one.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
         if self.tokens.is_empty() {
-            return None;
+            return Ok(());
         }
         let given = req
             .headers()
@@ -126,13 +119,10 @@ impl Api {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let Some(given) = given else {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "missing bearer token: send Authorization: Bearer <token>".into(),
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(r);
+            return Err(ApiError::unauthorized(
+                "missing bearer token: send Authorization: Bearer <token>",
+                "Bearer",
+            ));
         };
         // Compare against every token without stopping early, each in constant time.
         let mut ok = false;
@@ -140,14 +130,12 @@ impl Api {
             ok |= constant_time_eq(given.as_bytes(), t.expose().as_bytes());
         }
         if ok {
-            None
+            Ok(())
         } else {
-            let mut r = error(StatusCode::UNAUTHORIZED, "invalid bearer token".into());
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            Some(r)
+            Err(ApiError::unauthorized(
+                "invalid bearer token",
+                "Bearer error=\"invalid_token\"",
+            ))
         }
     }
 
@@ -173,9 +161,9 @@ impl Api {
         &self,
         req: Request<Incoming>,
         channel: Option<String>,
-    ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
         let too_large = || {
-            error(
+            ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {} bytes", self.max_body_bytes),
             )
@@ -197,43 +185,28 @@ impl Api {
                 {
                     too_large()
                 } else {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        format!("reading the body failed: {e}"),
-                    )
+                    ApiError::bad_request(format!("reading the body failed: {e}"))
                 }
             })?
             .to_bytes();
-        let (mut messages, single) =
-            parse_messages(&body).map_err(|reason| error(StatusCode::BAD_REQUEST, reason))?;
+        let (mut messages, single) = parse_messages(&body).map_err(ApiError::bad_request)?;
         if let Some(ch) = &channel {
             for m in messages.iter_mut().filter(|m| m.channel.is_none()) {
                 m.channel = Some(ch.clone());
             }
         }
         if messages.is_empty() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "the array is empty: send one message or an array of them".into(),
+            return Err(ApiError::bad_request(
+                "the array is empty: send one message or an array of them",
             ));
         }
         let count = messages.len();
         let (tx, rx) = oneshot::channel();
-        self.inserts.send((messages, tx)).await.map_err(|_| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the service is shutting down".into(),
-            )
-        })?;
-        let ids = rx
+        self.inserts
+            .send((messages, tx))
             .await
-            .map_err(|_| {
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the service is shutting down".into(),
-                )
-            })?
-            .map_err(store_error)?;
+            .map_err(|_| ApiError::shutting_down())?;
+        let ids = rx.await.map_err(|_| ApiError::shutting_down())??;
         self.metrics.accepted(count);
         self.wake.notify_one();
         let body = if single {
@@ -244,60 +217,48 @@ impl Api {
         Ok(reply(StatusCode::ACCEPTED, &body))
     }
 
-    async fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
-        match self.store.get(id).await.map_err(store_error)? {
+    async fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+        match self.store.get(id).await? {
             Some(m) => Ok(reply(StatusCode::OK, &m)),
-            None => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no message with id {id:?}"),
-            )),
+            None => Err(ApiError::not_found(format!("no message with id {id:?}"))),
         }
     }
 
-    async fn list(&self, query: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+    async fn list(&self, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
         let mut filter = ListFilter::default();
         let mut token = None;
         let mut limit = 50usize;
         for (k, v) in form_pairs(query) {
             match k.as_str() {
                 "status" if !v.is_empty() => {
-                    filter.status = Some(v.parse::<Status>().map_err(|e| error(StatusCode::BAD_REQUEST, format!("status: {e}")))?)
+                    filter.status = Some(v.parse::<Status>().map_err(|e| ApiError::bad_request(format!("status: {e}")))?)
                 }
                 "recipient" if !v.is_empty() => filter.recipient = Some(v),
                 "page_token" if !v.is_empty() => {
                     if !store::is_valid_page_token(&v) {
-                        return Err(error(StatusCode::BAD_REQUEST, "page_token: not a token this service issued".into()));
+                        return Err(ApiError::bad_request("page_token: not a token this service issued"));
                     }
                     token = Some(v);
                 }
                 "limit" => {
                     limit = match v.parse::<usize>() {
                         Ok(n @ 1..=500) => n,
-                        _ => return Err(error(StatusCode::BAD_REQUEST, "limit: expected a number from 1 to 500".into())),
+                        _ => return Err(ApiError::bad_request("limit: expected a number from 1 to 500")),
                     }
                 }
                 "status" | "recipient" | "page_token" => {}
-                other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}; expected status, recipient, page_token, limit"))),
+                other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}; expected status, recipient, page_token, limit"))),
             }
         }
-        let page = self
-            .store
-            .list(&filter, token.as_deref(), limit)
-            .await
-            .map_err(store_error)?;
+        let page = self.store.list(&filter, token.as_deref(), limit).await?;
         Ok(reply(
             StatusCode::OK,
             &json!({"messages": page.messages, "next_page_token": page.next_page_token}),
         ))
     }
 
-    async fn retry(&self, id: &str) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
-        match self
-            .store
-            .requeue(id, SystemTime::now())
-            .await
-            .map_err(store_error)?
-        {
+    async fn retry(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+        match self.store.requeue(id, SystemTime::now()).await? {
             Requeue::Requeued => {
                 self.wake.notify_one();
                 Ok(reply(
@@ -305,11 +266,8 @@ impl Api {
                     &json!({"id": id, "status": "queued"}),
                 ))
             }
-            Requeue::NotFound => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no message with id {id:?}"),
-            )),
-            Requeue::NotFinal(s) => Err(error(
+            Requeue::NotFound => Err(ApiError::not_found(format!("no message with id {id:?}"))),
+            Requeue::NotFinal(s) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
                     "the message is {}; only abandoned or cancelled messages can be retried",
@@ -319,8 +277,8 @@ impl Api {
         }
     }
 
-    async fn metrics(&self) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
-        let stats = self.store.stats().await.map_err(store_error)?;
+    async fn metrics(&self) -> Result<Response<Full<Bytes>>, ApiError> {
+        let stats = self.store.stats().await?;
         let text = self.metrics.render(&stats);
         let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
@@ -422,47 +380,6 @@ async fn group_commit(
             }
         }
     }
-}
-
-fn store_error(e: StoreError) -> Response<Full<Bytes>> {
-    match e {
-        StoreError::Duplicate(_) => error(StatusCode::CONFLICT, e.to_string()),
-        StoreError::Unavailable(_) | StoreError::BadUrl(_) | StoreError::Corrupt { .. } => {
-            tracing::error!("store error: {e}");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is unavailable; nothing was stored, try again".into(),
-            )
-        }
-    }
-}
-
-fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed; allowed: {allow}"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
-fn error(status: StatusCode, reason: String) -> Response<Full<Bytes>> {
-    reply(
-        status,
-        &json!({"error": {"code": status.as_u16(), "status": status.canonical_reason().unwrap_or(""), "reason": reason}}),
-    )
-}
-
-fn reply(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 /// `a=1&b=x+y` → pairs, percent-decoded.

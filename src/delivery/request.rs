@@ -10,8 +10,36 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Uri};
 
+use crate::config::settings::HttpSettings;
 use crate::config::{Auth, ChannelConfig, KeyLocation};
 use crate::encode::{self, EncodeError, Encoding};
+use crate::http::HttpClient;
+
+use super::http::{Answer, SendError};
+
+/// A channel whose requests cannot be prepared; `Display` names the key path.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The URL does not parse.
+    #[error("{path}.url: {source}")]
+    Url {
+        /// The channel's key path.
+        path: String,
+        /// The parse error.
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// A credential or header that cannot be sent as a header value.
+    #[error("{path}.{key}: invalid {what}")]
+    Auth {
+        /// The channel's key path.
+        path: String,
+        /// The key under the channel (`auth`, `auth.config.name`...).
+        key: &'static str,
+        /// What was invalid.
+        what: &'static str,
+    },
+}
 
 /// The message-independent part of a channel's requests.
 #[derive(Debug, Clone)]
@@ -26,12 +54,18 @@ impl RequestTemplate {
     /// Prepares `channel`'s requests; `user_agent` is used unless the channel sets one.
     ///
     /// # Errors
-    /// The URL does not parse (config validation normally catches this first).
-    pub fn new(channel: &ChannelConfig, user_agent: &str) -> Result<Self, String> {
-        let uri: Uri = channel
-            .url
-            .parse()
-            .map_err(|e| format!("{}.url: {e}", channel.path))?;
+    /// The URL does not parse (config validation normally catches this first), or a credential
+    /// is not a valid header value.
+    pub fn new(channel: &ChannelConfig, user_agent: &str) -> Result<Self, RequestError> {
+        let uri: Uri = channel.url.parse().map_err(|source| RequestError::Url {
+            path: channel.path.clone(),
+            source,
+        })?;
+        let invalid = |key, what| RequestError::Auth {
+            path: channel.path.clone(),
+            key,
+            what,
+        };
         let mut headers = HeaderMap::new();
         for (name, value) in &channel.headers {
             // Repeated names in config are distinct YAML keys with different case: keep them all.
@@ -57,7 +91,7 @@ impl RequestTemplate {
                     password.expose()
                 ));
                 let mut v = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|_| format!("{}.auth: invalid credentials", channel.path))?;
+                    .map_err(|_| invalid("auth", "credentials"))?;
                 v.set_sensitive(true);
                 headers.insert(header::AUTHORIZATION, v);
             }
@@ -66,12 +100,10 @@ impl RequestTemplate {
                 value,
                 location: KeyLocation::Header,
             }) => {
-                let name = header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    format!("{}.auth.config.name: invalid header name", channel.path)
-                })?;
-                let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
-                    format!("{}.auth.config.value: invalid header value", channel.path)
-                })?;
+                let name = header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| invalid("auth.config.name", "header name"))?;
+                let mut v = HeaderValue::from_str(value.expose())
+                    .map_err(|_| invalid("auth.config.value", "header value"))?;
                 v.set_sensitive(true);
                 headers.insert(name, v);
             }
@@ -87,8 +119,8 @@ impl RequestTemplate {
                     }
                     _ => pair,
                 };
-                let mut v = HeaderValue::from_str(&joined)
-                    .map_err(|_| format!("{}.auth.config: invalid cookie", channel.path))?;
+                let mut v =
+                    HeaderValue::from_str(&joined).map_err(|_| invalid("auth.config", "cookie"))?;
                 v.set_sensitive(true);
                 headers.insert(header::COOKIE, v);
             }
@@ -99,6 +131,23 @@ impl RequestTemplate {
             headers,
             encoding: channel.encoding,
         })
+    }
+
+    /// Builds the request for `payload` and sends it: one HTTP attempt.
+    pub(crate) async fn send(
+        &self,
+        client: &HttpClient,
+        payload: Option<String>,
+        settings: &HttpSettings,
+    ) -> Result<Answer, SendError> {
+        let req = self.build(payload)?;
+        super::http::send(
+            client,
+            req,
+            settings.timeout,
+            settings.max_response_body_bytes,
+        )
+        .await
     }
 
     /// Whether requests carry a body at all: every method but TRACE does.

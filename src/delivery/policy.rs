@@ -1,4 +1,7 @@
-//! The retry policy: which outcomes are worth another attempt, and when.
+//! The delivery policy, the one place that decides what an attempt's result means: the class of
+//! a response status, a send error or a render error, and after each attempt a [`Decision`]
+//! (delivered, retry after a delay, give up, cancelled) that `Courier::deliver` and the service
+//! worker both act on.
 //!
 //! Backoff is exponential with full jitter: before retry `n` (1 for the first retry) the delay is
 //! drawn uniformly from `[0, min(max_backoff, initial_backoff × multiplierⁿ⁻¹)]`, so retries of many
@@ -8,7 +11,60 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::settings::RetrySettings;
-use crate::delivery::{AttemptClass, ErrorKind};
+use crate::template::RenderErrorKind;
+
+use super::{Attempt, AttemptClass, ErrorKind, Outcome};
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// The endpoint accepted the message.
+    Delivered,
+    /// Try again after `after`; `reason` is why this attempt failed.
+    Retry {
+        /// The delay before the next attempt (jittered backoff, or the server's Retry-After).
+        after: Duration,
+        /// Why the attempt failed.
+        reason: ErrorKind,
+    },
+    /// Stop trying: the message failed.
+    GiveUp {
+        /// Why the last attempt failed.
+        reason: ErrorKind,
+        /// Whether retrying could not help, or the attempts ran out.
+        why: GiveUp,
+    },
+    /// The template cancelled the send.
+    Cancelled,
+}
+
+/// Why a delivery gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// The failure will not change by retrying (a non-retryable status, a template error).
+    Permanent,
+    /// Every allowed attempt failed with a retryable error.
+    Exhausted,
+}
+
+impl Decision {
+    /// The delivery's end state, `None` while a retry is due.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Decision::Delivered => Some(Outcome::Delivered),
+            Decision::Cancelled => Some(Outcome::Cancelled),
+            Decision::GiveUp {
+                why: GiveUp::Permanent,
+                ..
+            } => Some(Outcome::Failed),
+            Decision::GiveUp {
+                why: GiveUp::Exhausted,
+                ..
+            } => Some(Outcome::Abandoned),
+            Decision::Retry { .. } => None,
+        }
+    }
+}
 
 /// When to try again, and how often.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +80,28 @@ impl RetryPolicy {
         Self {
             max_attempts: message_retries.saturating_add(1),
             settings,
+        }
+    }
+
+    /// Decides what follows `attempt`: the single rule for `Courier::deliver` and the worker.
+    pub fn decide(&self, attempt: &Attempt) -> Decision {
+        // A failed attempt always names its kind; Status is the kind of a bare failing answer.
+        let reason = attempt.error_kind.unwrap_or(ErrorKind::Status);
+        match attempt.class {
+            AttemptClass::Delivered => Decision::Delivered,
+            AttemptClass::Cancelled => Decision::Cancelled,
+            AttemptClass::Permanent => Decision::GiveUp {
+                reason,
+                why: GiveUp::Permanent,
+            },
+            AttemptClass::Retryable if attempt.number >= self.max_attempts => Decision::GiveUp {
+                reason,
+                why: GiveUp::Exhausted,
+            },
+            AttemptClass::Retryable => Decision::Retry {
+                after: self.delay(attempt.number, attempt.retry_after()),
+                reason,
+            },
         }
     }
 
@@ -51,6 +129,17 @@ impl RetryPolicy {
             | ErrorKind::Render
             | ErrorKind::Encode
             | ErrorKind::Channel => AttemptClass::Permanent,
+        }
+    }
+
+    /// Classes a failed render: load on the pool is worth another try, the template is not.
+    pub fn classify_render(kind: RenderErrorKind) -> (ErrorKind, AttemptClass) {
+        match kind {
+            RenderErrorKind::Cancelled => (ErrorKind::Cancelled, AttemptClass::Cancelled),
+            RenderErrorKind::Timeout | RenderErrorKind::PoolClosed => {
+                (ErrorKind::Render, AttemptClass::Retryable)
+            }
+            _ => (ErrorKind::Render, AttemptClass::Permanent),
         }
     }
 
@@ -120,6 +209,71 @@ mod tests {
         assert_eq!(p.classify_status(429), AttemptClass::Permanent);
         assert_eq!(p.classify_status(202), AttemptClass::Permanent);
         assert_eq!(p.max_attempts, 1);
+    }
+
+    #[test]
+    fn decisions_end_in_one_vocabulary() {
+        let p = RetryPolicy::new(1, RetrySettings::default());
+        let attempt = |number, class, kind| Attempt {
+            error_kind: kind,
+            class,
+            ..Attempt::start(number)
+        };
+        let delivered = p.decide(&attempt(1, AttemptClass::Delivered, None));
+        assert_eq!(delivered, Decision::Delivered);
+        assert_eq!(delivered.outcome(), Some(Outcome::Delivered));
+        let d = p.decide(&attempt(
+            1,
+            AttemptClass::Retryable,
+            Some(ErrorKind::Timeout),
+        ));
+        assert!(
+            matches!(d, Decision::Retry { reason: ErrorKind::Timeout, after } if after <= Duration::from_secs(1)),
+            "{d:?}"
+        );
+        assert_eq!(d.outcome(), None);
+        let d = p.decide(&attempt(
+            2,
+            AttemptClass::Retryable,
+            Some(ErrorKind::Connect),
+        ));
+        assert_eq!(
+            d,
+            Decision::GiveUp {
+                reason: ErrorKind::Connect,
+                why: GiveUp::Exhausted
+            }
+        );
+        assert_eq!(d.outcome(), Some(Outcome::Abandoned));
+        let d = p.decide(&attempt(
+            1,
+            AttemptClass::Permanent,
+            Some(ErrorKind::Render),
+        ));
+        assert_eq!(d.outcome(), Some(Outcome::Failed));
+        let d = p.decide(&attempt(
+            1,
+            AttemptClass::Cancelled,
+            Some(ErrorKind::Cancelled),
+        ));
+        assert_eq!(d, Decision::Cancelled);
+        assert_eq!(d.outcome(), Some(Outcome::Cancelled));
+    }
+
+    #[test]
+    fn render_load_is_retried_and_template_errors_are_not() {
+        assert_eq!(
+            RetryPolicy::classify_render(RenderErrorKind::Timeout),
+            (ErrorKind::Render, AttemptClass::Retryable)
+        );
+        assert_eq!(
+            RetryPolicy::classify_render(RenderErrorKind::Runtime),
+            (ErrorKind::Render, AttemptClass::Permanent)
+        );
+        assert_eq!(
+            RetryPolicy::classify_render(RenderErrorKind::Cancelled),
+            (ErrorKind::Cancelled, AttemptClass::Cancelled)
+        );
     }
 
     #[test]

@@ -1,0 +1,12 @@
+//! Load generation for jsonnet-courier, kept out of the library: one loopback HTTP [`Sink`]
+//! (scriptable replies, optional recording) used by `courier sink`, `courier bench`, the benches
+//! and the integration tests, and bounded load drivers ([`drive`], [`run_ceiling`], the service
+//! runs in [`service`]). Every loop here is bounded by a count or a deadline.
+#![warn(missing_docs)]
+
+mod drive;
+pub mod service;
+mod sink;
+
+pub use drive::{drive, run_ceiling, RunStats};
+pub use sink::{Record, Recorded, Reply, Sink};
