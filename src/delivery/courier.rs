@@ -1,16 +1,18 @@
 //! [`Courier`]: built from a [`Config`], it renders and sends messages, one attempt at a time or a
 //! whole delivery with the retry policy. An attempt runs in phases: route (find the channel),
-//! render (the template over the ctx), send (the channel's transport), record (the answer into the
-//! [`Attempt`], classed by the policy).
+//! render (a message without subject and bodies is composed from its message templates, then the
+//! channel's template renders over the ctx), send (the channel's transport), record (the answer
+//! into the [`Attempt`], classed by the policy).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::template::{Ctx, Engine, Pool, RenderError};
+use crate::template::{source::Loader, Ctx, Engine, Pool, RenderError};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
@@ -35,6 +37,7 @@ use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
 /// ```
 pub struct Courier {
     routes: HashMap<String, Route>,
+    composer: Composer,
     pool: Pool,
     client: HttpClient,
     policy: RetryPolicy,
@@ -66,8 +69,12 @@ impl Courier {
         let mut checker = Engine::new(pool.limits().clone())
             .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
         let routes = route::build(&config, &mut checker, style).await?;
+        let composer = Composer::load(&config.templates, &Loader::new(config.base_dir.clone()))
+            .await
+            .map_err(|e| ConfigError::one(e.origin, e.message))?;
         Ok(Self {
             routes,
+            composer,
             pool,
             client: http::client(config.settings.http.connect_timeout),
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
@@ -91,24 +98,56 @@ impl Courier {
         &self.pool
     }
 
+    /// The compiled message templates.
+    pub fn composer(&self) -> &Composer {
+        &self.composer
+    }
+
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
-        let make_ctx = || Ctx::Json(ctx::to_json(message, self.style));
+        let make_ctx = || self.prepare(message);
         self.attempt_inner(message.channel(), make_ctx, number)
             .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
-        self.attempt_inner(channel, || ctx, number).await
+        let prepared = Prepared {
+            ctx,
+            notes: Vec::new(),
+        };
+        self.attempt_inner(channel, || Ok(prepared), number).await
+    }
+
+    /// The ctx of `message`. A message with neither subject nor bodies is composed first from
+    /// the message templates of its type (when the reference has some for its channel); one
+    /// that carries its own is used as given.
+    fn prepare(&self, message: &Message) -> Result<Prepared, ComposeError> {
+        if !compose::needs_composing(message) {
+            return Ok(Prepared {
+                ctx: Ctx::Json(ctx::to_json(message, self.style)),
+                notes: Vec::new(),
+            });
+        }
+        let mut composed = message.clone();
+        let notes = match self.composer.fill_missing(&mut composed) {
+            Ok(notes) => notes,
+            // Nothing to render for this type and channel: delivered as given.
+            Err(ComposeError::NoTemplate { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Prepared {
+            ctx: Ctx::Json(ctx::to_json(&composed, self.style)),
+            notes,
+        })
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
     async fn attempt_inner(
         &self,
         channel: &str,
-        make_ctx: impl FnOnce() -> Ctx,
+        make_ctx: impl FnOnce() -> Result<Prepared, ComposeError>,
         number: u32,
     ) -> Attempt {
         let mut a = Attempt::start(number);
@@ -121,11 +160,17 @@ impl Courier {
                 return a;
             }
         };
-        let payload = match self.render(route, make_ctx).await {
+        let payload = match self.render(route, make_ctx, &mut a.notes).await {
             Ok(payload) => payload,
-            Err(e) => {
+            Err(RenderFailure::Template(e)) => {
                 let (kind, class) = RetryPolicy::classify_render(e.kind());
                 a.fail(kind, class, e.to_string());
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
+            // A built-in message template failed: the same data fails again.
+            Err(RenderFailure::Compose(e)) => {
+                a.fail(ErrorKind::Render, AttemptClass::Permanent, e.to_string());
                 a.latency_ms = ms_since(clock);
                 return a;
             }
@@ -158,15 +203,23 @@ impl Courier {
         })
     }
 
-    /// Render phase: the payload, `None` when the channel sends none.
+    /// Render phase: the payload, `None` when the channel sends none. Notes of message templates
+    /// that fell back to the built-in ones go to `notes`.
     async fn render(
         &self,
         route: &Route,
-        make_ctx: impl FnOnce() -> Ctx,
-    ) -> Result<Option<String>, RenderError> {
+        make_ctx: impl FnOnce() -> Result<Prepared, ComposeError>,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<String>, RenderFailure> {
         match &route.template {
             Some(t) if route.transport.carries_payload() => {
-                self.pool.render(t, make_ctx()).await.map(Some)
+                let prepared = make_ctx().map_err(RenderFailure::Compose)?;
+                notes.extend(prepared.notes);
+                self.pool
+                    .render(t, prepared.ctx)
+                    .await
+                    .map(Some)
+                    .map_err(RenderFailure::Template)
             }
             _ => Ok(None),
         }
@@ -228,6 +281,20 @@ impl Courier {
             attempts,
         }
     }
+}
+
+/// The render phase's input: the ctx, and the notes of composing the message.
+struct Prepared {
+    ctx: Ctx,
+    notes: Vec<String>,
+}
+
+/// Why the render phase produced no payload.
+enum RenderFailure {
+    /// The message could not be composed from its message templates.
+    Compose(ComposeError),
+    /// The channel's template failed.
+    Template(RenderError),
 }
 
 fn ms_since(start: Instant) -> f64 {

@@ -4,6 +4,7 @@
 mod backend;
 mod cli;
 mod compose_cli;
+mod compose_deliver;
 mod deliver;
 mod engine;
 mod proof;
