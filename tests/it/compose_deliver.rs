@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::backend::{with_store, Backend};
 use crate::serve::{fetch, ids_of, start, wait_status};
-use crate::support::{post_json, Server, Start as _};
+use crate::support::{get, post_json, Server, Start as _};
 
 /// The Jsonnet body: what the channel posts is exactly what the message templates produced.
 const BODY: &str = "function(ctx) { subject: ctx.Subject, text: ctx.Body, \
@@ -157,6 +157,11 @@ async fn serve_composes_a_message_without_subject_and_body() {
         );
         let as_given = fetch(svc.addr, &ids[1], &[]).await;
         assert!(as_given.attempts[0].notes.is_empty());
+        let metrics = get(svc.addr, "/metrics", &[]).await.text();
+        assert!(
+            metrics.contains("courier_template_fallbacks_total 1\n"),
+            "{metrics}"
+        );
         svc.stop().await;
     })
     .await;
