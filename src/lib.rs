@@ -22,6 +22,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod encode;
 pub mod http;

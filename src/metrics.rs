@@ -5,6 +5,7 @@
 //! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::dashboard::Recent;
 use crate::delivery::{Attempt, AttemptClass};
 use crate::store::StoreStats;
 
@@ -27,6 +29,24 @@ struct ClassLabel {
     class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Configuration reloads of this process, by outcome: one family per process, shared by every
+/// [`Metrics`] (a reload is not an API event).
+fn reloads() -> &'static Family<OutcomeLabel, Counter> {
+    static RELOADS: OnceLock<Family<OutcomeLabel, Counter>> = OnceLock::new();
+    RELOADS.get_or_init(Family::default)
+}
+
+/// Counts a configuration reload (`courier serve` on SIGHUP or a changed template file).
+pub fn config_reloaded(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    reloads().get_or_create(&OutcomeLabel { outcome }).inc();
+}
+
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +58,7 @@ pub struct Metrics {
     delivery_latency: Histogram,
     render_latency: Histogram,
     template_fallbacks: Counter,
+    recent: Recent,
 }
 
 impl Default for Metrics {
@@ -63,6 +84,11 @@ impl Metrics {
             "oldest_queued_age_seconds",
             "Age of the oldest queued message",
             oldest_queued_age.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by outcome (a failed one keeps the running configuration)",
+            reloads().clone(),
         );
         let accepted = Counter::default();
         registry.register(
@@ -106,6 +132,7 @@ impl Metrics {
             delivery_latency,
             render_latency,
             template_fallbacks,
+            recent: Recent::default(),
         }
     }
 
@@ -114,8 +141,14 @@ impl Metrics {
         self.accepted.inc_by(n as u64);
     }
 
+    /// The last hour, minute by minute (the dashboard's overview).
+    pub fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
     /// Records one attempt.
     pub fn attempt(&self, a: &Attempt) {
+        self.recent.attempt(a);
         let class = match a.class {
             AttemptClass::Delivered => "delivered",
             AttemptClass::Retryable => "retryable",

@@ -27,7 +27,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "TEMPLATE")]
     template: Option<String>,
     /// Key style of the ctx.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value = "pascal")]
     style: StyleArg,
     /// Evaluator threads (default: one per core).
     #[arg(long, default_value_t = 0)]
@@ -126,7 +126,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         None => Some(jsonnet_courier::config::DEFAULT_BODY.to_owned()),
     };
     let mut config = Config::default();
-    config.settings.ctx_style = style;
+    config.settings.ctx_style = Some(style);
     config.settings.template.threads = args.threads;
     config.channels.push(ChannelConfig {
         id: "email".into(),

@@ -21,7 +21,7 @@ pub use builtin::Part;
 pub use config::{TemplatesConfig, TemplatesConfigError};
 pub use engine::{funcs, Funcs, GoTemplate, GoTemplateError};
 
-use crate::message::{Message, MessageType, TemplateType};
+use crate::message::{DataKey, Message, MessageType, TemplateType};
 use crate::template::source::Loader;
 
 /// Where a template in use came from.
@@ -311,15 +311,14 @@ fn finish(part: Part, out: String) -> String {
 /// to the plain-text one.
 fn stub(message: &Message) -> Composed {
     let d = &message.template_data;
-    let body = d.body.clone().unwrap_or_default();
+    let body = d.text(DataKey::Body).unwrap_or_default().to_owned();
     match message.message_type {
         MessageType::Email => Composed {
-            subject: d.subject.clone().unwrap_or_default(),
+            subject: d.text(DataKey::Subject).unwrap_or_default().to_owned(),
             html: Some(
-                d.html_body
-                    .clone()
+                d.text(DataKey::HtmlBody)
                     .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| body.clone()),
+                    .map_or_else(|| body.clone(), str::to_owned),
             ),
             text: body,
             sms: None,

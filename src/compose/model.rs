@@ -13,7 +13,7 @@ use std::sync::Arc;
 use gotmpl::Value;
 use serde_json::Value as Json;
 
-use crate::message::{Message, MessageType, TemplateData, TemplateType};
+use crate::message::{DataKey, Message, MessageType, TemplateData, TemplateType};
 
 /// One field of a reference model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,36 +161,37 @@ pub fn data(message: &Message) -> Option<Value> {
     let mut map = BTreeMap::new();
     for f in fields {
         let v = match f {
-            F::To => string(d.to.as_deref().unwrap_or(&message.recipient)),
-            F::RecoveryUrl => opt_string(d.recovery_url.as_ref()),
+            F::To => string(d.text(DataKey::To).unwrap_or(&message.recipient)),
+            F::RecoveryUrl => opt_string(d.text(DataKey::RecoveryUrl)),
             // The reference sends the SMS recovery code under `verification_code`.
-            F::RecoveryCode if kind == MessageType::Sms => {
-                opt_string(d.recovery_code.as_ref().or(d.verification_code.as_ref()))
-            }
-            F::RecoveryCode => opt_string(d.recovery_code.as_ref()),
-            F::VerificationUrl => opt_string(d.verification_url.as_ref()),
-            F::VerificationCode => opt_string(d.verification_code.as_ref()),
-            F::LoginCode => opt_string(d.login_code.as_ref()),
-            F::RegistrationCode => opt_string(d.registration_code.as_ref()),
+            F::RecoveryCode if kind == MessageType::Sms => opt_string(
+                d.text(DataKey::RecoveryCode)
+                    .or(d.text(DataKey::VerificationCode)),
+            ),
+            F::RecoveryCode => opt_string(d.text(DataKey::RecoveryCode)),
+            F::VerificationUrl => opt_string(d.text(DataKey::VerificationUrl)),
+            F::VerificationCode => opt_string(d.text(DataKey::VerificationCode)),
+            F::LoginCode => opt_string(d.text(DataKey::LoginCode)),
+            F::RegistrationCode => opt_string(d.text(DataKey::RegistrationCode)),
             // The reference's SMS registration model carries the traits as `identity`.
             F::Identity
                 if kind == MessageType::Sms
                     && message.template_type == TemplateType::RegistrationCodeValid =>
             {
-                user_data(d.identity.as_ref().or(d.traits.as_ref()))
+                user_data(d.json(DataKey::Identity).or(d.json(DataKey::Traits)))
             }
-            F::Identity => user_data(d.identity.as_ref()),
-            F::Traits => user_data(d.traits.as_ref()),
-            F::RequestUrl => opt_string(d.request_url.as_ref()),
+            F::Identity => user_data(d.json(DataKey::Identity)),
+            F::Traits => user_data(d.json(DataKey::Traits)),
+            F::RequestUrl => opt_string(d.text(DataKey::RequestUrl)),
             F::RequestUrlDomain => request_url_domain(d),
-            F::TransientPayload => user_data(d.transient_payload.as_ref()),
-            F::ExpiresInMinutes => Value::Int(d.expires_in_minutes.unwrap_or(0)),
-            F::ChangedAt => opt_string(d.changed_at.as_ref()),
-            F::AddedAt => opt_string(d.added_at.as_ref()),
-            F::OAuth2LoginRequest => oauth2(d.oauth2_login_request.as_ref()),
-            F::Subject => opt_string(d.subject.as_ref()),
-            F::Body => opt_string(d.body.as_ref()),
-            F::HtmlBody => opt_string(d.html_body.as_ref()),
+            F::TransientPayload => user_data(d.json(DataKey::TransientPayload)),
+            F::ExpiresInMinutes => Value::Int(d.expires_in_minutes.flatten().unwrap_or(0)),
+            F::ChangedAt => opt_string(d.text(DataKey::ChangedAt)),
+            F::AddedAt => opt_string(d.text(DataKey::AddedAt)),
+            F::OAuth2LoginRequest => oauth2(d.json(DataKey::OAuth2LoginRequest)),
+            F::Subject => opt_string(d.text(DataKey::Subject)),
+            F::Body => opt_string(d.text(DataKey::Body)),
+            F::HtmlBody => opt_string(d.text(DataKey::HtmlBody)),
         };
         map.insert(Arc::from(f.go_name()), v);
     }
@@ -201,18 +202,17 @@ fn string(s: &str) -> Value {
     Value::String(Arc::from(s))
 }
 
-fn opt_string(s: Option<&String>) -> Value {
-    string(s.map_or("", String::as_str))
+fn opt_string(s: Option<&str>) -> Value {
+    string(s.unwrap_or(""))
 }
 
 /// The request URL's host, when the producer did not send `request_url_domain` itself.
 fn request_url_domain(d: &TemplateData) -> Value {
-    if let Some(domain) = &d.request_url_domain {
+    if let Some(domain) = d.text(DataKey::RequestUrlDomain) {
         return string(domain);
     }
     let host = d
-        .request_url
-        .as_deref()
+        .text(DataKey::RequestUrl)
         .and_then(|u| u.split_once("://"))
         .map(|(_, rest)| {
             let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn oauth2_login_request_uses_go_struct_names() {
         let m = samples::message(TemplateType::LoginCodeValid, MessageType::Email).unwrap();
-        let raw = m.template_data.oauth2_login_request.clone();
+        let raw = m.template_data.oauth2_login_request.clone().flatten();
         let d = data(&m).unwrap();
         let o = field(&d, "OAuth2LoginRequest");
         match raw {

@@ -22,7 +22,7 @@ fn message(json: &str) -> Message {
 
 fn with_lang(t: TemplateType, lang: &str) -> Message {
     let mut m = samples::message(t, MessageType::Email).unwrap();
-    let id = m.template_data.identity.as_mut().unwrap();
+    let id = m.template_data.identity.as_mut().unwrap().as_mut().unwrap();
     id["traits"]["lang"] = serde_json::Value::String(lang.into());
     m
 }
@@ -116,9 +116,9 @@ fn builtins_carry_the_data_and_escape_it() {
 
     // Data is escaped in the HTML body, and a hostile URL is neutralised in href.
     let mut m = samples::message(TemplateType::RecoveryValid, MessageType::Email).unwrap();
-    m.template_data.recovery_url = Some("javascript:alert(1)".into());
-    m.template_data.to = Some("<b>x</b>@example.com".into());
-    m.template_data.expires_in_minutes = Some(1);
+    m.template_data.recovery_url = Some(Some("javascript:alert(1)".into()));
+    m.template_data.to = Some(Some("<b>x</b>@example.com".into()));
+    m.template_data.expires_in_minutes = Some(Some(1));
     let c = Composer::builtin().compose(&m).unwrap();
     let html = c.html.unwrap();
     assert!(html.contains(r##"href="#ZgotmplZ""##), "{html}");
@@ -130,7 +130,7 @@ fn builtins_carry_the_data_and_escape_it() {
 #[test]
 fn sms_has_origin_bound_code_line() {
     let m = samples::message(TemplateType::LoginCodeValid, MessageType::Sms).unwrap();
-    let code = m.template_data.login_code.clone().unwrap();
+    let code = m.template_data.login_code.clone().flatten().unwrap();
     let c = Composer::builtin().compose(&m).unwrap();
     let sms = c.sms.unwrap();
     assert!(
@@ -149,7 +149,10 @@ fn the_stub_is_delivered_from_its_data() {
     let m = samples::message(TemplateType::Stub, MessageType::Email).unwrap();
     let c = Composer::builtin().compose(&m).unwrap();
     assert_eq!(c.subject, "Stub email subject");
-    assert_eq!(Some(c.html.unwrap()), m.template_data.html_body);
+    assert_eq!(
+        Some(c.html.unwrap()),
+        m.template_data.html_body.clone().flatten()
+    );
     let m = message(
         r#"{"recipient":"+1","template_type":"stub","message_type":"sms","template_data":{"body":"hi"}}"#,
     );
@@ -359,13 +362,13 @@ async fn config_uris_win_over_the_override_folder() {
     .unwrap();
     let composer = load(&cfg).await.unwrap();
     let m = samples::message(TemplateType::LoginCodeValid, MessageType::Email).unwrap();
-    let code = m.template_data.login_code.clone().unwrap();
+    let code = m.template_data.login_code.clone().flatten().unwrap();
     assert_eq!(
         composer.compose(&m).unwrap().subject,
         format!("from file {code}")
     );
     let m = samples::message(TemplateType::LoginCodeValid, MessageType::Sms).unwrap();
-    let code = m.template_data.login_code.clone().unwrap();
+    let code = m.template_data.login_code.clone().flatten().unwrap();
     assert_eq!(
         composer.compose(&m).unwrap().sms.unwrap(),
         format!("folder sms {code}")
@@ -530,7 +533,7 @@ fn seed_i18n_by_metadata_public() {
 "#
     );
     let mut m = with_lang(TemplateType::RecoveryCodeValid, "de");
-    m.template_data.identity.as_mut().unwrap()["metadata_public"] =
+    m.template_data.identity.as_mut().unwrap().as_mut().unwrap()["metadata_public"] =
         serde_json::json!({"lang": "fr"});
     assert_eq!(
         render_seed(&source, &m),
@@ -538,7 +541,7 @@ fn seed_i18n_by_metadata_public() {
     );
     // Without metadata_public the lookups give no value and "en" is used, as in Go.
     let mut m = samples::message(TemplateType::RecoveryCodeValid, MessageType::Email).unwrap();
-    let id = m.template_data.identity.as_mut().unwrap();
+    let id = m.template_data.identity.as_mut().unwrap().as_mut().unwrap();
     id.as_object_mut().unwrap().remove("metadata_public");
     assert_eq!(
         render_seed(&source, &m),

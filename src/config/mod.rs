@@ -330,11 +330,29 @@ impl Config {
                 format!("{n} is out of range (0 to 1000)"),
             ),
         }
-        let strategy = raw.delivery_strategy.as_deref().unwrap_or("http");
+        let has_http_email = raw
+            .http
+            .as_ref()
+            .is_some_and(|h| h.request_config.is_some());
+        let strategy = match raw.delivery_strategy.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => s,
+            // The reference's default is smtp. A config that configures only the http request
+            // means http; saying so beats failing every email.
+            _ if has_http_email && raw.smtp.is_none() => {
+                self.warnings.push("courier.delivery_strategy is unset (the reference's default is smtp); using http because only courier.http.request_config is configured".into());
+                "http"
+            }
+            _ => "smtp",
+        };
         let email_http = match strategy {
             "http" => true,
             "smtp" => {
-                self.warnings.push("courier.delivery_strategy is smtp: email is not delivered by this courier; only http channels are".into());
+                let unset = if raw.delivery_strategy.is_none() {
+                    " (unset: the reference's default)"
+                } else {
+                    ""
+                };
+                self.warnings.push(format!("email has no route: courier.delivery_strategy is smtp{unset}, which this courier does not deliver; emails fail at delivery (set delivery_strategy: http and courier.http.request_config to send them over http)"));
                 false
             }
             other => {
@@ -381,7 +399,8 @@ impl Config {
                 .as_ref()
                 .is_none_or(|c| c.iter().all(|c| c.id.as_deref() != Some("email")))
         {
-            issue("courier.http.request_config", "missing: delivery_strategy is http, so email needs a request_config (url, method, body...)".into());
+            // As in the reference, not a load error: email fails when one is sent.
+            self.warnings.push("email has no route: delivery_strategy is http but courier.http.request_config is not set, so emails will fail".into());
         }
         for (i, ch) in raw.channels.unwrap_or_default().into_iter().enumerate() {
             let path = format!("courier.channels[{i}]");
@@ -682,14 +701,26 @@ courier:
     }
 
     #[test]
-    fn an_empty_file_needs_an_email_request_config() {
-        let got = issues("");
-        assert!(
-            got[0].starts_with("courier.http.request_config: missing"),
-            "{got:?}"
-        );
-        let c = parse("courier:\n  delivery_strategy: smtp\n").unwrap();
-        assert!(c.channels.is_empty());
+    fn no_key_is_required_and_a_missing_email_route_is_a_warning() {
+        for text in [
+            "",
+            "courier:\n  delivery_strategy: smtp\n",
+            "courier:\n  delivery_strategy: http\n",
+            "courier:\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: http://127.0.0.1:1/\n",
+        ] {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(c.channels.iter().all(|ch| ch.id != "email"), "{text:?}");
+            assert!(
+                c.warnings.iter().any(|w| w.starts_with("email has no route")),
+                "{text:?}: {:?}",
+                c.warnings
+            );
+        }
+        // Unset, with only the http request configured: http, said in a warning.
+        let c = parse("courier:\n  http:\n    request_config:\n      url: http://127.0.0.1:1/\n")
+            .unwrap();
+        assert_eq!(c.channels[0].id, "email");
+        assert!(c.warnings.iter().any(|w| w.contains("using http")));
     }
 
     #[test]
@@ -703,7 +734,7 @@ courier:
             &|_| None,
         )
         .unwrap();
-        assert_eq!(c.settings.ctx_style, crate::message::CtxStyle::Snake);
+        assert_eq!(c.settings.ctx_style, Some(crate::message::CtxStyle::Snake));
         assert_eq!(
             c.settings.retry.max_backoff,
             std::time::Duration::from_secs(30)

@@ -1,6 +1,7 @@
 //! Our own settings, in the `jsonnet_courier` section beside the reference's `courier` section.
 //! Every field has a default; the whole section may be left out.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +14,14 @@ use super::{Secret, SecretUrl};
 use crate::message::CtxStyle;
 
 /// The `jsonnet_courier` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Key style of the ctx handed to templates: `pascal` (default) or `snake`.
-    pub ctx_style: CtxStyle,
+    /// Key style of the ctx handed to every template: `pascal` or `snake`. Unset (the default),
+    /// each template gets the style of the ctx names it reads, and snake if it reads none.
+    pub ctx_style: Option<CtxStyle>,
+    /// Per-channel settings, by channel id (`email`, `sms`...).
+    pub channels: BTreeMap<String, ChannelSettings>,
     /// Template sandbox.
     pub template: TemplateSettings,
     /// The HTTP client.
@@ -28,19 +32,28 @@ pub struct Settings {
     pub serve: ServeSettings,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            ctx_style: CtxStyle::Pascal,
-            template: TemplateSettings::default(),
-            http: HttpSettings::default(),
-            retry: RetrySettings::default(),
-            serve: ServeSettings::default(),
-        }
-    }
+/// `jsonnet_courier.channels.<id>`: settings of one channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Key style of this channel's ctx; wins over the global `ctx_style`.
+    pub ctx_style: Option<CtxStyle>,
 }
 
 impl Settings {
+    /// The explicit ctx style for `channel` and the key that set it: the channel's own, else
+    /// the global one, else `None` (decided by the template).
+    pub fn ctx_style_for(&self, channel: &str) -> Option<(CtxStyle, String)> {
+        if let Some(style) = self.channels.get(channel).and_then(|c| c.ctx_style) {
+            return Some((
+                style,
+                format!("jsonnet_courier.channels.{channel}.ctx_style"),
+            ));
+        }
+        self.ctx_style
+            .map(|style| (style, "jsonnet_courier.ctx_style".to_owned()))
+    }
+
     /// Checks values serde accepts but the courier cannot use, reporting each by key path, and
     /// resolves a relative `template.import_dir` against `base_dir` (the config file's folder).
     pub(crate) fn validate(
@@ -104,7 +117,7 @@ impl Settings {
 pub struct TemplateSettings {
     /// Allow imports from this directory only (relative to the config file); denied when unset.
     pub import_dir: Option<PathBuf>,
-    /// Maximum Jsonnet stack depth (default 200).
+    /// Maximum Jsonnet stack depth (default 500, as go-jsonnet).
     pub max_stack: usize,
     /// Maximum payload size in bytes (default 262144).
     pub max_output_bytes: usize,

@@ -10,7 +10,7 @@ mod report;
 pub mod request;
 mod route;
 
-pub use courier::Courier;
+pub use courier::{Courier, RouteInfo};
 pub use http::SendError;
 pub use policy::{Decision, GiveUp, RetryPolicy};
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};

@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, insert_error, list_plan, new_rows, page_of, recorded_status, sql_limit,
-    stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
-    MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    first_per_message, ids_json, insert_error, list_plan, new_rows, page_of, recorded_status,
+    replay, sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, IdempotencyKey,
+    Idempotent, ListFilter, Message, MessageRow, MessageStore, NewRow, Page, Requeue, StoreError,
+    StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -25,6 +26,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections: WAL readers do not block each other or the writer.
 const READERS: u32 = 4;
+
+/// A row's effective channel: its own, else its message type (`email` or `sms`).
+const SQLITE_CHANNEL: &str =
+    "COALESCE(NULLIF(json_extract(message, '$.channel'), ''), json_extract(message, '$.message_type'))";
 
 /// The SQLite [`MessageStore`].
 #[derive(Debug, Clone)]
@@ -42,7 +47,64 @@ fn db_err(e: sqlx::Error) -> StoreError {
     super::unavailable(e, None)
 }
 
+/// Inserts `rows` as queued messages. Multi-row statements: each statement is a round trip to
+/// sqlx's SQLite thread, and those round trips, not SQLite itself, dominated the cost of one-row
+/// statements.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    rows: &[NewRow],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
+             created_at, updated_at, next_attempt_at) ",
+        );
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(&row.id)
+                .push("'queued'")
+                .push_bind(&row.recipient)
+                .push_bind(row.template_type)
+                .push_bind(&row.json)
+                .push("0")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
+    /// The error for a failed insert of `rows`: tried again row by row (and rolled back) only to
+    /// say which id failed (a duplicate, usually).
+    async fn insert_failure(&self, rows: &[NewRow], now: i64, e: sqlx::Error) -> StoreError {
+        let diagnose = async {
+            let mut tx = self.begin_write().await?;
+            for row in rows {
+                sqlx::query(
+                    "INSERT INTO messages (id, status, recipient, template_type, message, \
+                     send_count, created_at, updated_at, next_attempt_at) \
+                     VALUES (?1, 'queued', ?2, ?3, ?4, 0, ?5, ?5, ?5)",
+                )
+                .bind(&row.id)
+                .bind(&row.recipient)
+                .bind(row.template_type)
+                .bind(&row.json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| insert_error(e, &row.id))?;
+            }
+            tx.rollback().await.map_err(db_err)
+        };
+        match diagnose.await {
+            Err(found) => found,
+            Ok(()) => db_err(e),
+        }
+    }
+
     /// Opens (creating it if missing) the database at `url` — `sqlite://PATH`, `sqlite:PATH`, or
     /// `sqlite::memory:` for a private in-memory database that lives as long as the store — and
     /// runs the embedded migrations.
@@ -118,59 +180,56 @@ impl MessageStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = to_millis(SystemTime::now());
-        // Multi-row statements: each statement is a round trip to sqlx's SQLite thread, and
-        // those round trips, not SQLite itself, dominated the cost of one-row statements.
         let mut tx = self.begin_write().await?;
-        let mut failed = None;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
-                 created_at, updated_at, next_attempt_at) ",
-            );
-            q.push_values(chunk, |mut b, row| {
-                b.push_bind(&row.id)
-                    .push("'queued'")
-                    .push_bind(&row.recipient)
-                    .push_bind(row.template_type)
-                    .push_bind(&row.json)
-                    .push("0")
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            if let Err(e) = q.build().execute(&mut *tx).await {
-                failed = Some(e);
-                break;
-            }
+        if let Err(e) = insert_rows(&mut tx, &rows, now).await {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(self.insert_failure(&rows, now, e).await);
         }
-        match failed {
-            None => {
-                tx.commit().await.map_err(db_err)?;
-                Ok(rows.into_iter().map(|r| r.id).collect())
-            }
-            Some(e) => {
-                tx.rollback().await.map_err(db_err)?;
-                // Row by row only to say which id failed (a duplicate, usually).
-                let mut tx = self.begin_write().await?;
-                for row in &rows {
-                    sqlx::query(
-                        "INSERT INTO messages (id, status, recipient, template_type, message, \
-                         send_count, created_at, updated_at, next_attempt_at) \
-                         VALUES (?1, 'queued', ?2, ?3, ?4, 0, ?5, ?5, ?5)",
-                    )
-                    .bind(&row.id)
-                    .bind(&row.recipient)
-                    .bind(row.template_type)
-                    .bind(&row.json)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| insert_error(e, &row.id))?;
-                }
-                tx.rollback().await.map_err(db_err)?;
-                Err(db_err(e))
-            }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn insert_once(
+        &self,
+        key: &IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<Idempotent, StoreError> {
+        let rows = new_rows(messages)?;
+        let now = to_millis(SystemTime::now());
+        // The write lock is held from the lookup on: two requests with one key serialize here.
+        let mut tx = self.begin_write().await?;
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT body_hash, ids FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some((hash, ids)) = found {
+            tx.rollback().await.map_err(db_err)?;
+            return replay(key, &hash, &ids);
         }
+        if let Err(e) = insert_rows(&mut tx, &rows, now).await {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(self.insert_failure(&rows, now, e).await);
+        }
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, body_hash, ids, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(&key.body_hash)
+        .bind(ids_json(&rows))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Idempotent::Inserted(
+            rows.into_iter().map(|r| r.id).collect(),
+        ))
     }
 
     async fn claim_due(
@@ -317,7 +376,13 @@ impl MessageStore for SqliteStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let Some((sql, before)) = list_plan(filter, page_token, limit, |_| "?".to_owned()) else {
+        let Some((sql, before)) = list_plan(
+            filter,
+            page_token,
+            limit,
+            |_| "?".to_owned(),
+            SQLITE_CHANNEL,
+        ) else {
             return Ok(empty_page());
         };
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
@@ -326,6 +391,12 @@ impl MessageStore for SqliteStore {
         }
         if let Some(recipient) = &filter.recipient {
             query = query.bind(recipient.as_str());
+        }
+        if let Some(template_type) = filter.template_type {
+            query = query.bind(template_type.as_str());
+        }
+        if let Some(channel) = &filter.channel {
+            query = query.bind(channel.as_str());
         }
         if let Some(seq) = before {
             query = query.bind(seq);
@@ -374,6 +445,11 @@ impl MessageStore for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(db_err)?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind(to_millis(cutoff))
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 

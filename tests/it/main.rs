@@ -2,12 +2,15 @@
 //! endpoint; the CLI tests run the real `courier` binary.
 
 mod backend;
+mod browser;
 mod cli;
 mod compose_cli;
 mod compose_deliver;
+mod dashboard;
 mod deliver;
 mod engine;
 mod proof;
+mod reference;
 mod send;
 mod serve;
 mod store;

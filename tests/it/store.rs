@@ -491,6 +491,7 @@ async fn list_filters(store: &dyn MessageStore) {
         let filter = ListFilter {
             status,
             recipient: recipient.map(str::to_owned),
+            ..ListFilter::default()
         };
         async move { store.list(&filter, token.as_deref(), limit).await.unwrap() }
     };
@@ -531,6 +532,72 @@ async fn list_filters(store: &dyn MessageStore) {
     assert_eq!(p2.next_page_token, None);
     let none = list(None, Some("nobody@x.test"), None, 10).await;
     assert!(none.messages.is_empty() && none.next_page_token.is_none());
+}
+
+async fn list_by_template_type_and_channel(store: &dyn MessageStore) {
+    let mut batch = Vec::new();
+    for (id, template_type, message_type, channel) in [
+        ("e-stub", "stub", "email", None),
+        ("e-code", "verification_code_valid", "email", None),
+        ("s-code", "verification_code_valid", "sms", None),
+        (
+            "w-code",
+            "verification_code_valid",
+            "email",
+            Some("webhook"),
+        ),
+        ("x-code", "login_code_valid", "sms", Some("")),
+    ] {
+        let mut m = message("t@x.test", Some(id));
+        m.template_type = template_type.parse().unwrap();
+        m.message_type = serde_json::from_value(serde_json::json!(message_type)).unwrap();
+        m.channel = channel.map(str::to_owned);
+        batch.push(m);
+    }
+    store.insert(&batch).await.unwrap();
+    let list = |template_type: Option<&str>, channel: Option<&str>, status: Option<Status>| {
+        let filter = ListFilter {
+            status,
+            template_type: template_type.map(|t| t.parse().unwrap()),
+            channel: channel.map(str::to_owned),
+            ..ListFilter::default()
+        };
+        async move { ids_of(&store.list(&filter, None, 10).await.unwrap()) }
+    };
+    assert_eq!(
+        list(Some("verification_code_valid"), None, None).await,
+        ["w-code", "s-code", "e-code"]
+    );
+    // The effective channel: an absent or empty one is the message type's.
+    assert_eq!(list(None, Some("email"), None).await, ["e-code", "e-stub"]);
+    assert_eq!(list(None, Some("sms"), None).await, ["x-code", "s-code"]);
+    assert_eq!(list(None, Some("webhook"), None).await, ["w-code"]);
+    assert_eq!(
+        list(
+            Some("verification_code_valid"),
+            Some("sms"),
+            Some(Status::Queued)
+        )
+        .await,
+        ["s-code"]
+    );
+    assert!(list(Some("stub"), Some("sms"), None).await.is_empty());
+    assert!(list(None, Some("email"), Some(Status::Sent))
+        .await
+        .is_empty());
+    // Paging keeps the filters.
+    let filter = ListFilter {
+        template_type: Some("verification_code_valid".parse().unwrap()),
+        ..ListFilter::default()
+    };
+    let p1 = store.list(&filter, None, 2).await.unwrap();
+    assert_eq!(ids_of(&p1), ["w-code", "s-code"]);
+    let p2 = store
+        .list(&filter, p1.next_page_token.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&p2), ["e-code"]);
+    assert_eq!(p2.next_page_token, None);
 }
 
 async fn requeue_rules(store: &dyn MessageStore) {
@@ -680,6 +747,111 @@ async fn stats_counts_and_oldest(store: &dyn MessageStore) {
     assert_eq!(stats.by_status[1], (Status::Processing, 3));
 }
 
+fn idem(scope: &str, key: &str, body: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        body_hash: body.to_owned(),
+    }
+}
+
+async fn total(store: &dyn MessageStore) -> u64 {
+    let stats = store.stats().await.unwrap();
+    stats.by_status.iter().map(|(_, n)| n).sum()
+}
+
+async fn idempotency_keys(store: &dyn MessageStore) {
+    let batch = messages(2, "idem");
+    let Idempotent::Inserted(ids) = store
+        .insert_once(&idem("tok-a", "k1", "h1"), &batch)
+        .await
+        .unwrap()
+    else {
+        panic!("a new key inserts")
+    };
+    assert_eq!(ids.len(), 2);
+    assert_eq!(total(store).await, 2);
+    // The same key and body: the first answer, nothing stored twice.
+    assert_eq!(
+        store
+            .insert_once(&idem("tok-a", "k1", "h1"), &messages(2, "idem"))
+            .await
+            .unwrap(),
+        Idempotent::Replayed(ids.clone())
+    );
+    assert_eq!(total(store).await, 2);
+    // The same key with another body is a conflict, and stores nothing.
+    assert_eq!(
+        store
+            .insert_once(&idem("tok-a", "k1", "h2"), &messages(1, "other"))
+            .await
+            .unwrap(),
+        Idempotent::Conflict
+    );
+    assert_eq!(total(store).await, 2);
+    // Another token's key of the same name is its own.
+    let Idempotent::Inserted(other) = store
+        .insert_once(&idem("tok-b", "k1", "h1"), &messages(2, "idem"))
+        .await
+        .unwrap()
+    else {
+        panic!("keys are per token")
+    };
+    assert!(other.iter().all(|id| !ids.contains(id)));
+    assert_eq!(total(store).await, 4);
+    // A failed insert (a duplicate id) stores neither the messages nor the key.
+    let dup = vec![message("d@example.com", Some(&ids[0]))];
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k2", "h3"), &dup).await,
+        Err(StoreError::Duplicate(id)) if id == ids[0]
+    ));
+    let fresh = vec![message("d@example.com", None)];
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k2", "h3"), &fresh).await,
+        Ok(Idempotent::Inserted(_))
+    ));
+    // Retention forgets keys: the same key then inserts again.
+    store
+        .delete_finished_before(SystemTime::now() + MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k1", "h1"), &batch).await,
+        Ok(Idempotent::Inserted(_))
+    ));
+}
+
+async fn concurrent_idempotent_inserts(a: Arc<dyn MessageStore>, b: Arc<dyn MessageStore>) {
+    // Two processes get the same request at once: one stores it, both answer with its ids.
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b, a.clone(), a.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let batch = messages(3, &format!("race{i}-"));
+            store
+                .insert_once(&idem("tok", "same", "body"), &batch)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut inserted = 0;
+    let mut answers = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Idempotent::Inserted(ids) => {
+                inserted += 1;
+                answers.insert(ids);
+            }
+            Idempotent::Replayed(ids) => {
+                answers.insert(ids);
+            }
+            Idempotent::Conflict => panic!("same body"),
+        }
+    }
+    assert_eq!(inserted, 1);
+    assert_eq!(answers.len(), 1, "every caller got the first answer");
+    assert_eq!(total(&*a).await, 3);
+}
+
 /// The tests of one backend: `single` behaviours take the store, `pair` ones two stores on one
 /// database. `attr` goes on each test: `ignore` for a backend a bare machine lacks, else the
 /// always-true `cfg(all())`.
@@ -735,9 +907,11 @@ contract_tests!(
         release_returns_to_queue,
         list_pagination,
         list_filters,
+        list_by_template_type_and_channel,
         requeue_rules,
         retention_deletes_old_finished,
-        stats_counts_and_oldest
+        stats_counts_and_oldest,
+        idempotency_keys
     ];
-    pair: [concurrent_claims]
+    pair: [concurrent_claims, concurrent_idempotent_inserts]
 );
