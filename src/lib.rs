@@ -20,6 +20,7 @@
 //! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
 #![warn(missing_docs)]
 
+pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod delivery;
