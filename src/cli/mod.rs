@@ -23,7 +23,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jsonnet_courier::message::CtxStyle;
 use jsonnet_courier::template::{source::Loader, Limits, Template};
 
-/// Deliver identity-server courier messages over HTTP, with Jsonnet payload templates.
+/// Deliver identity-server courier messages over HTTP or SMTP, with Jsonnet payload templates and
+/// Go message templates.
 ///
 /// Templates are Jsonnet functions of one argument, the message's ctx:
 /// `function(ctx) { to: ctx.Recipient, subject: ctx.Subject, body: ctx.Body }`.
