@@ -211,9 +211,9 @@ pub async fn preview(courier: &Courier, message: &Message) -> Preview {
 
 /// The playground page. The editor starts with the email channel's template (else the default).
 pub fn page(ctx: &PageCtx, courier: &Courier) -> Markup {
-    let (start, style) = courier
+    let start = courier
         .channel_template("email")
-        .unwrap_or_else(|| (default_template(CtxStyle::Snake), CtxStyle::Snake));
+        .map_or_else(|| default_template(CtxStyle::Snake), |(t, _)| t);
     let limits = courier.pool().limits();
     layout(
         ctx,
@@ -253,8 +253,10 @@ pub fn page(ctx: &PageCtx, courier: &Courier) -> Markup {
                         div {
                             label for="style" { "ctx style" }
                             select id="style" {
+                                // As at load: with no style set, the names the template reads decide.
+                                option value="" selected { "auto (from the names it reads)" }
                                 @for s in [CtxStyle::Pascal, CtxStyle::Snake] {
-                                    option value=(s.as_str()) selected[s == style] { (s.as_str()) }
+                                    option value=(s.as_str()) { (s.as_str()) }
                                 }
                             }
                         }

@@ -335,7 +335,7 @@ async fn the_dashboard_in_chromium() {
             .await;
             assert_eq!(marked, "3");
             let error = text_of(&client, "#error").await;
-            assert!(error.contains("line 3 column"), "{error}");
+            assert!(error.contains("playground.jsonnet:3:9:"), "{error}");
             assert_eq!(editor.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
             assert_eq!(text_of(&client, "#payload").await, "");
             screenshot(&client, "playground-error").await;

@@ -45,7 +45,7 @@
       template: editor.value,
       template_type: $('sample-type').value,
       message_type: $('sample-kind').value,
-      style: $('style').value,
+      style: $('style').value || undefined,
       message: $('message').value || null
     });
   }
