@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, list_plan, new_rows, page_of, recorded_status, sql_limit, stats_of,
+    first_per_message, list_plan, new_rows, page_of, recorded_due, recorded_status, sql_limit, stats_of,
     to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
     MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
@@ -154,27 +154,25 @@ impl MessageStore for PostgresStore {
         }
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
-        let jsons: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+        let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
         let now = to_millis(SystemTime::now());
 
         // One statement for the whole batch; ORDER BY ord gives `seq` the batch's order. DO
         // NOTHING (then rolling back) rather than an error tells which id already existed.
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
+            "INSERT INTO messages (id, status, recipient, message, send_count, \
              created_at, updated_at, next_attempt_at) \
-             SELECT u.id, 'queued', u.recipient, u.template_type, u.message, 0, $5, $5, $5 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
-                 WITH ORDINALITY AS u(id, recipient, template_type, message, ord) \
+             SELECT u.id, 'queued', u.recipient, u.message, 0, $4, $4, $4 \
+             FROM UNNEST($1::text[], $2::text[], $3::bytea[]) \
+                 WITH ORDINALITY AS u(id, recipient, message, ord) \
              ORDER BY u.ord \
              ON CONFLICT (id) DO NOTHING \
              RETURNING id",
         )
         .bind(&ids)
         .bind(&recipients)
-        .bind(&types)
-        .bind(&jsons)
+        .bind(&stored)
         .bind(now)
         .fetch_all(&mut *tx)
         .await
@@ -247,10 +245,8 @@ impl MessageStore for PostgresStore {
             .iter()
             .map(|u| i64::from(u.attempt.number))
             .collect();
-        let due: Vec<i64> = updates
-            .iter()
-            .map(|u| to_millis(u.next_attempt_at))
-            .collect();
+        let now = to_millis(SystemTime::now());
+        let due: Vec<i64> = updates.iter().map(|u| recorded_due(u, now)).collect();
         let workers: Vec<&str> = updates.iter().map(|u| u.worker.as_str()).collect();
         // One statement for the batch: only messages still leased by the update's worker change,
         // and only their attempts are appended. A repeated attempt number replaces the record
@@ -274,7 +270,7 @@ impl MessageStore for PostgresStore {
         .bind(&due)
         .bind(&workers)
         .bind(&records)
-        .bind(to_millis(SystemTime::now()))
+        .bind(now)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -367,9 +363,10 @@ impl MessageStore for PostgresStore {
     }
 
     async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        // Attempts go with their message (ON DELETE CASCADE).
+        // Attempts go with their message (ON DELETE CASCADE). A finished message's
+        // next_attempt_at is when it finished (see `recorded_due`).
         let done = sqlx::query(
-            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND updated_at < $1",
+            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND next_attempt_at < $1",
         )
         .bind(to_millis(cutoff))
         .execute(&self.pool)
@@ -390,6 +387,22 @@ impl MessageStore for PostgresStore {
                 .await
                 .map_err(|e| self.err(e))?;
         stats_of(counts, oldest)
+    }
+
+    fn concurrent_writes(&self) -> usize {
+        // Concurrent commits share WAL flushes; the rest of the pool serves claims and reads.
+        4
+    }
+
+    async fn footprint(&self) -> Result<u64, StoreError> {
+        // Tables, their indexes and TOAST, in this store's schema.
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT pg_total_relation_size('messages') + pg_total_relation_size('attempts')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
