@@ -1,6 +1,6 @@
 //! Durable message storage for `courier serve`: one trait, [`MessageStore`], with an embedded
 //! SQLite backend (the zero-setup default) and a PostgreSQL backend for several processes sharing
-//! the work. Both run the same contract tests.
+//! the work. Both run the same contract tests (`tests/it/store.rs`).
 //!
 //! Lifecycle of a stored message: `queued` → (claimed) `processing` → `sent` | `queued` again with a
 //! later `next_attempt_at` | `abandoned` | `cancelled`. A claim is a lease: a process that dies
@@ -251,9 +251,7 @@ pub trait MessageStore: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // Backends, and what they share: time and row encoding, URL dispatch, error mapping.
 
-#[cfg(test)]
 mod codec;
-mod contract;
 mod postgres;
 mod sqlite;
 

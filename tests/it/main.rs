@@ -1,10 +1,12 @@
 //! Integration tests: one binary. A real HTTP server on 127.0.0.1 stands in for every remote
 //! endpoint; the CLI tests run the real `courier` binary.
 
+mod backend;
 mod cli;
 mod deliver;
 mod engine;
 mod proof;
 mod send;
 mod serve;
+mod store;
 mod support;

@@ -31,7 +31,8 @@ use jsonnet_courier::store::{
 };
 use serde_json::{json, Value};
 
-use crate::serve::{config, fetch, ids_of, start, with_store, Backend};
+use crate::backend::{with_store, Backend};
+use crate::serve::{config, fetch, ids_of, start};
 use crate::support::{
     catch_unwind, get, post_json, try_http_request, wait_for, HttpReply, Reply, Server, Start as _,
 };
@@ -523,7 +524,7 @@ impl MessageStore for SlowRecords {
 /// batch) whatever the speed of the store; here the store takes 300 ms per attempt write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unrecorded_window_is_bounded_when_the_store_writes_slowly() {
-    with_store(Backend::Sqlite, |inner| async move {
+    with_store(Backend::SqliteFile, |inner| async move {
         const TOTAL: usize = 3_000;
         let sink = Sink::start(|_| Reply::status(200)).await;
         let slow = Arc::new(SlowRecords {
@@ -587,7 +588,7 @@ fn phase(n: usize) -> Phase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_faults_end_sent_with_attempts_that_match_the_policy() {
-    with_store(Backend::Sqlite, |store| async move {
+    with_store(Backend::SqliteFile, |store| async move {
         let sink = Sink::start(|n| match phase(n) {
             Phase::Error500 => Reply::status(500).body("internal error"),
             Phase::TooMany => Reply::status(429).header("retry-after", "1"),
@@ -727,8 +728,8 @@ async fn sink_faults_end_sent_with_attempts_that_match_the_policy() {
 // 12. Two processes, one PostgreSQL database.
 
 async fn two_processes_proof(total: usize) {
-    let url = crate::serve::postgres_url();
-    let schema = crate::serve::fresh_schema();
+    let url = crate::backend::postgres_url();
+    let schema = crate::backend::fresh_schema();
     // Creates the schema and runs the migrations there; the processes find it on their
     // search_path.
     let pg = PostgresStore::open_in_schema(&url, &schema)

@@ -1,8 +1,7 @@
 //! `courier serve` in process: the HTTP API and the worker over a SQLite file in a temp dir, and
 //! over PostgreSQL (a fresh schema per test; ignored unless run with `--ignored` and
-//! `COURIER_TEST_POSTGRES_URL`). Each
-//! behaviour is one `async fn` below, run once per backend by the `backend_tests!` list at the end
-//! (`serve::sqlite::NAME`, `serve::postgres::NAME`).
+//! `COURIER_TEST_POSTGRES_URL`). Each behaviour is one `async fn` below, run once per backend by
+//! the `backend_tests!` list at the end (`serve::sqlite::NAME`, `serve::postgres::NAME`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -16,96 +15,17 @@ use jsonnet_courier::config::{Config, Secret};
 use jsonnet_courier::delivery::{AttemptClass, ErrorKind};
 use jsonnet_courier::message::Message;
 use jsonnet_courier::service::{ServeError, Service};
-use jsonnet_courier::store::{MessageStore, PostgresStore, SqliteStore, Status, StoredMessage};
+use jsonnet_courier::store::{MessageStore, SqliteStore, Status, StoredMessage};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::backend::{with_store, Backend};
 use crate::support::{
-    catch_unwind, get, http_request, post_json, wait_for, HttpReply, Reply, Server, Start as _,
+    get, http_request, post_json, wait_for, HttpReply, Reply, Server, Start as _,
 };
 
-pub(crate) const POSTGRES_URL_VAR: &str = "COURIER_TEST_POSTGRES_URL";
-
 // ---------------------------------------------------------------------------------------------
-// Harness: a fresh store per test, a service on 127.0.0.1:0, a config from YAML.
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh store: a SQLite file in a temp dir, or a PostgreSQL schema of its own.
-pub(crate) struct TestStore {
-    pub store: Arc<dyn MessageStore>,
-    _dir: tempfile::TempDir,
-    pg: Option<PostgresStore>,
-}
-
-impl TestStore {
-    /// PostgreSQL needs `COURIER_TEST_POSTGRES_URL` (its tests are ignored by default).
-    pub async fn new(backend: Backend) -> TestStore {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("courier.db").display());
-                let store = SqliteStore::open(&url).await.expect("open sqlite");
-                TestStore {
-                    store: Arc::new(store),
-                    _dir: dir,
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let url = postgres_url();
-                let schema = fresh_schema();
-                let store = PostgresStore::open_in_schema(&url, &schema)
-                    .await
-                    .expect("open postgres schema");
-                TestStore {
-                    store: Arc::new(store.clone()),
-                    _dir: dir,
-                    pg: Some(store),
-                }
-            }
-        }
-    }
-
-    /// Drops the PostgreSQL schema (the temp dir goes with `self`).
-    pub async fn cleanup(self) {
-        if let Some(pg) = self.pg {
-            pg.drop_schema().await.expect("drop test schema");
-        }
-    }
-}
-
-/// The PostgreSQL test database: a test that needs it and runs without it fails, saying why.
-pub(crate) fn postgres_url() -> String {
-    std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
-        panic!(
-            "set {POSTGRES_URL_VAR} to run the PostgreSQL tests (they are #[ignore]d without it)"
-        )
-    })
-}
-
-/// A schema name no other test uses.
-pub(crate) fn fresh_schema() -> String {
-    format!("serve_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Runs `body` against a fresh store of `backend`, cleans up, then passes a panic on.
-pub(crate) async fn with_store<F, Fut>(backend: Backend, body: F)
-where
-    F: FnOnce(Arc<dyn MessageStore>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let ts = TestStore::new(backend).await;
-    let result = catch_unwind(body(Arc::clone(&ts.store))).await;
-    ts.cleanup().await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
+// Harness: a fresh store per test (`backend.rs`), a service on 127.0.0.1:0, a config from YAML.
 
 /// A config delivering email to `sink` with fast retries; `body` is a Jsonnet template (the
 /// default template when `None`); `extra` is appended inside `jsonnet_courier:`.
@@ -1346,7 +1266,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::with_store(super::Backend::Sqlite, super::$name).await;
+                    super::with_store(super::Backend::SqliteFile, super::$name).await;
                 }
             )*
         }

@@ -1,7 +1,6 @@
-//! The [`MessageStore`] contract, as tests every backend runs: SQLite on a temporary file and in
-//! memory always; PostgreSQL when run with `--ignored` and `COURIER_TEST_POSTGRES_URL` naming a
-//! database (each test then gets a schema of its own, dropped at the end, so tests run in
-//! parallel and leave nothing).
+//! The `MessageStore` contract, as tests every backend runs (through the shared harness in
+//! `backend.rs`): SQLite on a temporary file and in memory always; PostgreSQL when run with
+//! `--ignored` and `COURIER_TEST_POSTGRES_URL` naming a database.
 //!
 //! One async function per behaviour, taking the store; the macros at the end run each on each
 //! backend.
@@ -10,8 +9,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::*;
-use crate::delivery::{AttemptClass, ErrorKind};
+use jsonnet_courier::delivery::{Attempt, AttemptClass, ErrorKind};
+use jsonnet_courier::message::Message;
+use jsonnet_courier::store::*;
+
+use crate::backend::{Backend, TestStore};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const SECOND: Duration = Duration::from_secs(1);
@@ -85,7 +87,10 @@ fn update(id: &str, worker: &str, number: u32, status: Status, due: SystemTime) 
 
 /// `t` at the stores' precision (milliseconds).
 fn ms(t: SystemTime) -> SystemTime {
-    from_millis(to_millis(t))
+    let since = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("test times are after 1970");
+    SystemTime::UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
 }
 
 async fn must_get(store: &dyn MessageStore, id: &str) -> StoredMessage {
@@ -670,118 +675,6 @@ async fn stats_counts_and_oldest(store: &dyn MessageStore) {
     assert_eq!(stats.by_status[1], (Status::Processing, 3));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Backends
-
-/// One backend under test, set up fresh for one test.
-struct Harness {
-    store: Arc<dyn MessageStore>,
-    kind: Kind,
-}
-
-enum Kind {
-    SqliteFile {
-        _dir: tempfile::TempDir,
-        url: String,
-    },
-    SqliteMemory,
-    Postgres {
-        url: String,
-        schema: String,
-        stores: Vec<PostgresStore>,
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    SqliteFile,
-    SqliteMemory,
-    Postgres,
-}
-
-const POSTGRES_URL_VAR: &str = "COURIER_TEST_POSTGRES_URL";
-
-impl Harness {
-    /// A fresh store; PostgreSQL needs `COURIER_TEST_POSTGRES_URL` (its tests are ignored by
-    /// default).
-    async fn start(backend: Backend) -> Self {
-        match backend {
-            Backend::SqliteFile => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("courier.db").display());
-                let store = SqliteStore::open(&url).await.expect("open sqlite file");
-                Self {
-                    store: Arc::new(store),
-                    kind: Kind::SqliteFile { _dir: dir, url },
-                }
-            }
-            Backend::SqliteMemory => {
-                let store = SqliteStore::open("sqlite::memory:")
-                    .await
-                    .expect("open memory");
-                Self {
-                    store: Arc::new(store),
-                    kind: Kind::SqliteMemory,
-                }
-            }
-            Backend::Postgres => {
-                let url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
-                    panic!("set {POSTGRES_URL_VAR} to run the PostgreSQL contract tests")
-                });
-                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                let store = PostgresStore::open_in_schema(&url, &schema)
-                    .await
-                    .expect("open postgres");
-                Self {
-                    store: Arc::new(store.clone()),
-                    kind: Kind::Postgres {
-                        url,
-                        schema,
-                        stores: vec![store],
-                    },
-                }
-            }
-        }
-    }
-
-    /// A second store on the same database, as another process would open it.
-    async fn another(&mut self) -> Arc<dyn MessageStore> {
-        match &mut self.kind {
-            Kind::SqliteFile { url, .. } => {
-                Arc::new(SqliteStore::open(url).await.expect("reopen sqlite"))
-            }
-            Kind::SqliteMemory => self.store.clone(),
-            Kind::Postgres {
-                url,
-                schema,
-                stores,
-            } => {
-                let store = PostgresStore::open_in_schema(url, schema)
-                    .await
-                    .expect("reopen postgres");
-                stores.push(store.clone());
-                Arc::new(store)
-            }
-        }
-    }
-
-    /// Runs a test body, cleans up whatever it did, then passes its panic on.
-    async fn run(self, body: impl std::future::Future<Output = ()> + Send + 'static) {
-        let result = tokio::spawn(body).await;
-        if let Kind::Postgres { stores, .. } = &self.kind {
-            for store in stores {
-                store.close().await;
-            }
-            if let Some(store) = stores.first() {
-                store.drop_schema().await.expect("drop test schema");
-            }
-        }
-        if let Err(e) = result {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-}
-
 /// The tests of one backend: `single` behaviours take the store, `pair` ones two stores on one
 /// database. `attr` goes on each test: `ignore` for a backend a bare machine lacks, else the
 /// always-true `cfg(all())`.
@@ -791,7 +684,7 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[$attr]
             async fn $single() {
-                let h = Harness::start($backend).await;
+                let h = TestStore::new($backend).await;
                 let store = h.store.clone();
                 h.run(async move { super::$single(&*store).await }).await;
             }
@@ -800,7 +693,7 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[$attr]
             async fn $pair() {
-                let mut h = Harness::start($backend).await;
+                let mut h = TestStore::new($backend).await;
                 let (a, b) = (h.store.clone(), h.another().await);
                 h.run(async move { super::$pair(a, b).await }).await;
             }
