@@ -29,7 +29,10 @@ pub(crate) fn encode(json: &str) -> Vec<u8> {
 }
 
 /// Decodes what [`encode`] stored (or plain JSON text) into a value of `T`.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(id: &str, stored: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    id: &str,
+    stored: &[u8],
+) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         id: id.to_owned(),
         reason,
@@ -58,7 +61,10 @@ mod tests {
         assert_eq!(stored[0], LZ4);
         assert!(stored.len() * 4 < large.len(), "{} bytes", stored.len());
         let back: serde_json::Value = decode("x", &stored).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(&large).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(&large).unwrap()
+        );
         // Rows written before compression are plain JSON text.
         let legacy: serde_json::Value = decode("x", large.as_bytes()).unwrap();
         assert_eq!(legacy, back);
@@ -67,8 +73,14 @@ mod tests {
     #[test]
     fn damage_is_reported_with_the_id() {
         let err = decode::<serde_json::Value>("m1", &[LZ4, 9, 9]).unwrap_err();
-        assert!(matches!(&err, StoreError::Corrupt { id, reason } if id == "m1" && reason.contains("decompress")), "{err}");
+        assert!(
+            matches!(&err, StoreError::Corrupt { id, reason } if id == "m1" && reason.contains("decompress")),
+            "{err}"
+        );
         let err = decode::<serde_json::Value>("m2", b"{oops").unwrap_err();
-        assert!(matches!(&err, StoreError::Corrupt { id, .. } if id == "m2"), "{err}");
+        assert!(
+            matches!(&err, StoreError::Corrupt { id, .. } if id == "m2"),
+            "{err}"
+        );
     }
 }

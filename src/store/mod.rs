@@ -344,7 +344,10 @@ fn new_rows(messages: &[Message]) -> Result<Vec<NewRow>, StoreError> {
                 Some(id) if !id.is_empty() => (id.clone(), serde_json::to_string(m)),
                 None => {
                     let id = uuid::Uuid::now_v7().to_string();
-                    let json = serde_json::to_string(&WithId { id: &id, message: m });
+                    let json = serde_json::to_string(&WithId {
+                        id: &id,
+                        message: m,
+                    });
                     (id, json)
                 }
                 Some(_) => {

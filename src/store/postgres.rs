@@ -11,9 +11,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, list_plan, new_rows, page_of, recorded_due, recorded_status, sql_limit, stats_of,
-    to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
-    MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    first_per_message, list_plan, new_rows, page_of, recorded_due, recorded_status, sql_limit,
+    stats_of, to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
+    MessageRow, MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage,
+    MESSAGE_COLUMNS,
 };
 
 /// Connections per process: claims, records and API reads run concurrently.

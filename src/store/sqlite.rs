@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, insert_error, list_plan, new_rows, NewRow, page_of, recorded_due, recorded_status, sql_limit,
-    stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message, MessageRow,
-    MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    first_per_message, insert_error, list_plan, new_rows, page_of, recorded_due, recorded_status,
+    sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
+    MessageRow, MessageStore, NewRow, Page, Requeue, StoreError, StoreStats, StoredMessage,
+    MESSAGE_COLUMNS,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -141,7 +142,10 @@ impl MessageStore for SqliteStore {
         // trip to sqlx's SQLite thread, and those round trips (not SQLite) dominated the cost of
         // small inserts. Larger batches take an explicit transaction.
         let result = if rows.len() <= ROWS_PER_STATEMENT {
-            insert_statement(&rows, now).build().execute(&self.writer).await
+            insert_statement(&rows, now)
+                .build()
+                .execute(&self.writer)
+                .await
         } else {
             let mut tx = self.begin_write().await?;
             let mut result = Ok(Default::default());

@@ -282,9 +282,7 @@ pub async fn run_service_throughput(
                     break;
                 }
                 let to = (from + batch).min(total);
-                let msgs: Vec<String> = (from..to)
-                    .map(|i| maker.nth(&prefix, i))
-                    .collect();
+                let msgs: Vec<String> = (from..to).map(|i| maker.nth(&prefix, i)).collect();
                 let body = Bytes::from(format!("[{}]", msgs.join(",")));
                 // A refused batch (overload) is retried: the figure counts accepted messages.
                 for _ in 0..100 {

@@ -63,7 +63,9 @@ pub(super) async fn run(args: &BenchArgs, n: u64) -> CmdResult {
         if !args.json {
             println!("{name:<34} {json_bytes:>10} {per:>14.0}");
         }
-        rows.push(serde_json::json!({"sample": name, "json_bytes": json_bytes, "bytes_per_message": per}));
+        rows.push(
+            serde_json::json!({"sample": name, "json_bytes": json_bytes, "bytes_per_message": per}),
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
     if args.json {
@@ -90,7 +92,12 @@ async fn fill(store: &dyn MessageStore, maker: &MessageMaker, n: u64) -> Result<
     let worker = "storage-bench";
     loop {
         let claimed = store
-            .claim_due(worker, SystemTime::now(), BATCH as usize, Duration::from_secs(60))
+            .claim_due(
+                worker,
+                SystemTime::now(),
+                BATCH as usize,
+                Duration::from_secs(60),
+            )
             .await
             .map_err(Failure::failed)?;
         if claimed.is_empty() {

@@ -30,7 +30,11 @@ pub(super) type Pending = (Vec<Message>, InsertReply);
 /// post again come back together, just after the group that answered them was cut; so when far
 /// fewer requests wait than the previous group held, the group waits up to [`LINGER`] for them
 /// rather than committing one message now and the rest one transaction later.
-pub(super) async fn run(store: Arc<dyn MessageStore>, mut rx: mpsc::Receiver<Pending>, writers: usize) {
+pub(super) async fn run(
+    store: Arc<dyn MessageStore>,
+    mut rx: mpsc::Receiver<Pending>,
+    writers: usize,
+) {
     let slots = Arc::new(Semaphore::new(writers.max(1)));
     let mut previous = 0usize;
     while let Some(first) = rx.recv().await {

@@ -21,13 +21,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::config::Secret;
 use crate::message::Message;
 use crate::metrics::Metrics;
-use crate::store::{self, ListFilter, MessageStore, Requeue, Status, StoreError};
+use crate::store::{self, ListFilter, MessageStore, Requeue, Status};
 
 mod error;
 mod group;
 
 use error::{json_response as reply, ApiError};
-
 
 /// Shared state of the API handlers.
 pub struct Api {
