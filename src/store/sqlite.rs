@@ -40,21 +40,31 @@ pub struct SqliteStore {
 /// group commit of the API fits in one statement.
 const ROWS_PER_STATEMENT: usize = 2048;
 
+/// Multi-row statements of at most this many rows stay in sqlx's per-connection statement cache;
+/// larger ones are prepared each time. Every row count is a different statement, and a cache of
+/// a hundred large prepared statements holds tens of megabytes.
+const CACHED_ROWS: usize = 32;
+
 /// `INSERT` of `rows`, queued and due at `now`.
 fn insert_statement(rows: &[NewRow], now: i64) -> sqlx::QueryBuilder<'_, sqlx::Sqlite> {
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO messages (id, recipient, message, status, send_count, created_at, \
-         updated_at, next_attempt_at) ",
+         updated_at, next_attempt_at) SELECT column1, column2, column3, 'queued', 0, ",
     );
-    // `now` is an integer we made: written inline, it leaves the parameters to the rows.
-    let queued = format!("'queued', 0, {now}, {now}, {now}");
+    // Bound once for all rows, leaving the parameters to the rows.
+    q.push_bind(now)
+        .push(", ")
+        .push_bind(now)
+        .push(", ")
+        .push_bind(now)
+        .push(" FROM (");
     q.push_values(rows, |mut b, row| {
         b.push_bind(&row.id)
             .push_bind(&row.recipient)
-            .push_bind(&row.message)
-            .push_unseparated(", ")
-            .push_unseparated(&queued);
+            .push_bind(&row.message);
     });
+    // VALUES rows are read in order, so `seq` follows the batch.
+    q.push(")");
     q
 }
 
@@ -150,7 +160,11 @@ impl MessageStore for SqliteStore {
             let mut tx = self.begin_write().await?;
             let mut result = Ok(Default::default());
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                result = insert_statement(chunk, now).build().execute(&mut *tx).await;
+                result = insert_statement(chunk, now)
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await;
                 if result.is_err() {
                     break;
                 }
@@ -257,6 +271,7 @@ impl MessageStore for SqliteStore {
             );
             let done: Vec<String> = q
                 .build_query_scalar()
+                .persistent(chunk.len() <= CACHED_ROWS)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -276,7 +291,11 @@ impl MessageStore for SqliteStore {
                 },
             );
             q.push(" ON CONFLICT (message_id, number) DO UPDATE SET record = excluded.record");
-            q.build().execute(&mut *tx).await.map_err(db_err)?;
+            q.build()
+                .persistent(done.len() <= CACHED_ROWS)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(applied)
@@ -455,7 +474,7 @@ mod tests {
         )
         .unwrap();
         let json_len = serde_json::to_string(&sample).unwrap().len();
-        let ids = store.insert(&[sample.clone()]).await.unwrap();
+        let ids = store.insert(std::slice::from_ref(&sample)).await.unwrap();
         let (kind, len): (String, i64) =
             sqlx::query_as("SELECT typeof(message), length(message) FROM messages WHERE id = ?1")
                 .bind(&ids[0])

@@ -238,13 +238,16 @@ fn summarize(samples: &[DrainSample], n: u64) -> DrainSummary {
         .iter()
         .find(|s| s.delivered >= delivered)
         .map_or(0.0, |s| s.at_s);
+    // From the last sample before `lo` (or the start) to the first at or past `hi`.
     let rate_between = |lo: u64, hi: u64| {
-        let a = samples.iter().find(|s| s.delivered >= lo);
+        let a = samples
+            .iter()
+            .rev()
+            .find(|s| s.delivered < lo.max(1))
+            .map_or((0.0, 0), |s| (s.at_s, s.delivered));
         let b = samples.iter().find(|s| s.delivered >= hi);
-        match (a, b) {
-            (Some(a), Some(b)) if b.at_s > a.at_s => {
-                (b.delivered - a.delivered) as f64 / (b.at_s - a.at_s)
-            }
+        match b {
+            Some(b) if b.at_s > a.0 => (b.delivered - a.1) as f64 / (b.at_s - a.0),
             _ => 0.0,
         }
     };
@@ -252,7 +255,7 @@ fn summarize(samples: &[DrainSample], n: u64) -> DrainSummary {
         delivered,
         seconds: end,
         per_second: delivered as f64 / end.max(1e-9),
-        first_quarter: rate_between(1, n / 4),
+        first_quarter: rate_between(1, (n / 4).max(1)),
         last_quarter: rate_between(n - n / 4, n),
         rss_max: samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
     }

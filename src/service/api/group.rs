@@ -14,8 +14,8 @@ use crate::store::{MessageStore, StoreError};
 const MAX_GROUP: usize = 1024;
 
 /// How long a group waits for stragglers when far fewer requests are waiting than the previous
-/// group had (see [`run`]).
-const LINGER: Duration = Duration::from_micros(500);
+/// group had (see [`run`]); the timer's resolution.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// The ids assigned to a request's messages, or why they were not stored.
 pub(super) type InsertReply = oneshot::Sender<Result<Vec<String>, StoreError>>;
