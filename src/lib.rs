@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod encode;
 pub mod http;

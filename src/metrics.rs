@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::dashboard::Recent;
 use crate::delivery::{Attempt, AttemptClass};
 use crate::store::StoreStats;
 
@@ -37,6 +38,7 @@ pub struct Metrics {
     attempts: Family<ClassLabel, Counter>,
     delivery_latency: Histogram,
     render_latency: Histogram,
+    recent: Recent,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,7 @@ impl Metrics {
             attempts,
             delivery_latency,
             render_latency,
+            recent: Recent::default(),
         }
     }
 
@@ -106,8 +109,14 @@ impl Metrics {
         self.accepted.inc_by(n as u64);
     }
 
+    /// The last hour, minute by minute (the dashboard's overview).
+    pub fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
     /// Records one attempt.
     pub fn attempt(&self, a: &Attempt) {
+        self.recent.attempt(a);
         let class = match a.class {
             AttemptClass::Delivered => "delivered",
             AttemptClass::Retryable => "retryable",

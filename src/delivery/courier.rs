@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::template::{Ctx, Engine, Pool, RenderError};
+use crate::template::{Ctx, Engine, Pool, RenderError, Template};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
@@ -89,6 +89,16 @@ impl Courier {
     /// The render pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The ctx key style templates are given.
+    pub fn style(&self) -> CtxStyle {
+        self.style
+    }
+
+    /// `channel`'s body template, when the channel is configured and has one (for previews).
+    pub fn channel_template(&self, channel: &str) -> Option<&Template> {
+        self.routes.get(channel).and_then(|r| r.template.as_ref())
     }
 
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every

@@ -110,6 +110,15 @@ impl Service {
             self.settings.retention,
             shutdown.clone(),
         ));
+        let dashboard = Arc::new(crate::dashboard::Dashboard::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.courier),
+            Arc::clone(&metrics),
+            self.settings.tokens.clone(),
+            self.settings.max_body_bytes,
+            Arc::clone(&wake),
+            shutdown.clone(),
+        ));
         let api = Arc::new(api::Api::new(
             Arc::clone(&self.store),
             metrics,
@@ -127,10 +136,17 @@ impl Service {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    let api = Arc::clone(&api);
-                    let service = hyper::service::service_fn(move |req| {
-                        let api = Arc::clone(&api);
-                        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                    let (api, dashboard) = (Arc::clone(&api), Arc::clone(&dashboard));
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (api, dashboard) = (Arc::clone(&api), Arc::clone(&dashboard));
+                        async move {
+                            // The browser pages and /openapi.json; everything else is the JSON API.
+                            Ok::<_, std::convert::Infallible>(if crate::dashboard::serves(req.uri().path()) {
+                                dashboard.handle(req).await
+                            } else {
+                                api.handle(req).await
+                            })
+                        }
                     });
                     let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)

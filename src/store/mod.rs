@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::mask_url;
 use crate::delivery::{Attempt, Outcome};
-use crate::message::Message;
+use crate::message::{Message, TemplateType};
 
 /// Where a stored message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,6 +133,11 @@ pub struct ListFilter {
     pub status: Option<Status>,
     /// Only messages to this recipient (exact match).
     pub recipient: Option<String>,
+    /// Only messages of this template type.
+    pub template_type: Option<TemplateType>,
+    /// Only messages delivered by this channel (their own, else `email`/`sms` by message type,
+    /// as [`Message::channel`] says).
+    pub channel: Option<String>,
 }
 
 /// One page of [`MessageStore::list`]: newest first.
@@ -380,12 +385,15 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
 /// The SQL and page position of a [`MessageStore::list`] call, shared by both backends;
 /// `placeholder(n)` writes the n-th (1-based) bind parameter in the backend's syntax. `None` means
 /// the answer is an empty page (limit 0, or a token this store did not make). Parameters bind in
-/// order: status, recipient, seq (each only when used), then the limit.
+/// order: status, recipient, template type, channel, seq (each only when used), then the limit.
+/// `channel_expr` is the backend's SQL for a row's effective channel (read from the message JSON:
+/// the channel filter is an operator's query, not a hot path, so it has no column of its own).
 fn list_plan(
     filter: &ListFilter,
     page_token: Option<&str>,
     limit: usize,
     placeholder: fn(usize) -> String,
+    channel_expr: &str,
 ) -> Option<(String, Option<i64>)> {
     let before = match page_token.map(parse_page_token) {
         None => None,
@@ -398,9 +406,12 @@ fn list_plan(
     }
     // Only the filters in use appear in the SQL, so each shape gets the index it needs.
     let mut conditions = Vec::new();
+    let channel_condition = format!("{channel_expr} =");
     for (used, column) in [
         (filter.status.is_some(), "status ="),
         (filter.recipient.is_some(), "recipient ="),
+        (filter.template_type.is_some(), "template_type ="),
+        (filter.channel.is_some(), channel_condition.as_str()),
         (before.is_some(), "seq <"),
     ] {
         if used {

@@ -22,6 +22,10 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A row's effective channel: its own, else its message type (`email` or `sms`).
+const PG_CHANNEL: &str =
+    "COALESCE(NULLIF(message::jsonb ->> 'channel', ''), message::jsonb ->> 'message_type')";
+
 /// The PostgreSQL [`MessageStore`].
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -315,7 +319,9 @@ impl MessageStore for PostgresStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let Some((sql, before)) = list_plan(filter, page_token, limit, |n| format!("${n}")) else {
+        let Some((sql, before)) =
+            list_plan(filter, page_token, limit, |n| format!("${n}"), PG_CHANNEL)
+        else {
             return Ok(empty_page());
         };
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
@@ -324,6 +330,12 @@ impl MessageStore for PostgresStore {
         }
         if let Some(recipient) = &filter.recipient {
             query = query.bind(recipient.as_str());
+        }
+        if let Some(template_type) = filter.template_type {
+            query = query.bind(template_type.as_str());
+        }
+        if let Some(channel) = &filter.channel {
+            query = query.bind(channel.as_str());
         }
         if let Some(seq) = before {
             query = query.bind(seq);

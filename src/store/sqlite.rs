@@ -27,6 +27,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections: WAL readers do not block each other or the writer.
 const READERS: u32 = 4;
 
+/// A row's effective channel: its own, else its message type (`email` or `sms`).
+const SQLITE_CHANNEL: &str =
+    "COALESCE(NULLIF(json_extract(message, '$.channel'), ''), json_extract(message, '$.message_type'))";
+
 /// The SQLite [`MessageStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -342,7 +346,13 @@ impl MessageStore for SqliteStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let Some((sql, before)) = list_plan(filter, page_token, limit, |_| "?".to_owned()) else {
+        let Some((sql, before)) = list_plan(
+            filter,
+            page_token,
+            limit,
+            |_| "?".to_owned(),
+            SQLITE_CHANNEL,
+        ) else {
             return Ok(empty_page());
         };
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
@@ -351,6 +361,12 @@ impl MessageStore for SqliteStore {
         }
         if let Some(recipient) = &filter.recipient {
             query = query.bind(recipient.as_str());
+        }
+        if let Some(template_type) = filter.template_type {
+            query = query.bind(template_type.as_str());
+        }
+        if let Some(channel) = &filter.channel {
+            query = query.bind(channel.as_str());
         }
         if let Some(seq) = before {
             query = query.bind(seq);

@@ -2,7 +2,9 @@
 //! endpoint; the CLI tests run the real `courier` binary.
 
 mod backend;
+mod browser;
 mod cli;
+mod dashboard;
 mod deliver;
 mod engine;
 mod proof;

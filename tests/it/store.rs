@@ -487,6 +487,7 @@ async fn list_filters(store: &dyn MessageStore) {
         let filter = ListFilter {
             status,
             recipient: recipient.map(str::to_owned),
+            ..ListFilter::default()
         };
         async move { store.list(&filter, token.as_deref(), limit).await.unwrap() }
     };
@@ -527,6 +528,72 @@ async fn list_filters(store: &dyn MessageStore) {
     assert_eq!(p2.next_page_token, None);
     let none = list(None, Some("nobody@x.test"), None, 10).await;
     assert!(none.messages.is_empty() && none.next_page_token.is_none());
+}
+
+async fn list_by_template_type_and_channel(store: &dyn MessageStore) {
+    let mut batch = Vec::new();
+    for (id, template_type, message_type, channel) in [
+        ("e-stub", "stub", "email", None),
+        ("e-code", "verification_code_valid", "email", None),
+        ("s-code", "verification_code_valid", "sms", None),
+        (
+            "w-code",
+            "verification_code_valid",
+            "email",
+            Some("webhook"),
+        ),
+        ("x-code", "login_code_valid", "sms", Some("")),
+    ] {
+        let mut m = message("t@x.test", Some(id));
+        m.template_type = template_type.parse().unwrap();
+        m.message_type = serde_json::from_value(serde_json::json!(message_type)).unwrap();
+        m.channel = channel.map(str::to_owned);
+        batch.push(m);
+    }
+    store.insert(&batch).await.unwrap();
+    let list = |template_type: Option<&str>, channel: Option<&str>, status: Option<Status>| {
+        let filter = ListFilter {
+            status,
+            template_type: template_type.map(|t| t.parse().unwrap()),
+            channel: channel.map(str::to_owned),
+            ..ListFilter::default()
+        };
+        async move { ids_of(&store.list(&filter, None, 10).await.unwrap()) }
+    };
+    assert_eq!(
+        list(Some("verification_code_valid"), None, None).await,
+        ["w-code", "s-code", "e-code"]
+    );
+    // The effective channel: an absent or empty one is the message type's.
+    assert_eq!(list(None, Some("email"), None).await, ["e-code", "e-stub"]);
+    assert_eq!(list(None, Some("sms"), None).await, ["x-code", "s-code"]);
+    assert_eq!(list(None, Some("webhook"), None).await, ["w-code"]);
+    assert_eq!(
+        list(
+            Some("verification_code_valid"),
+            Some("sms"),
+            Some(Status::Queued)
+        )
+        .await,
+        ["s-code"]
+    );
+    assert!(list(Some("stub"), Some("sms"), None).await.is_empty());
+    assert!(list(None, Some("email"), Some(Status::Sent))
+        .await
+        .is_empty());
+    // Paging keeps the filters.
+    let filter = ListFilter {
+        template_type: Some("verification_code_valid".parse().unwrap()),
+        ..ListFilter::default()
+    };
+    let p1 = store.list(&filter, None, 2).await.unwrap();
+    assert_eq!(ids_of(&p1), ["w-code", "s-code"]);
+    let p2 = store
+        .list(&filter, p1.next_page_token.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&p2), ["e-code"]);
+    assert_eq!(p2.next_page_token, None);
 }
 
 async fn requeue_rules(store: &dyn MessageStore) {
@@ -731,6 +798,7 @@ contract_tests!(
         release_returns_to_queue,
         list_pagination,
         list_filters,
+        list_by_template_type_and_channel,
         requeue_rules,
         retention_deletes_old_finished,
         stats_counts_and_oldest
