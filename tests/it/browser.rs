@@ -18,8 +18,8 @@ use jsonnet_courier::message::{samples, MessageType, TemplateType};
 use jsonnet_courier::store::Status;
 use serde_json::json;
 
-use crate::dashboard::wait_status;
 use crate::backend::{with_store, Backend};
+use crate::dashboard::wait_status;
 use crate::serve::{ids_of, start};
 use crate::support::{post_json, Reply, Server, Start as _};
 
