@@ -327,6 +327,9 @@ fn sql_limit(limit: usize) -> i64 {
 struct NewRow {
     id: String,
     recipient: String,
+    template_type: &'static str,
+    /// The effective channel ([`Message::channel`]), for the list filter.
+    channel: String,
     message: Vec<u8>,
 }
 
@@ -369,6 +372,8 @@ fn new_rows(messages: &[Message]) -> Result<Vec<NewRow>, StoreError> {
             Ok(NewRow {
                 id,
                 recipient: m.recipient.clone(),
+                template_type: m.template_type.as_str(),
+                channel: m.channel().to_owned(),
                 message: codec::encode(&json),
             })
         })
@@ -386,8 +391,7 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
 /// `placeholder(n)` writes the n-th (1-based) bind parameter in the backend's syntax. `None` means
 /// the answer is an empty page (limit 0, or a token this store did not make). Parameters bind in
 /// order: status, recipient, template type, channel, seq (each only when used), then the limit.
-/// `channel_expr` is the backend's SQL for a row's effective channel (read from the message JSON:
-/// the channel filter is an operator's query, not a hot path, so it has no column of its own).
+/// `channel_expr` is the backend's SQL for a row's effective channel (the `channel` column).
 fn list_plan(
     filter: &ListFilter,
     page_token: Option<&str>,

@@ -22,9 +22,9 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A row's effective channel: its own, else its message type (`email` or `sms`).
-const PG_CHANNEL: &str =
-    "COALESCE(NULLIF(message::jsonb ->> 'channel', ''), message::jsonb ->> 'message_type')";
+/// A row's effective channel (its own, else its message type), kept in a column at insert: the
+/// message itself is compressed.
+const PG_CHANNEL: &str = "channel";
 
 /// The PostgreSQL [`MessageStore`].
 #[derive(Clone)]
@@ -159,6 +159,8 @@ impl MessageStore for PostgresStore {
         }
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
+        let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
         let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
         let now = to_millis(SystemTime::now());
 
@@ -166,17 +168,20 @@ impl MessageStore for PostgresStore {
         // NOTHING (then rolling back) rather than an error tells which id already existed.
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO messages (id, status, recipient, message, send_count, \
-             created_at, updated_at, next_attempt_at) \
-             SELECT u.id, 'queued', u.recipient, u.message, 0, $4, $4, $4 \
-             FROM UNNEST($1::text[], $2::text[], $3::bytea[]) \
-                 WITH ORDINALITY AS u(id, recipient, message, ord) \
+            "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
+             send_count, created_at, updated_at, next_attempt_at) \
+             SELECT u.id, 'queued', u.recipient, u.template_type, u.channel, u.message, 0, \
+                 $6, $6, $6 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) \
+                 WITH ORDINALITY AS u(id, recipient, template_type, channel, message, ord) \
              ORDER BY u.ord \
              ON CONFLICT (id) DO NOTHING \
              RETURNING id",
         )
         .bind(&ids)
         .bind(&recipients)
+        .bind(&types)
+        .bind(&channels)
         .bind(&stored)
         .bind(now)
         .fetch_all(&mut *tx)
