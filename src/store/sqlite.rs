@@ -471,8 +471,9 @@ mod tests {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         // A row as the first schema wrote it: the message as JSON text.
         sqlx::query(
-            "INSERT INTO messages (id, status, recipient, message, send_count, created_at, \
-             updated_at, next_attempt_at) VALUES ('old', 'queued', 'a@b.c', ?1, 0, 0, 0, 0)",
+            "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
+             created_at, updated_at, next_attempt_at) \
+             VALUES ('old', 'queued', 'a@b.c', 'stub', ?1, 0, 0, 0, 0)",
         )
         .bind(r#"{"id":"old","recipient":"a@b.c","template_type":"stub"}"#)
         .execute(&store.writer)
