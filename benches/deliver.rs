@@ -1,7 +1,8 @@
 //! Delivery throughput: render + deliver through `Courier` to an in-process sink on 127.0.0.1,
 //! and in the same run the ceiling, a bare hyper client posting a pre-rendered payload to the same
-//! sink at the same concurrency. Run with `cargo bench --bench deliver`; a summary with the ratio
-//! prints after criterion's report.
+//! sink at the same concurrency; and the same delivery with Standard Webhooks signing and an
+//! idempotency key, beside the cost of one signature alone. Run with `cargo bench --bench
+//! deliver`; a summary with the ratios prints after criterion's report.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -10,10 +11,11 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 
 use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
-use jsonnet_courier::config::{ChannelConfig, Config};
+use jsonnet_courier::config::{ChannelConfig, ChannelOptions, Config, Secret, Signing};
 use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
 use jsonnet_courier::template::{default_template, Engine, Limits};
+use jsonnet_courier::webhook::Signer;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,9 +35,24 @@ fn main() {
         .channels
         .push(ChannelConfig::default_post("email", &sink.url("/deliver")));
     let courier = Arc::new(rt.block_on(Courier::new(config)).unwrap());
+    let secrets = vec![Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+    let mut signed_config = Config::default();
+    signed_config.channels.push(ChannelConfig {
+        options: ChannelOptions {
+            signing: Some(Signing {
+                secrets: secrets.clone(),
+            }),
+            idempotency_header: Some(hyper::header::HeaderName::from_static("idempotency-key")),
+            ..ChannelOptions::default()
+        },
+        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
+    });
+    let signed = Arc::new(rt.block_on(Courier::new(signed_config)).unwrap());
     let messages: Vec<Message> = samples::all()
-        .map(|(_, _, mut m)| {
+        .enumerate()
+        .map(|(i, (_, _, mut m))| {
             m.channel = Some("email".into());
+            m.id = Some(format!("msg_{i}"));
             m
         })
         .collect();
@@ -78,6 +95,29 @@ fn main() {
             ))
         })
     });
+    g.bench_function("courier_render_and_deliver_signed", |b| {
+        b.iter(|| {
+            rt.block_on(run_courier(
+                signed.clone(),
+                messages.clone(),
+                BATCH,
+                CONCURRENCY,
+                Arc::new(AtomicU64::new(0)),
+            ))
+        })
+    });
+    g.finish();
+    let signer = Signer::new(&secrets).unwrap();
+    let mut g = c.benchmark_group("signing");
+    g.bench_function("sign_hmac_payload", |b| {
+        b.iter(|| {
+            signer.sign(
+                "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+                1674087231,
+                payload.as_bytes(),
+            )
+        })
+    });
     g.finish();
     c.final_summary();
 
@@ -87,17 +127,37 @@ fn main() {
                 .ok()?;
         serde_json::from_str::<serde_json::Value>(&text).ok()?["mean"]["point_estimate"].as_f64()
     };
+    let rate = |ns: f64| BATCH as f64 * 1e9 / ns;
     if let (Some(ceiling), Some(ours)) = (
         mean("ceiling_bare_client"),
         mean("courier_render_and_deliver"),
     ) {
-        let rate = |ns: f64| BATCH as f64 * 1e9 / ns;
         println!(
             "\ndeliver summary (this run): ceiling {:.0}/s, courier {:.0}/s, ratio {:.2}",
             rate(ceiling),
             rate(ours),
             ceiling / ours
         );
+        if let Some(signed) = mean("courier_render_and_deliver_signed") {
+            println!(
+                "signed: {:.0}/s, {:+.1}% time per message against unsigned",
+                rate(signed),
+                (signed / ours - 1.0) * 100.0
+            );
+        }
+        let sign = std::fs::read_to_string(
+            "target/criterion/signing/sign_hmac_payload/new/estimates.json",
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["mean"]["point_estimate"].as_f64());
+        if let Some(sign) = sign {
+            println!(
+                "one HMAC signature: {:.2} µs, {:.2}% of the courier's time per message",
+                sign / 1e3,
+                sign / (ours / BATCH as f64) * 100.0
+            );
+        }
     }
 }
 

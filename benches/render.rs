@@ -3,6 +3,10 @@
 //! Run with `cargo bench --bench render`. After criterion's own report, a summary prints each
 //! variant's renders per second and its ratio to the floor (one cached jrsonnet function call plus
 //! JSON conversion in a plain loop on one thread), all from this run's measurements.
+//!
+//! `engine_fast_path` is the compiled fast path (the default template qualifies);
+//! `engine_cached` and `engine_cold_compile_and_render` are the evaluator alone. The pool
+//! variants take the fast path on the calling task, as callers get it.
 
 use std::time::Duration;
 
@@ -62,17 +66,41 @@ fn floor(c: &mut Criterion, ctxs: &[String]) {
 }
 
 fn engine(c: &mut Criterion, ctxs: &[String]) {
+    let mut fast = Engine::new(Limits::default()).unwrap();
+    // The evaluator alone: the fast path off.
     let mut engine = Engine::new(Limits::default()).unwrap();
+    engine.set_fast_path(false);
     let template = default_template(CtxStyle::Pascal);
+    assert_eq!(template.fast_path(), Ok(()));
     let mut g = c.benchmark_group("render");
     g.throughput(Throughput::Elements(1));
     let mut i = 0;
     let mut out = String::new();
+    g.bench_function("engine_fast_path", |b| {
+        b.iter(|| {
+            i = (i + 1) % ctxs.len();
+            fast.render_into(&template, CtxRef::Json(&ctxs[i]), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
     g.bench_function("engine_cached", |b| {
         b.iter(|| {
             i = (i + 1) % ctxs.len();
             engine
                 .render_into(&template, CtxRef::Json(&ctxs[i]), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    // The whole per-message path: the message's ctx written as JSON text, then rendered.
+    let messages: Vec<_> = samples::all().map(|(_, _, m)| m).collect();
+    g.bench_function("engine_ctx_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json(&messages[i], CtxStyle::Pascal);
+            engine
+                .render_into(&template, CtxRef::Json(&text), &mut out)
                 .unwrap();
             black_box(out.len())
         })
@@ -148,7 +176,9 @@ fn summary() {
     );
     for (id, per_iter) in [
         ("floor_bare_jrsonnet", 1.0),
+        ("engine_fast_path", 1.0),
         ("engine_cached", 1.0),
+        ("engine_ctx_and_render", 1.0),
         ("engine_cold_compile_and_render", 1.0),
         ("pool_1_threads", BATCH as f64),
         ("pool_2_threads", BATCH as f64),
@@ -161,6 +191,14 @@ fn summary() {
                 rate / floor_rate
             );
         }
+    }
+    if let (Some(fast), Some(evaluator)) = (mean_ns("engine_fast_path"), mean_ns("engine_cached")) {
+        println!(
+            "fast path / evaluator (engine_cached), time per render: {:.3} ({:.2} µs vs {:.2} µs)",
+            fast / evaluator,
+            fast / 1e3,
+            evaluator / 1e3
+        );
     }
 }
 

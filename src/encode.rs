@@ -66,6 +66,13 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// `s` query-escaped as in a form body (space as `+`).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape(s, &mut out);
+    out
+}
+
 fn escape(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {

@@ -28,5 +28,8 @@ pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod service;
+pub mod shaped;
+pub mod stamp;
 pub mod store;
 pub mod template;
+pub mod webhook;

@@ -5,6 +5,7 @@
 //! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,6 +27,24 @@ struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Configuration reloads of this process, by outcome: one family per process, shared by every
+/// [`Metrics`] (a reload is not an API event).
+fn reloads() -> &'static Family<OutcomeLabel, Counter> {
+    static RELOADS: OnceLock<Family<OutcomeLabel, Counter>> = OnceLock::new();
+    RELOADS.get_or_init(Family::default)
+}
+
+/// Counts a configuration reload (`courier serve` on SIGHUP or a changed template file).
+pub fn config_reloaded(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    reloads().get_or_create(&OutcomeLabel { outcome }).inc();
 }
 
 /// The service's metrics.
@@ -64,6 +83,11 @@ impl Metrics {
             "oldest_queued_age_seconds",
             "Age of the oldest queued message",
             oldest_queued_age.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by outcome (a failed one keeps the running configuration)",
+            reloads().clone(),
         );
         let accepted = Counter::default();
         registry.register(

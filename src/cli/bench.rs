@@ -30,7 +30,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "TEMPLATE")]
     template: Option<String>,
     /// Key style of the ctx.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value = "pascal")]
     style: StyleArg,
     /// Evaluator threads (default: one per core).
     #[arg(long, default_value_t = 0)]
@@ -144,17 +144,12 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         None => Some(jsonnet_courier::config::DEFAULT_BODY.to_owned()),
     };
     let mut config = Config::default();
-    config.settings.ctx_style = style;
+    config.settings.ctx_style = Some(style);
     config.settings.template.threads = args.threads;
     config.channels.push(ChannelConfig {
-        id: "email".into(),
         path: "bench".into(),
-        url: sink.url("/deliver"),
-        method: hyper::Method::POST,
-        headers: Vec::new(),
-        encoding: jsonnet_courier::encode::Encoding::Json,
         body,
-        auth: None,
+        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
     });
     let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
     // Every sample, email and SMS, through the one channel.
@@ -290,12 +285,13 @@ fn distinct(samples: &[Message], i: u64) -> Message {
         &mut data.login_code,
         &mut data.registration_code,
     ] {
-        if slot.is_some() {
-            *slot = Some(code.clone());
+        // Only values the sample has: a null stays null.
+        if let Some(Some(value)) = slot {
+            value.clone_from(&code);
         }
     }
-    if data.to.is_some() {
-        data.to = Some(to.clone());
+    if let Some(Some(value)) = &mut data.to {
+        value.clone_from(&to);
     }
     m.recipient = to;
     m

@@ -3,18 +3,19 @@
 use clap::Args;
 
 use super::render::FormatArg;
-use super::{load_template, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{load_template, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::encode;
-use jsonnet_courier::message::{ctx, samples, CtxStyle, MessageType};
-use jsonnet_courier::template::{source::Loader, Pool};
+use jsonnet_courier::message::{ctx, samples, MessageType};
+use jsonnet_courier::template::{source::Loader, Engine, Pool, TopLevel};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The template: a path, or a file://, base64://, http:// or https:// URI.
     template: String,
-    /// Key style of the ctx built from each sample.
-    #[arg(long, value_enum, default_value_t)]
-    style: StyleArg,
+    /// Key style of the ctx built from each sample (default: the style of the ctx names the
+    /// template reads; snake if it reads none).
+    #[arg(long, value_enum)]
+    style: Option<StyleArg>,
     /// Also check that each payload form-encodes (for form-encoded channels).
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
@@ -36,7 +37,11 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
     let template = load_template(&loader, &args.template).await?;
     let pool = Pool::with_default_threads(args.limits.limits())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
-    let style = CtxStyle::from(args.style);
+    let top = Engine::new(args.limits.limits())
+        .ok()
+        .and_then(|mut e| e.compile(&template).ok());
+    let choice = style_for(&template, args.style)?;
+    let style = choice.style;
     let mut rows = Vec::new();
     for (t, kind, message) in samples::all() {
         if args.only.as_deref().is_some_and(|o| o != kind.as_str()) {
@@ -50,7 +55,7 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
             },
             Ok(json) => Row::Ok(json.len()),
             Err(e) if e.is_cancelled() => Row::Cancelled,
-            Err(e) => Row::Failed(e.detail()),
+            Err(e) => Row::Failed(e.summary()),
         };
         rows.push((t, kind, row));
     }
@@ -87,10 +92,19 @@ pub(crate) async fn run(args: CheckArgs) -> CmdResult {
         );
     }
     println!(
-        "\ntemplate {:?} ({} style): {ok} ok, {cancelled} cancelled, {failed} failed",
+        "\ntemplate {:?}: {ok} ok, {cancelled} cancelled, {failed} failed\nctx style: {choice}",
         template.name(),
-        style
     );
+    match top {
+        Some(TopLevel::IgnoresCtx) => println!(
+            "note: the top level is not a function, so the template ignores ctx: every message gets the same payload"
+        ),
+        Some(TopLevel::CancelsAll) => {
+            println!("note: the top level is error \"cancel\": every message is cancelled")
+        }
+        _ => {}
+    }
+    println!("render path: {}", render_path(&template));
     if failed > 0 {
         Err(Failure::quiet())
     } else {

@@ -31,12 +31,21 @@ pub(crate) async fn run(args: ConfigArgs) -> CmdResult {
             let config = Config::load(&file).map_err(Failure::usage)?;
             let warnings = config.warnings.clone();
             let shown = serde_json::to_string_pretty(&config).map_err(Failure::failed)?;
-            Courier::new(config).await.map_err(|mut e| {
+            let courier = Courier::new(config).await.map_err(|mut e| {
                 e.source = Some(file.display().to_string());
                 Failure::usage(e)
             })?;
             for w in warnings {
                 eprintln!("warning: {w}");
+            }
+            for route in courier.routes() {
+                match &route.template {
+                    Some(t) => eprintln!(
+                        "channel {}: template {t:?}, ctx style {}",
+                        route.channel, route.style
+                    ),
+                    None => eprintln!("channel {}: no body template", route.channel),
+                }
             }
             println!("{shown}");
             eprintln!("{}: ok", file.display());

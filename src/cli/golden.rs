@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{CmdResult, Failure, LimitArgs, StyleArg};
 use jsonnet_courier::message::{ctx, CtxStyle, Message};
-use jsonnet_courier::template::{source::Loader, Pool, Template};
+use jsonnet_courier::template::{source::Loader, style, Pool, Template};
 
 #[derive(Debug, Args)]
 pub(crate) struct GoldenArgs {
@@ -19,10 +19,10 @@ pub(crate) struct GoldenArgs {
     /// Where to look for templates not found in DIR.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
-    /// Key style of the ctx built from NAME.message.json (templates named *.snake.jsonnet always
-    /// get snake).
-    #[arg(long, value_enum, default_value_t)]
-    style: StyleArg,
+    /// Key style of the ctx built from NAME.message.json (default: the style of the ctx names the
+    /// template reads; templates named *.snake.jsonnet always get snake).
+    #[arg(long, value_enum)]
+    style: Option<StyleArg>,
     /// Write NAME.expected.json from the current output instead of comparing.
     #[arg(long)]
     update: bool,
@@ -104,14 +104,19 @@ pub(crate) async fn render_case(
     case: &Case,
     template: &Template,
     pool: &Pool,
-    style: CtxStyle,
+    style: Option<StyleArg>,
 ) -> Result<Value, String> {
     let bytes = std::fs::read(&case.input).map_err(|e| format!("{}: {e}", case.input.display()))?;
     let ctx = if case.is_message {
         let msg =
             Message::from_json(&bytes).map_err(|e| format!("{}: {e}", case.input.display()))?;
-        let snake = template.name().ends_with(".snake.jsonnet");
-        ctx::build(&msg, if snake { CtxStyle::Snake } else { style })
+        let explicit = if template.name().ends_with(".snake.jsonnet") {
+            Some((CtxStyle::Snake, "the template's name"))
+        } else {
+            style.map(|s| (CtxStyle::from(s), "--style"))
+        };
+        let choice = style::decide(template, explicit).map_err(|e| e.to_string())?;
+        ctx::build(&msg, choice.style)
     } else {
         serde_json::from_slice(&bytes)
             .map_err(|e| format!("{}: invalid JSON: {e}", case.input.display()))?
@@ -138,7 +143,7 @@ pub(crate) async fn run(args: GoldenArgs) -> CmdResult {
     for case in &cases {
         let uri = format!("file://{}", case.template.display());
         let template = loader.load(&uri).await.map_err(Failure::usage)?;
-        let outcome = render_case(case, &template, &pool, args.style.into()).await;
+        let outcome = render_case(case, &template, &pool, args.style).await;
         let label = format!("{} ({})", case.name, template.name());
         match outcome {
             Ok(actual) if args.update => {

@@ -9,6 +9,7 @@ mod render;
 mod send;
 mod serve;
 mod sink;
+mod webhook;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,8 @@ enum Command {
     ///
     /// The template for NAME is NAME.jsonnet, or, for NAME = T.CASE, T.jsonnet (so several cases
     /// can share one template), looked up in DIR and then in --templates. Messages are turned into
-    /// a ctx in --style, except for templates named *.snake.jsonnet, which always get snake.
+    /// a ctx in --style (unset: the style of the ctx names the template reads), except for
+    /// templates named *.snake.jsonnet, which always get snake.
     /// Prints a diff per mismatch and exits 1 if any case fails; --update rewrites the expected
     /// files from the current output instead.
     #[command(name = "test")]
@@ -91,6 +93,8 @@ enum Command {
     /// the same run the ceiling: a bare hyper client posting a pre-rendered payload to the same
     /// sink at the same concurrency. Prints msgs/s, p50/p99 latency and the ratio.
     Bench(bench::BenchArgs),
+    /// Sign and verify Standard Webhooks signatures (`webhook-signature`), as receivers check them.
+    Webhook(webhook::WebhookArgs),
 }
 
 /// Sandbox settings shared by every subcommand that renders.
@@ -122,14 +126,24 @@ impl LimitArgs {
     }
 }
 
-/// The ctx key style, as a flag value.
-#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+/// The ctx key style, as a flag value. Unset, each template gets the style of the ctx names it
+/// reads (snake when it reads none, as the reference sends).
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum StyleArg {
-    /// ctx.Recipient, ctx.TemplateData.RecoveryCode (the documented default)
-    #[default]
+    /// ctx.Recipient, ctx.TemplateData.RecoveryCode (the form the seeds document)
     Pascal,
     /// ctx.recipient, ctx.template_data.recovery_code
     Snake,
+}
+
+/// The style `template` gets with `--style` set to `flag`, and why; a template that reads both
+/// styles with no flag is a usage error.
+pub(crate) fn style_for(
+    template: &Template,
+    flag: Option<StyleArg>,
+) -> Result<jsonnet_courier::template::StyleChoice, Failure> {
+    let explicit = flag.map(|f| (CtxStyle::from(f), "--style"));
+    jsonnet_courier::template::style::decide(template, explicit).map_err(Failure::usage)
 }
 
 impl From<StyleArg> for CtxStyle {
@@ -200,6 +214,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Sink(args) => sink::run(args).await,
+            Command::Webhook(args) => webhook::run(args).await,
         }
     });
     match result {
@@ -222,6 +237,14 @@ pub(crate) async fn load_template(loader: &Loader, arg: &str) -> Result<Template
         format!("file://{arg}")
     };
     loader.load(&uri).await.map_err(Failure::usage)
+}
+
+/// Which way a template renders: the compiled fast path, or the evaluator and why.
+pub(crate) fn render_path(template: &Template) -> String {
+    match template.fast_path() {
+        Ok(()) => "compiled fast path (no evaluator; errors are reported by the evaluator)".into(),
+        Err(why) => format!("evaluator ({why} is outside the fast path's subset)"),
+    }
 }
 
 /// Reads a file, or standard input for `-`.

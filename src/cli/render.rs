@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, ValueEnum};
 use serde_json::Value;
 
-use super::{load_template, read_input, CmdResult, Failure, LimitArgs, StyleArg};
+use super::{
+    load_template, read_input, render_path, style_for, CmdResult, Failure, LimitArgs, StyleArg,
+};
 use jsonnet_courier::encode;
-use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType, TemplateType};
-use jsonnet_courier::template::{source::Loader, Pool};
+use jsonnet_courier::message::{ctx, samples, Message, MessageType, TemplateType};
+use jsonnet_courier::template::{source::Loader, Pool, Template};
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["ctx", "message", "template_type"])))]
@@ -27,15 +29,20 @@ pub(crate) struct RenderArgs {
     /// With --type: use the SMS sample instead of the email one.
     #[arg(long, requires = "template_type")]
     sms: bool,
-    /// Key style of the ctx built from a message or sample.
-    #[arg(long, value_enum, default_value_t)]
-    style: StyleArg,
+    /// Key style of the ctx built from a message or sample (default: the style of the ctx names
+    /// the template reads; snake if it reads none).
+    #[arg(long, value_enum)]
+    style: Option<StyleArg>,
     /// Output encoding: the template's JSON, or an application/x-www-form-urlencoded body.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
     /// Pretty-print JSON output.
     #[arg(long)]
     pretty: bool,
+    /// Say on standard error which way the template renders (the compiled fast path, or the
+    /// evaluator and the construct that keeps it there).
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -70,8 +77,7 @@ pub(crate) fn sample(t: TemplateType, sms: bool) -> Result<Message, Failure> {
     })
 }
 
-fn ctx_of(args: &RenderArgs) -> Result<Value, Failure> {
-    let style = CtxStyle::from(args.style);
+fn ctx_of(args: &RenderArgs, template: &Template) -> Result<Value, Failure> {
     if let Some(path) = &args.ctx {
         let bytes = read_input(path)?;
         return serde_json::from_slice(&bytes).map_err(|e| {
@@ -90,13 +96,18 @@ fn ctx_of(args: &RenderArgs) -> Result<Value, Failure> {
         let t = args.template_type.unwrap_or(TemplateType::Stub);
         sample(t, args.sms)?
     };
-    Ok(ctx::build(&message, style))
+    let choice = style_for(template, args.style)?;
+    eprintln!("ctx style: {choice}");
+    Ok(ctx::build(&message, choice.style))
 }
 
 pub(crate) async fn run(args: RenderArgs) -> CmdResult {
     let loader = Loader::new(None);
     let template = load_template(&loader, &args.template).await?;
-    let ctx = ctx_of(&args)?;
+    let ctx = ctx_of(&args, &template)?;
+    if args.explain {
+        eprintln!("render path: {}", render_path(&template));
+    }
     let pool = Pool::new(1, args.limits.limits())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
     let json = pool.render(&template, ctx).await.map_err(Failure::failed)?;

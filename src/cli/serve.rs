@@ -2,12 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 
 use super::{CmdResult, Failure};
 use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl};
+use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::service::Service;
+use jsonnet_courier::template::source::TemplateUri;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -41,7 +45,8 @@ pub(crate) struct ServeArgs {
     tokens: Vec<String>,
 }
 
-pub(crate) async fn run(args: ServeArgs) -> CmdResult {
+/// The configuration file with the command line's channel override applied.
+fn load_config(args: &ServeArgs) -> Result<Config, Failure> {
     let mut config = match &args.config {
         Some(path) => Config::load(path).map_err(Failure::usage)?,
         None => Config::default(),
@@ -65,6 +70,11 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
                 .insert(0, ChannelConfig::default_post("email", url)),
         }
     }
+    Ok(config)
+}
+
+pub(crate) async fn run(args: ServeArgs) -> CmdResult {
+    let mut config = load_config(&args)?;
     if config.channels.is_empty() {
         tracing::warn!("no http channel is configured: messages are stored but cannot be delivered (use --deliver-to URL or --config FILE)");
     }
@@ -86,6 +96,7 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
         .await
         .map_err(|e| Failure::usage(anyhow::anyhow!("database {}: {e}", settings.database)))?;
     let service = Service::new(config, store).await.map_err(Failure::usage)?;
+    let courier = service.courier();
     let listener = service.bind().await.map_err(Failure::usage)?;
     eprintln!(
         "courier serve: API on http://{} ({}), store {}",
@@ -98,6 +109,7 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
         settings.database
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(reload_loop(args, courier, rx.clone()));
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received: shutting down");
@@ -105,6 +117,115 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
     });
     service.run(listener, rx).await;
     Ok(())
+}
+
+/// How often file templates are checked for changes.
+const FILE_CHECK: Duration = Duration::from_secs(1);
+/// How often remote templates are fetched again.
+const REMOTE_REFRESH: Duration = Duration::from_secs(300);
+
+/// Reloads configuration and templates on SIGHUP, when a file template changes on disk, and
+/// every few minutes when a template is remote. A configuration that fails to load or compile is
+/// logged and counted, and the running one stays.
+async fn reload_loop(
+    args: ServeArgs,
+    courier: Arc<Courier>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut hangup = hangups();
+    let mut tick = tokio::time::interval(FILE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut files = stamps(&courier.config());
+    let mut last_remote = Instant::now();
+    loop {
+        let why = tokio::select! {
+            _ = shutdown.changed() => return,
+            Some(()) = recv(&mut hangup) => "SIGHUP",
+            _ = tick.tick() => {
+                let config = courier.config();
+                if stamps(&config) != files {
+                    "a template file changed"
+                } else if has_remote(&config) && last_remote.elapsed() >= REMOTE_REFRESH {
+                    "remote template refresh"
+                } else {
+                    continue;
+                }
+            }
+        };
+        last_remote = Instant::now();
+        let result = match load_config(&args) {
+            Ok(config) => courier.reload(config).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{:#}", e.error)),
+        };
+        match result {
+            Ok(()) => {
+                jsonnet_courier::metrics::config_reloaded(true);
+                tracing::info!("configuration reloaded ({why})");
+            }
+            Err(e) => {
+                jsonnet_courier::metrics::config_reloaded(false);
+                tracing::error!(
+                    "configuration reload failed ({why}); the running configuration stays: {e}"
+                );
+            }
+        }
+        // After a failed reload too: the same broken file is not retried every second.
+        files = stamps(&courier.config());
+    }
+}
+
+/// The modification time and size of every file template of `config` (relative paths resolved
+/// as the template loader resolves them).
+fn stamps(config: &Config) -> Vec<Option<(SystemTime, u64)>> {
+    config
+        .channels
+        .iter()
+        .filter_map(|c| c.body.as_deref())
+        .filter_map(|uri| match TemplateUri::parse(uri, None) {
+            Ok(TemplateUri::File(p) | TemplateUri::BarePath(p)) => Some(p),
+            _ => None,
+        })
+        .map(|path| {
+            let beside = config.base_dir.as_ref().map(|b| b.join(&path));
+            let meta = std::fs::metadata(&path)
+                .or_else(|e| beside.map_or(Err(e), std::fs::metadata))
+                .ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+fn has_remote(config: &Config) -> bool {
+    config.channels.iter().any(|c| {
+        c.body
+            .as_deref()
+            .is_some_and(|b| matches!(TemplateUri::parse(b, None), Ok(TemplateUri::Remote(_))))
+    })
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The next SIGHUP; never, where there are none.
+async fn recv(hangups: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(h) = hangups {
+        return h.recv().await;
+    }
+    std::future::pending().await
 }
 
 async fn wait_for_signal() {

@@ -7,7 +7,8 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{mask_url, Auth, ChannelConfig, KeyLocation, Secret};
+use super::extensions::{options, RawExtensions, RawSigning, RawTls};
+use super::{mask_url, Auth, ChannelConfig, ClientAuth, KeyLocation, OAuth2, Secret};
 use crate::encode::Encoding;
 
 // ---- the reference's `courier` section, as written -------------------------------------------
@@ -41,6 +42,11 @@ pub(super) struct RawRequest {
     pub(super) headers: Option<Map<String, Value>>,
     pub(super) body: Option<String>,
     pub(super) auth: Option<RawAuth>,
+    // Our extensions (see `extensions`).
+    pub(super) signing: Option<RawSigning>,
+    pub(super) idempotency: Option<Value>,
+    pub(super) tls: Option<RawTls>,
+    pub(super) template_request: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +66,38 @@ pub(super) struct RawAuthConfig {
     pub(super) value: Option<String>,
     #[serde(rename = "in")]
     pub(super) location: Option<String>,
+    // bearer
+    pub(super) token: Option<String>,
+    // oauth2_client_credentials
+    pub(super) token_url: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) audience: Option<String>,
+    pub(super) client_auth: Option<String>,
+}
+
+impl RawAuthConfig {
+    /// The keys set, for telling which belong to another auth type.
+    fn present(&self) -> Vec<&'static str> {
+        [
+            ("user", self.user.is_some()),
+            ("password", self.password.is_some()),
+            ("name", self.name.is_some()),
+            ("value", self.value.is_some()),
+            ("in", self.location.is_some()),
+            ("token", self.token.is_some()),
+            ("token_url", self.token_url.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret", self.client_secret.is_some()),
+            ("scopes", self.scopes.is_some()),
+            ("audience", self.audience.is_some()),
+            ("client_auth", self.client_auth.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.then_some(k))
+        .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +197,13 @@ pub(super) fn channel(
             local.push((p.to_owned(), r))
         })
     });
+    let extensions = RawExtensions {
+        signing: raw.signing,
+        idempotency: raw.idempotency,
+        tls: raw.tls,
+        template_request: raw.template_request,
+    };
+    let options = options(path, extensions, &mut |p, r| local.push((p.to_owned(), r)));
     if !local.is_empty() {
         for (p, r) in local {
             issue(&p, r);
@@ -174,7 +219,25 @@ pub(super) fn channel(
         encoding,
         body,
         auth,
+        options,
     })
+}
+
+const AUTH_TYPES: &str = "basic_auth, api_key, bearer or oauth2_client_credentials";
+
+/// Reports keys of `c` that `kind` does not take.
+fn foreign(
+    cfg_path: &str,
+    kind: &str,
+    c: &RawAuthConfig,
+    own: &[&str],
+    issue: &mut dyn FnMut(&str, String),
+) {
+    for k in c.present() {
+        if !own.contains(&k) {
+            issue(&format!("{cfg_path}.{k}"), format!("not used by {kind}"));
+        }
+    }
 }
 
 /// The URI standing for the shipped default template (embedded; matched to the ctx style).
@@ -282,17 +345,91 @@ fn auth(path: &str, raw: RawAuth, issue: &mut dyn FnMut(&str, String)) -> Option
                 location,
             })
         }
+        Some("bearer") => {
+            let Some(c) = cfg else {
+                issue(&cfg_path, "missing: bearer needs config.token".into());
+                return None;
+            };
+            foreign(&cfg_path, "bearer", &c, &["token"], issue);
+            let token = field(c.token.as_ref(), "token", issue)?;
+            if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                issue(
+                    &format!("{cfg_path}.token"),
+                    "not a valid header value".into(),
+                );
+                return None;
+            }
+            Some(Auth::Bearer {
+                token: Secret::new(token),
+            })
+        }
+        Some("oauth2_client_credentials") => {
+            let Some(c) = cfg else {
+                issue(
+                    &cfg_path,
+                    "missing: oauth2_client_credentials needs config.token_url, config.client_id and config.client_secret".into(),
+                );
+                return None;
+            };
+            foreign(
+                &cfg_path,
+                "oauth2_client_credentials",
+                &c,
+                &[
+                    "token_url",
+                    "client_id",
+                    "client_secret",
+                    "scopes",
+                    "audience",
+                    "client_auth",
+                ],
+                issue,
+            );
+            let token_url = field(c.token_url.as_ref(), "token_url", issue);
+            if let Some(u) = &token_url {
+                match u.parse::<hyper::Uri>() {
+                    Ok(uri)
+                        if matches!(uri.scheme_str(), Some("http" | "https"))
+                            && uri.authority().is_some() => {}
+                    _ => issue(
+                        &format!("{cfg_path}.token_url"),
+                        format!("{} is not an absolute http(s) URL", mask_url(u)),
+                    ),
+                }
+            }
+            let client_id = field(c.client_id.as_ref(), "client_id", issue);
+            let client_secret = field(c.client_secret.as_ref(), "client_secret", issue);
+            let client_auth = match c.client_auth.as_deref() {
+                None | Some("basic") => ClientAuth::Basic,
+                Some("body") => ClientAuth::Body,
+                Some(other) => {
+                    issue(
+                        &format!("{cfg_path}.client_auth"),
+                        format!("{other:?}: expected basic or body"),
+                    );
+                    ClientAuth::Basic
+                }
+            };
+            Some(Auth::OAuth2(OAuth2 {
+                token_url: token_url?,
+                client_id: client_id?,
+                client_secret: Secret::new(client_secret?),
+                scopes: c.scopes.unwrap_or_default(),
+                audience: c.audience.filter(|a| !a.is_empty()),
+                client_auth,
+            }))
+        }
         Some(other) => {
             issue(
                 &format!("{path}.type"),
-                format!("unknown auth type {other:?}; expected basic_auth or api_key"),
+                format!("unknown auth type {other:?}; expected {AUTH_TYPES}"),
             );
             None
         }
         None => {
             issue(
                 &format!("{path}.type"),
-                "missing; expected basic_auth or api_key".into(),
+                format!("missing; expected {AUTH_TYPES}"),
             );
             None
         }

@@ -12,6 +12,7 @@
 
 mod channel;
 mod env;
+mod extensions;
 mod secret;
 pub mod settings;
 
@@ -24,6 +25,7 @@ use hyper::Method;
 use serde_json::{Map, Value};
 
 pub use channel::DEFAULT_BODY;
+pub use extensions::{ChannelOptions, Signing, TemplateRequest};
 pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
 pub use settings::{Settings, StatusPattern};
 
@@ -105,6 +107,43 @@ pub enum Auth {
         #[serde(rename = "in")]
         location: KeyLocation,
     },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+    /// OAuth 2.0 client credentials: a token from `token_url`, cached until shortly before it
+    /// expires and fetched again once when the endpoint answers 401.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2(OAuth2),
+}
+
+/// OAuth 2.0 client credentials grant (RFC 6749 section 4.4).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OAuth2 {
+    /// The token endpoint (absolute http(s) URL).
+    #[serde(serialize_with = "ser_masked_url")]
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// Scopes requested (sent space-separated); none when empty.
+    pub scopes: Vec<String>,
+    /// The `audience` parameter some providers require.
+    pub audience: Option<String>,
+    /// How the client authenticates to the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// How OAuth 2.0 client credentials reach the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`, the RFC's recommendation; default).
+    Basic,
+    /// In the form body (`client_secret_post`).
+    Body,
 }
 
 /// A validated HTTP channel.
@@ -131,6 +170,9 @@ pub struct ChannelConfig {
     pub body: Option<String>,
     /// Authentication.
     pub auth: Option<Auth>,
+    /// Our extensions: signing, idempotency header, TLS, request from the template.
+    #[serde(flatten)]
+    pub options: ChannelOptions,
 }
 
 impl ChannelConfig {
@@ -146,6 +188,7 @@ impl ChannelConfig {
             encoding: Encoding::Json,
             body: Some(DEFAULT_BODY.to_owned()),
             auth: None,
+            options: ChannelOptions::default(),
         }
     }
 }
@@ -287,6 +330,7 @@ impl Config {
             base_dir,
             ..Config::default()
         };
+        cfg.reference_clients(top.get("clients"), &mut issues);
         cfg.validate(raw, &mut issues);
         if issues.is_empty() {
             Ok(cfg)
@@ -317,11 +361,29 @@ impl Config {
                 format!("{n} is out of range (0 to 1000)"),
             ),
         }
-        let strategy = raw.delivery_strategy.as_deref().unwrap_or("http");
+        let has_http_email = raw
+            .http
+            .as_ref()
+            .is_some_and(|h| h.request_config.is_some());
+        let strategy = match raw.delivery_strategy.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => s,
+            // The reference's default is smtp. A config that configures only the http request
+            // means http; saying so beats failing every email.
+            _ if has_http_email && raw.smtp.is_none() => {
+                self.warnings.push("courier.delivery_strategy is unset (the reference's default is smtp); using http because only courier.http.request_config is configured".into());
+                "http"
+            }
+            _ => "smtp",
+        };
         let email_http = match strategy {
             "http" => true,
             "smtp" => {
-                self.warnings.push("courier.delivery_strategy is smtp: email is not delivered by this courier; only http channels are".into());
+                let unset = if raw.delivery_strategy.is_none() {
+                    " (unset: the reference's default)"
+                } else {
+                    ""
+                };
+                self.warnings.push(format!("email has no route: courier.delivery_strategy is smtp{unset}, which this courier does not deliver; emails fail at delivery (set delivery_strategy: http and courier.http.request_config to send them over http)"));
                 false
             }
             other => {
@@ -373,7 +435,8 @@ impl Config {
                 .as_ref()
                 .is_none_or(|c| c.iter().all(|c| c.id.as_deref() != Some("email")))
         {
-            issue("courier.http.request_config", "missing: delivery_strategy is http, so email needs a request_config (url, method, body...)".into());
+            // As in the reference, not a load error: email fails when one is sent.
+            self.warnings.push("email has no route: delivery_strategy is http but courier.http.request_config is not set, so emails will fail".into());
         }
         for (i, ch) in raw.channels.unwrap_or_default().into_iter().enumerate() {
             let path = format!("courier.channels[{i}]");
@@ -421,6 +484,40 @@ impl Config {
             if let Some(c) = channel(&id, &format!("{path}.request_config"), req, false, issue) {
                 self.channels.push(c);
             }
+        }
+    }
+
+    /// The reference's `clients.http` settings that apply to courier requests.
+    fn reference_clients(&mut self, clients: Option<&Value>, issues: &mut Vec<(String, String)>) {
+        let Some(http) = clients.and_then(|c| c.get("http")) else {
+            return;
+        };
+        let guard = &mut self.settings.http.guard;
+        match http.get("disallow_private_ip_ranges") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => guard.config_urls = true,
+            Some(_) => issues.push((
+                "clients.http.disallow_private_ip_ranges".into(),
+                "must be true or false".into(),
+            )),
+        }
+        match http.get("private_ip_exception_urls") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(urls)) => {
+                for (i, u) in urls.iter().enumerate() {
+                    match u {
+                        Value::String(u) => guard.exception_urls.push(u.clone()),
+                        _ => issues.push((
+                            format!("clients.http.private_ip_exception_urls[{i}]"),
+                            "must be a URL".into(),
+                        )),
+                    }
+                }
+            }
+            Some(_) => issues.push((
+                "clients.http.private_ip_exception_urls".into(),
+                "must be a list of URLs".into(),
+            )),
         }
     }
 
@@ -674,14 +771,26 @@ courier:
     }
 
     #[test]
-    fn an_empty_file_needs_an_email_request_config() {
-        let got = issues("");
-        assert!(
-            got[0].starts_with("courier.http.request_config: missing"),
-            "{got:?}"
-        );
-        let c = parse("courier:\n  delivery_strategy: smtp\n").unwrap();
-        assert!(c.channels.is_empty());
+    fn no_key_is_required_and_a_missing_email_route_is_a_warning() {
+        for text in [
+            "",
+            "courier:\n  delivery_strategy: smtp\n",
+            "courier:\n  delivery_strategy: http\n",
+            "courier:\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: http://127.0.0.1:1/\n",
+        ] {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(c.channels.iter().all(|ch| ch.id != "email"), "{text:?}");
+            assert!(
+                c.warnings.iter().any(|w| w.starts_with("email has no route")),
+                "{text:?}: {:?}",
+                c.warnings
+            );
+        }
+        // Unset, with only the http request configured: http, said in a warning.
+        let c = parse("courier:\n  http:\n    request_config:\n      url: http://127.0.0.1:1/\n")
+            .unwrap();
+        assert_eq!(c.channels[0].id, "email");
+        assert!(c.warnings.iter().any(|w| w.contains("using http")));
     }
 
     #[test]
@@ -695,7 +804,7 @@ courier:
             &|_| None,
         )
         .unwrap();
-        assert_eq!(c.settings.ctx_style, crate::message::CtxStyle::Snake);
+        assert_eq!(c.settings.ctx_style, Some(crate::message::CtxStyle::Snake));
         assert_eq!(
             c.settings.retry.max_backoff,
             std::time::Duration::from_secs(30)

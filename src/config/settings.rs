@@ -1,6 +1,7 @@
 //! Our own settings, in the `jsonnet_courier` section beside the reference's `courier` section.
 //! Every field has a default; the whole section may be left out.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,14 +11,18 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Secret, SecretUrl};
+use crate::http::guard::{Cidr, Guard};
 use crate::message::CtxStyle;
 
 /// The `jsonnet_courier` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Key style of the ctx handed to templates: `pascal` (default) or `snake`.
-    pub ctx_style: CtxStyle,
+    /// Key style of the ctx handed to every template: `pascal` or `snake`. Unset (the default),
+    /// each template gets the style of the ctx names it reads, and snake if it reads none.
+    pub ctx_style: Option<CtxStyle>,
+    /// Per-channel settings, by channel id (`email`, `sms`...).
+    pub channels: BTreeMap<String, ChannelSettings>,
     /// Template sandbox.
     pub template: TemplateSettings,
     /// The HTTP client.
@@ -28,19 +33,28 @@ pub struct Settings {
     pub serve: ServeSettings,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            ctx_style: CtxStyle::Pascal,
-            template: TemplateSettings::default(),
-            http: HttpSettings::default(),
-            retry: RetrySettings::default(),
-            serve: ServeSettings::default(),
-        }
-    }
+/// `jsonnet_courier.channels.<id>`: settings of one channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Key style of this channel's ctx; wins over the global `ctx_style`.
+    pub ctx_style: Option<CtxStyle>,
 }
 
 impl Settings {
+    /// The explicit ctx style for `channel` and the key that set it: the channel's own, else
+    /// the global one, else `None` (decided by the template).
+    pub fn ctx_style_for(&self, channel: &str) -> Option<(CtxStyle, String)> {
+        if let Some(style) = self.channels.get(channel).and_then(|c| c.ctx_style) {
+            return Some((
+                style,
+                format!("jsonnet_courier.channels.{channel}.ctx_style"),
+            ));
+        }
+        self.ctx_style
+            .map(|style| (style, "jsonnet_courier.ctx_style".to_owned()))
+    }
+
     /// Checks values serde accepts but the courier cannot use, reporting each by key path, and
     /// resolves a relative `template.import_dir` against `base_dir` (the config file's folder).
     pub(crate) fn validate(
@@ -104,7 +118,7 @@ impl Settings {
 pub struct TemplateSettings {
     /// Allow imports from this directory only (relative to the config file); denied when unset.
     pub import_dir: Option<PathBuf>,
-    /// Maximum Jsonnet stack depth (default 200).
+    /// Maximum Jsonnet stack depth (default 500, as go-jsonnet).
     pub max_stack: usize,
     /// Maximum payload size in bytes (default 262144).
     pub max_output_bytes: usize,
@@ -142,6 +156,63 @@ pub struct HttpSettings {
     pub max_response_body_bytes: usize,
     /// User-Agent sent unless a channel's headers set one (default `jsonnet-courier/<version>`).
     pub user_agent: String,
+    /// The SSRF guard.
+    pub guard: GuardSettings,
+}
+
+/// `jsonnet_courier.http.guard`: where requests may connect. The reference's
+/// `clients.http.disallow_private_ip_ranges` turns `config_urls` on, and its
+/// `clients.http.private_ip_exception_urls` add to `exception_urls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardSettings {
+    /// Guard requests to URLs written in the configuration (default false, as the reference).
+    pub config_urls: bool,
+    /// Guard requests to URLs a template returns (default true).
+    pub template_urls: bool,
+    /// Networks allowed despite the guard, e.g. `10.20.0.0/16` or one address.
+    pub allow_cidrs: Vec<Cidr>,
+    /// Host names allowed whatever they resolve to: exact, or `*.example.internal`.
+    pub allow_hosts: Vec<String>,
+    /// URLs never guarded: exact (the query ignored), or a prefix ending in `*`.
+    pub exception_urls: Vec<String>,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        Self {
+            config_urls: false,
+            template_urls: true,
+            allow_cidrs: Vec::new(),
+            allow_hosts: Vec::new(),
+            exception_urls: Vec::new(),
+        }
+    }
+}
+
+impl GuardSettings {
+    /// The guard with these allowances, on or off.
+    pub fn guard(&self, enabled: bool) -> Guard {
+        Guard {
+            enabled,
+            allow_cidrs: self.allow_cidrs.clone(),
+            allow_hosts: self.allow_hosts.clone(),
+        }
+    }
+
+    /// Whether `url` is one of the exception URLs.
+    pub fn is_exception(&self, url: &str) -> bool {
+        let bare = url.split(['?', '#']).next().unwrap_or(url);
+        self.exception_urls
+            .iter()
+            .any(|e| match e.strip_suffix('*') {
+                Some(prefix) => url.starts_with(prefix),
+                None => {
+                    let e = e.split(['?', '#']).next().unwrap_or(e);
+                    e == bare
+                }
+            })
+    }
 }
 
 impl Default for HttpSettings {
@@ -151,6 +222,7 @@ impl Default for HttpSettings {
             timeout: Duration::from_secs(10),
             max_response_body_bytes: 16 * 1024,
             user_agent: crate::http::USER_AGENT.to_owned(),
+            guard: GuardSettings::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::config::is_sensitive_header;
 use crate::delivery::{Attempt, AttemptClass, Courier};
-use crate::message::{ctx, TemplateType};
+use crate::message::{ctx, CtxStyle, TemplateType};
 use crate::store::{ListFilter, Page, Status, StoreStats, StoredMessage};
 
 use super::encode;
@@ -366,7 +366,9 @@ fn decision(m: &StoredMessage, i: usize, a: &Attempt, max_attempts: u32) -> Stri
 /// A message's detail page.
 pub fn detail(ctx: &PageCtx, m: &StoredMessage, preview: &Preview, courier: &Courier) -> Markup {
     let now = SystemTime::now();
-    let style = courier.style();
+    let style = courier
+        .channel_template(m.message.channel())
+        .map_or(CtxStyle::Snake, |(_, style)| style);
     let message = mask_headers(serde_json::to_value(&m.message).unwrap_or(Value::Null));
     let ctx_json = mask_headers(ctx::build(&m.message, style));
     let retryable = matches!(m.status, Status::Abandoned | Status::Cancelled);

@@ -56,9 +56,16 @@ pub async fn answer(courier: &Courier, action: &str, body: &[u8]) -> Response<Fu
             )
         }
     };
-    let style = req.style.unwrap_or_else(|| courier.style());
     let template = match req.kind {
         TemplateKind::Jsonnet => Template::new("playground.jsonnet", req.template.as_str()),
+    };
+    // As at load: an explicit style wins, else the names the template reads decide.
+    let style = match req.style {
+        Some(s) => s,
+        None => match crate::template::style::decide(&template, None) {
+            Ok(choice) => choice.style,
+            Err(e) => return super::json(StatusCode::OK, &render_answer(Err(e))),
+        },
     };
     match action {
         "render" => {
@@ -182,14 +189,14 @@ impl Preview {
 /// Renders `message` with its channel's template (the store keeps messages, not payloads).
 pub async fn preview(courier: &Courier, message: &Message) -> Preview {
     let channel = message.channel();
-    let Some(template) = courier.channel_template(channel) else {
+    let Some((template, style)) = courier.channel_template(channel) else {
         return Preview::NoTemplate(format!(
             "Channel {channel:?} has no body template here (not configured, or it sends no body)."
         ));
     };
     match courier
         .pool()
-        .render(template, ctx::build(message, courier.style()))
+        .render(&template, ctx::build(message, style))
         .await
     {
         Ok(p) => Preview::Payload(
@@ -204,11 +211,9 @@ pub async fn preview(courier: &Courier, message: &Message) -> Preview {
 
 /// The playground page. The editor starts with the email channel's template (else the default).
 pub fn page(ctx: &PageCtx, courier: &Courier) -> Markup {
-    let style = courier.style();
-    let start = courier
+    let (start, style) = courier
         .channel_template("email")
-        .cloned()
-        .unwrap_or_else(|| default_template(style));
+        .unwrap_or_else(|| (default_template(CtxStyle::Snake), CtxStyle::Snake));
     let limits = courier.pool().limits();
     layout(
         ctx,

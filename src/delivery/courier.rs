@@ -4,13 +4,12 @@
 //! [`Attempt`], classed by the policy).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpClient};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::template::{Ctx, Engine, Pool, RenderError, Template};
+use crate::template::{Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
@@ -34,12 +33,28 @@ use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
 /// # Ok(()) }
 /// ```
 pub struct Courier {
-    routes: HashMap<String, Route>,
     pool: Pool,
-    client: HttpClient,
+    /// Everything a configuration decides; replaced whole by [`Courier::reload`], so an attempt
+    /// sees one configuration from start to end.
+    setup: RwLock<Arc<Setup>>,
+}
+
+/// Channels with their compiled templates, the client, the retry policy.
+struct Setup {
+    routes: HashMap<String, Route>,
     policy: RetryPolicy,
-    style: CtxStyle,
     config: Arc<Config>,
+}
+
+/// What a configured channel renders with: for `config check` and the logs.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// The channel id.
+    pub channel: String,
+    /// The body template's name, if the channel has one.
+    pub template: Option<String>,
+    /// The ctx style the template gets, and why.
+    pub style: StyleChoice,
 }
 
 impl Courier {
@@ -62,28 +77,67 @@ impl Courier {
     /// # Errors
     /// As [`Courier::new`].
     pub async fn with_pool(config: Config, pool: Pool) -> Result<Self, ConfigError> {
-        let style = config.settings.ctx_style;
-        let mut checker = Engine::new(pool.limits().clone())
-            .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
-        let routes = route::build(&config, &mut checker, style).await?;
+        let setup = Self::setup(config, &pool).await?;
         Ok(Self {
-            routes,
             pool,
-            client: http::client(config.settings.http.connect_timeout),
+            setup: RwLock::new(Arc::new(setup)),
+        })
+    }
+
+    /// Replaces the configuration and every template at once, for the next attempts (attempts
+    /// in flight finish with the old ones). Templates are read again: file templates from disk,
+    /// remote ones fetched anew. The render pool (threads and limits) stays.
+    ///
+    /// # Errors
+    /// As [`Courier::new`]; the running configuration is then left as it was.
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let setup = Arc::new(Self::setup(config, &self.pool).await?);
+        if let Ok(mut current) = self.setup.write() {
+            *current = setup;
+        }
+        Ok(())
+    }
+
+    async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
+        let routes = route::build(&config, pool.limits()).await?;
+        Ok(Setup {
+            routes,
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
-            style,
             config: Arc::new(config),
         })
     }
 
-    /// The retry policy in force.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
+    fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
-    /// The configuration this courier was built from.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The retry policy in force.
+    pub fn policy(&self) -> RetryPolicy {
+        self.current().policy.clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.current().config)
+    }
+
+    /// Every configured channel's template and ctx style, by channel id.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        let mut out: Vec<RouteInfo> = self
+            .current()
+            .routes
+            .iter()
+            .map(|(id, r)| RouteInfo {
+                channel: id.clone(),
+                template: r.template.as_ref().map(|t| t.name().to_owned()),
+                style: r.style.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.channel.cmp(&b.channel));
+        out
     }
 
     /// The render pool.
@@ -91,39 +145,39 @@ impl Courier {
         &self.pool
     }
 
-    /// The ctx key style templates are given.
-    pub fn style(&self) -> CtxStyle {
-        self.style
-    }
-
-    /// `channel`'s body template, when the channel is configured and has one (for previews).
-    pub fn channel_template(&self, channel: &str) -> Option<&Template> {
-        self.routes.get(channel).and_then(|r| r.template.as_ref())
+    /// `channel`'s body template and the ctx style it gets, when the channel is configured and
+    /// has one (for previews).
+    pub fn channel_template(&self, channel: &str) -> Option<(Template, CtxStyle)> {
+        let setup = self.current();
+        let route = setup.routes.get(channel)?;
+        Some((route.template.clone()?, route.style.style))
     }
 
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
-        let make_ctx = || Ctx::Json(ctx::to_json(message, self.style));
-        self.attempt_inner(message.channel(), make_ctx, number)
+        let make_ctx = |style| Ctx::Json(ctx::to_json(message, style));
+        self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
             .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
-        self.attempt_inner(channel, || ctx, number).await
+        self.attempt_inner(channel, None, |_| ctx, number).await
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
     async fn attempt_inner(
         &self,
         channel: &str,
-        make_ctx: impl FnOnce() -> Ctx,
+        id: Option<&str>,
+        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
         number: u32,
     ) -> Attempt {
         let mut a = Attempt::start(number);
         let clock = Instant::now();
-        let route = match self.route(channel) {
+        let setup = self.current();
+        let route = match setup.route(channel) {
             Ok(route) => route,
             Err(reason) => {
                 a.fail(ErrorKind::Channel, AttemptClass::Permanent, reason);
@@ -144,85 +198,49 @@ impl Courier {
             a.render_ms = Some(ms_since(clock));
         }
         let sent = Instant::now();
-        let result = route
-            .transport
-            .send(&self.client, payload, &self.config)
-            .await;
+        let result = route.transport.send(payload, id, &setup.config).await;
         a.latency_ms = ms_since(sent);
         match result {
-            Ok(answer) => self.record_answer(&mut a, answer),
-            Err(e) => self.record_error(&mut a, &e),
+            Ok(answer) => record_answer(&setup.policy, &mut a, answer),
+            Err(e) => record_error(&mut a, &e),
         }
         a
-    }
-
-    /// Route phase: the channel's route, or why there is none.
-    fn route(&self, channel: &str) -> Result<&Route, String> {
-        self.routes.get(channel).ok_or_else(|| {
-            let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            format!(
-                "no http channel {channel:?} is configured (configured: {})",
-                known.join(", ")
-            )
-        })
     }
 
     /// Render phase: the payload, `None` when the channel sends none.
     async fn render(
         &self,
         route: &Route,
-        make_ctx: impl FnOnce() -> Ctx,
+        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
     ) -> Result<Option<String>, RenderError> {
         match &route.template {
-            Some(t) if route.transport.carries_payload() => {
-                self.pool.render(t, make_ctx()).await.map(Some)
-            }
+            Some(t) if route.transport.carries_payload() => self
+                .pool
+                .render(t, make_ctx(route.style.style))
+                .await
+                .map(Some),
             _ => Ok(None),
         }
-    }
-
-    /// Record phase for an answer: its status, classed by the policy, and what came with it.
-    fn record_answer(&self, a: &mut Attempt, answer: Answer) {
-        let status = answer.status.as_u16();
-        a.status = Some(status);
-        a.class = self.policy.classify_status(status);
-        if !answer.body.is_empty() {
-            a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
-        }
-        a.retry_after_s = answer
-            .retry_after
-            .as_deref()
-            .and_then(|v| parse_retry_after(v, SystemTime::now()))
-            .map(|d| d.as_secs_f64());
-        if a.class != AttemptClass::Delivered {
-            if answer.status.is_redirection() {
-                a.error_kind = Some(ErrorKind::Redirect);
-                a.error = Some(format!(
-                    "the endpoint answered {} (redirects are not followed)",
-                    answer.status
-                ));
-            } else {
-                a.error_kind = Some(ErrorKind::Status);
-                a.error = Some(format!("the endpoint answered {}", answer.status));
-            }
-        }
-    }
-
-    /// Record phase for a send that produced no answer.
-    fn record_error(&self, a: &mut Attempt, e: &SendError) {
-        let kind = e.kind();
-        a.fail(kind, RetryPolicy::classify_error(kind), e.to_string());
     }
 
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
     /// attempt. For durable retries that survive restarts, use `courier serve`.
     pub async fn deliver(&self, message: &Message) -> DeliveryReport {
+        // Signatures and idempotency keys carry the id: one for all attempts of a message.
+        let with_id;
+        let message = if message.id.is_none() {
+            let mut m = message.clone();
+            m.id = Some(uuid::Uuid::new_v4().to_string());
+            with_id = m;
+            &with_id
+        } else {
+            message
+        };
         let mut attempts = Vec::new();
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
             let a = self.attempt(message, number).await;
-            let decision = self.policy.decide(&a);
+            let decision = self.policy().decide(&a);
             attempts.push(a);
             if let Some(outcome) = decision.outcome() {
                 break outcome;
@@ -237,6 +255,60 @@ impl Courier {
             outcome,
             attempts,
         }
+    }
+}
+
+/// Record phase for an answer: its status, classed by the policy, and what came with it.
+fn record_answer(policy: &RetryPolicy, a: &mut Attempt, answer: Answer) {
+    let status = answer.status.as_u16();
+    a.status = Some(status);
+    a.class = policy.classify_status(status);
+    if !answer.body.is_empty() {
+        a.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
+    }
+    a.retry_after_s = answer
+        .retry_after
+        .as_deref()
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .map(|d| d.as_secs_f64());
+    if a.class != AttemptClass::Delivered {
+        if answer.status.is_redirection() {
+            a.error_kind = Some(ErrorKind::Redirect);
+            a.error = Some(format!(
+                "the endpoint answered {} (redirects are not followed)",
+                answer.status
+            ));
+        } else {
+            a.error_kind = Some(ErrorKind::Status);
+            a.error = Some(format!("the endpoint answered {}", answer.status));
+        }
+    }
+}
+
+/// Record phase for a send that produced no answer.
+fn record_error(a: &mut Attempt, e: &SendError) {
+    let kind = e.kind();
+    a.fail(kind, RetryPolicy::classify_error(kind), e.to_string());
+}
+
+impl Setup {
+    /// Route phase: the channel's route, or why there is none.
+    fn route(&self, channel: &str) -> Result<&Route, String> {
+        self.routes.get(channel).ok_or_else(|| {
+            let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            if channel == "email" {
+                format!(
+                    "email has no route: no http email channel is configured (set courier.delivery_strategy: http and courier.http.request_config; configured channels: {})",
+                    known.join(", ")
+                )
+            } else {
+                format!(
+                    "no http channel {channel:?} is configured (configured: {})",
+                    known.join(", ")
+                )
+            }
+        })
     }
 }
 

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
 use crate::encode::EncodeError;
+use crate::http::guard::Refused;
+use crate::http::oauth2::TokenError;
 use crate::http::{error_chain, HttpClient};
+use crate::shaped::ShapeError;
 
 use super::ErrorKind;
 
@@ -35,6 +38,15 @@ pub enum SendError {
     /// The connection broke mid-way (the cause chain on one line).
     #[error("{0}")]
     Transport(String),
+    /// The SSRF guard refused the address.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// No OAuth2 token could be had.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The template's request is not acceptable.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
 }
 
 impl SendError {
@@ -45,6 +57,10 @@ impl SendError {
             SendError::Connect(_) => ErrorKind::Connect,
             SendError::Timeout(_) => ErrorKind::Timeout,
             SendError::Transport(_) => ErrorKind::Transport,
+            SendError::Refused(_) => ErrorKind::Refused,
+            SendError::Token(e) if e.is_retryable() => ErrorKind::Connect,
+            SendError::Token(_) => ErrorKind::Auth,
+            SendError::Shape(_) => ErrorKind::Render,
         }
     }
 }
@@ -59,7 +75,9 @@ pub(crate) async fn send(
 ) -> Result<Answer, SendError> {
     let work = async {
         let resp = client.request(req).await.map_err(|e| {
-            if e.is_connect() {
+            if let Some(refused) = Refused::find(&e) {
+                SendError::Refused(refused.clone())
+            } else if e.is_connect() {
                 SendError::Connect(error_chain(&e))
             } else {
                 SendError::Transport(error_chain(&e))

@@ -5,12 +5,13 @@
 
 mod courier;
 mod http;
+mod http_channel;
 pub mod policy;
 mod report;
 pub mod request;
 mod route;
 
-pub use courier::Courier;
+pub use courier::{Courier, RouteInfo};
 pub use http::SendError;
 pub use policy::{Decision, GiveUp, RetryPolicy};
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};

@@ -128,7 +128,9 @@ impl RetryPolicy {
             | ErrorKind::Redirect
             | ErrorKind::Render
             | ErrorKind::Encode
-            | ErrorKind::Channel => AttemptClass::Permanent,
+            | ErrorKind::Channel
+            | ErrorKind::Refused
+            | ErrorKind::Auth => AttemptClass::Permanent,
         }
     }
 

@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Encode,
     /// The message names a channel that is not configured.
     Channel,
+    /// The SSRF guard refused the address the URL leads to.
+    Refused,
+    /// The channel's credentials could not be obtained (the token endpoint refused them).
+    Auth,
 }
 
 /// How one attempt ended, as the retry policy sees it.

@@ -10,12 +10,16 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Uri};
 
-use crate::config::settings::HttpSettings;
-use crate::config::{Auth, ChannelConfig, KeyLocation};
-use crate::encode::{self, EncodeError, Encoding};
-use crate::http::HttpClient;
+use std::sync::Arc;
 
-use super::http::{Answer, SendError};
+use hyper::header::HeaderName;
+
+use crate::config::{Auth, ChannelConfig, KeyLocation, TemplateRequest};
+use crate::encode::{self, EncodeError, Encoding};
+use crate::shaped::{self, Shaped, ShapedBody};
+use crate::stamp::Stamp;
+
+use super::http::SendError;
 
 /// A channel whose requests cannot be prepared; `Display` names the key path.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +32,15 @@ pub enum RequestError {
         /// The parse error.
         #[source]
         source: hyper::http::uri::InvalidUri,
+    },
+    /// A signing secret that cannot be used.
+    #[error("{path}.signing.secrets: {source}")]
+    Signing {
+        /// The channel's key path.
+        path: String,
+        /// Which secret, and why.
+        #[source]
+        source: crate::webhook::KeyError,
     },
     /// A credential or header that cannot be sent as a header value.
     #[error("{path}.{key}: invalid {what}")]
@@ -48,6 +61,19 @@ pub struct RequestTemplate {
     method: Method,
     headers: HeaderMap,
     encoding: Encoding,
+    stamp: Arc<Stamp>,
+    /// With a template-shaped request: whether it may replace credentials, and which headers
+    /// carry them.
+    shape: Option<(TemplateRequest, Vec<HeaderName>)>,
+}
+
+/// A request ready to send, and whether its URL came from the template.
+#[derive(Debug)]
+pub struct Built {
+    /// The request.
+    pub request: Request<Full<Bytes>>,
+    /// The URL is the template's, not the configured one (the SSRF guard applies).
+    pub templated_url: bool,
 }
 
 impl RequestTemplate {
@@ -95,6 +121,14 @@ impl RequestTemplate {
                 v.set_sensitive(true);
                 headers.insert(header::AUTHORIZATION, v);
             }
+            Some(Auth::Bearer { token }) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| invalid("auth.config.token", "header value"))?;
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            // The token is fetched and set per attempt.
+            Some(Auth::OAuth2(_)) => {}
             Some(Auth::ApiKey {
                 name,
                 value,
@@ -125,29 +159,21 @@ impl RequestTemplate {
                 headers.insert(header::COOKIE, v);
             }
         }
+        let stamp = Stamp::new(&channel.options).map_err(|source| RequestError::Signing {
+            path: channel.path.clone(),
+            source,
+        })?;
         Ok(Self {
             uri,
             method: channel.method.clone(),
             headers,
             encoding: channel.encoding,
+            stamp: Arc::new(stamp),
+            shape: channel
+                .options
+                .template_request
+                .map(|t| (t, shaped::credential_headers(channel.auth.as_ref()))),
         })
-    }
-
-    /// Builds the request for `payload` and sends it: one HTTP attempt.
-    pub(crate) async fn send(
-        &self,
-        client: &HttpClient,
-        payload: Option<String>,
-        settings: &HttpSettings,
-    ) -> Result<Answer, SendError> {
-        let req = self.build(payload)?;
-        super::http::send(
-            client,
-            req,
-            settings.timeout,
-            settings.max_response_body_bytes,
-        )
-        .await
     }
 
     /// Whether requests carry a body at all: every method but TRACE does.
@@ -161,29 +187,111 @@ impl RequestTemplate {
     /// # Errors
     /// A form channel's payload is not a flat object of strings.
     pub fn build(&self, payload: Option<String>) -> Result<Request<Full<Bytes>>, EncodeError> {
-        let body = match payload.filter(|_| self.carries_body()) {
+        let body = self.encode(payload.filter(|_| self.carries_body()))?;
+        Ok(self.assemble(
+            self.uri.clone(),
+            self.method.clone(),
+            self.headers.clone(),
+            body,
+            None,
+        ))
+    }
+
+    /// Whether the channel adds per-message headers (signatures, idempotency key).
+    pub fn stamps(&self) -> bool {
+        !self.stamp.is_empty()
+    }
+
+    /// The request for message `id` sent at `timestamp` (Unix seconds): [`Self::build`], then
+    /// the template's request fields when the channel lets the template shape it, then the
+    /// per-message headers (signed over the final body).
+    ///
+    /// # Errors
+    /// The payload cannot be encoded, or the template's request is not acceptable.
+    pub fn build_for(
+        &self,
+        payload: Option<String>,
+        id: &str,
+        timestamp: u64,
+    ) -> Result<Built, SendError> {
+        let stamp = Some((id, timestamp));
+        match (&self.shape, payload) {
+            (Some((rules, protected)), Some(payload)) => {
+                let shaped = shaped::parse(&payload, protected, rules.allow_authorization)?;
+                self.build_shaped(shaped, stamp)
+            }
+            (_, payload) => {
+                let body = self.encode(payload.filter(|_| self.carries_body()))?;
+                Ok(Built {
+                    request: self.assemble(
+                        self.uri.clone(),
+                        self.method.clone(),
+                        self.headers.clone(),
+                        body,
+                        stamp,
+                    ),
+                    templated_url: false,
+                })
+            }
+        }
+    }
+
+    fn build_shaped(&self, s: Shaped, stamp: Option<(&str, u64)>) -> Result<Built, SendError> {
+        let templated_url = s.url.is_some();
+        let base = s.url.unwrap_or_else(|| self.uri.clone());
+        let uri = shaped::with_query(&base, &s.query)?;
+        let method = s.method.unwrap_or_else(|| self.method.clone());
+        let mut headers = self.headers.clone();
+        for (name, value) in s.headers {
+            headers.insert(name, value);
+        }
+        let body = match s.body.filter(|_| method != Method::TRACE) {
+            None => Bytes::new(),
+            Some(ShapedBody::Text(t)) => Bytes::from(t),
+            Some(ShapedBody::Json(j)) => self.encode(Some(j))?,
+        };
+        Ok(Built {
+            request: self.assemble(uri, method, headers, body, stamp),
+            templated_url,
+        })
+    }
+
+    fn encode(&self, payload: Option<String>) -> Result<Bytes, EncodeError> {
+        Ok(match payload {
             None => Bytes::new(),
             // The rendered string becomes the body without a copy.
             Some(json) => match self.encoding {
                 Encoding::Json => Bytes::from(json),
                 Encoding::Form => Bytes::from(encode::form(&json)?),
             },
-        };
-        let mut headers = self.headers.clone();
+        })
+    }
+
+    fn assemble(
+        &self,
+        uri: Uri,
+        method: Method,
+        mut headers: HeaderMap,
+        body: Bytes,
+        stamp: Option<(&str, u64)>,
+    ) -> Request<Full<Bytes>> {
+        if let Some((id, timestamp)) = stamp {
+            self.stamp.apply(&mut headers, id, timestamp, &body);
+        }
         if body.is_empty() {
             headers.remove(header::CONTENT_TYPE);
         }
         if !body.is_empty()
-            || self.method == Method::POST
-            || self.method == Method::PUT
-            || self.method == Method::PATCH
+            || method == Method::POST
+            || method == Method::PUT
+            || method == Method::PATCH
         {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         let mut req = Request::new(Full::new(body));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        Ok(req)
+        req
     }
 }

@@ -3,38 +3,39 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, ConfigError, DEFAULT_BODY};
-use crate::http::HttpClient;
+use crate::config::{ChannelConfig, Config, ConfigError, DEFAULT_BODY};
 use crate::message::CtxStyle;
-use crate::template::{default_template, source::Loader, Engine, Template};
+use crate::template::style::{self, StyleChoice, StyleReason};
+use crate::template::{default_template, source::Loader, Engine, Limits, Template};
 
 use super::http::{Answer, SendError};
+use super::http_channel::{HttpChannel, SharedClients};
 use super::request::RequestTemplate;
 
 /// How a channel's messages leave: one variant per transport.
 #[derive(Debug)]
 pub(crate) enum Transport {
-    /// A request to the channel's URL.
-    Http(RequestTemplate),
+    /// A request to the channel's URL (or the template's).
+    Http(HttpChannel),
 }
 
 impl Transport {
     /// Whether the rendered payload is sent at all (a TRACE request has no body).
     pub(crate) fn carries_payload(&self) -> bool {
         match self {
-            Transport::Http(request) => request.carries_body(),
+            Transport::Http(http) => http.request.carries_body(),
         }
     }
 
-    /// Sends `payload` (the rendered template) once.
+    /// Sends `payload` (the rendered template) once for message `id`.
     pub(crate) async fn send(
         &self,
-        client: &HttpClient,
         payload: Option<String>,
+        id: Option<&str>,
         config: &Config,
     ) -> Result<Answer, SendError> {
         match self {
-            Transport::Http(request) => request.send(client, payload, &config.settings.http).await,
+            Transport::Http(http) => http.send(payload, id, &config.settings.http).await,
         }
     }
 }
@@ -44,31 +45,31 @@ pub(crate) struct Route {
     pub(crate) transport: Transport,
     /// The payload template; `None` sends no body.
     pub(crate) template: Option<Template>,
+    /// The ctx style the template gets, decided once here.
+    pub(crate) style: StyleChoice,
 }
 
-/// The routes of every channel in `config`, keyed by channel id.
+/// The routes of every channel in `config`, keyed by channel id. Templates are read first; the
+/// compile check runs after, with no await in between, because an engine cannot be held across
+/// one (it is not Send, and reloads build routes on a spawned task).
 ///
 /// # Errors
-/// Every channel whose request, template source or template compilation fails, by key path.
+/// Every channel whose request, template source, template compilation or ctx style fails, by
+/// key path.
 pub(crate) async fn build(
     config: &Config,
-    checker: &mut Engine,
-    style: CtxStyle,
+    limits: &Limits,
 ) -> Result<HashMap<String, Route>, ConfigError> {
     let loader = Loader::new(config.base_dir.clone());
-    let mut routes = HashMap::new();
+    let mut loaded = Vec::new();
     let mut issues = Vec::new();
     for ch in &config.channels {
-        let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
-            Ok(r) => r,
-            Err(e) => {
-                issues.push((ch.path.clone(), e.to_string()));
-                continue;
-            }
-        };
         let template = match &ch.body {
             None => None,
-            Some(uri) if uri == DEFAULT_BODY => Some(default_template(style)),
+            Some(uri) if uri == DEFAULT_BODY => {
+                let explicit = config.settings.ctx_style_for(&ch.id);
+                Some(default_template(explicit.map_or(CtxStyle::Snake, |e| e.0)))
+            }
             Some(uri) => match loader.load(uri).await {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -77,21 +78,9 @@ pub(crate) async fn build(
                 }
             },
         };
-        if let Some(t) = &template {
-            if let Err(e) = checker.compile(t) {
-                issues.push((format!("{}.body", ch.path), e.to_string()));
-                continue;
-            }
-        }
-        let transport = Transport::Http(request);
-        routes.insert(
-            ch.id.clone(),
-            Route {
-                transport,
-                template,
-            },
-        );
+        loaded.push((ch, template));
     }
+    let routes = compile(config, loaded, limits, &mut issues)?;
     if issues.is_empty() {
         Ok(routes)
     } else {
@@ -100,4 +89,64 @@ pub(crate) async fn build(
             issues,
         })
     }
+}
+
+/// Prepares each channel's request, compiles its template and decides its ctx style.
+fn compile(
+    config: &Config,
+    loaded: Vec<(&ChannelConfig, Option<Template>)>,
+    limits: &Limits,
+    issues: &mut Vec<(String, String)>,
+) -> Result<HashMap<String, Route>, ConfigError> {
+    let mut checker = Engine::new(limits.clone())
+        .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
+    let shared =
+        SharedClients::new(config).map_err(|e| ConfigError::one("jsonnet_courier.http", e))?;
+    let mut routes = HashMap::new();
+    for (ch, template) in loaded {
+        let request = match RequestTemplate::new(ch, &config.settings.http.user_agent) {
+            Ok(r) => r,
+            Err(e) => {
+                issues.push((ch.path.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let explicit = config.settings.ctx_style_for(&ch.id);
+        let explicit = explicit.as_ref().map(|(s, by)| (*s, by.as_str()));
+        let style = match &template {
+            Some(t) => {
+                if let Err(e) = checker.compile(t) {
+                    issues.push((format!("{}.body", ch.path), e.to_string()));
+                    continue;
+                }
+                match style::decide(t, explicit) {
+                    Ok(choice) => choice,
+                    Err(e) => {
+                        issues.push((format!("{}.body", ch.path), e.to_string()));
+                        continue;
+                    }
+                }
+            }
+            None => StyleChoice {
+                style: explicit.map_or(CtxStyle::Snake, |e| e.0),
+                reason: StyleReason::ReadsNone,
+            },
+        };
+        let transport = match HttpChannel::new(ch, request, config, &shared) {
+            Ok(http) => Transport::Http(http),
+            Err((path, reason)) => {
+                issues.push((path, reason));
+                continue;
+            }
+        };
+        routes.insert(
+            ch.id.clone(),
+            Route {
+                transport,
+                template,
+                style,
+            },
+        );
+    }
+    Ok(routes)
 }

@@ -2,46 +2,75 @@
 //! else webpki roots), HTTP/1.1 and HTTP/2 by ALPN. Fetching templates uses [`get`]; delivering
 //! messages is the delivery module's HTTP transport.
 
+pub mod guard;
+pub mod oauth2;
+pub mod tls;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use guard::{Guard, GuardedConnector};
+use tls::{TlsError, TlsOptions};
+
 /// The pooled client type used everywhere in the crate.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 /// `jsonnet-courier/<version>`: the default User-Agent.
 pub const USER_AGENT: &str = concat!("jsonnet-courier/", env!("CARGO_PKG_VERSION"));
 
-/// Builds a pooled keep-alive client with the given connect timeout.
+/// Builds a pooled keep-alive client with the given connect timeout, no SSRF guard and the
+/// default TLS settings.
 pub fn client(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let tls = match builder.with_provider_and_native_roots(provider.clone()) {
-        Ok(b) => b,
-        Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .unwrap_or_else(|_| unreachable_tls()),
+    match client_with(
+        connect_timeout,
+        Arc::new(Guard::off()),
+        &TlsOptions::default(),
+    ) {
+        Ok(c) => c,
+        // The default settings read no file and use the provider's default protocol versions.
+        Err(e) => panic!("the default TLS settings were refused: {e}"),
+    }
+}
+
+/// Builds a pooled keep-alive client that connects only where `guard` allows, with `tls`.
+///
+/// # Errors
+/// A TLS file is unreadable or unusable.
+pub fn client_with(
+    connect_timeout: Duration,
+    guard: Arc<Guard>,
+    tls: &TlsOptions,
+) -> Result<HttpClient, TlsError> {
+    let mut tcp = GuardedConnector::new(guard);
+    tcp.tcp().enforce_http(false);
+    tcp.tcp().set_connect_timeout(Some(connect_timeout));
+    tcp.tcp().set_nodelay(true);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = if tls.is_default() {
+        match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider.clone())
+        {
+            Ok(b) => b,
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(provider)
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        }
+    } else {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls::client_config(provider, tls)?)
     };
-    let connector = tls
+    let connector = builder
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-fn unreachable_tls() -> ! {
-    // The ring provider supports the default protocol versions; this cannot fail.
-    panic!("rustls ring provider rejected the default protocol versions")
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 /// Why a GET failed.

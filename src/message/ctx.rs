@@ -1,7 +1,7 @@
 //! The `ctx` object a template sees, in the key style the user chose.
 //!
-//! The spec's mapping table is the contract: [`TOP_LEVEL`] and [`TEMPLATE_DATA`] list every known
-//! key in both styles. User data inside `Identity`, `Traits`, `TransientPayload`,
+//! The spec's mapping table is the contract: [`TOP_LEVEL`] and [`TEMPLATE_DATA`] (generated in
+//! [`super::keys`]) list every known key in both styles. User data inside `Identity`, `Traits`, `TransientPayload`,
 //! `OAuth2LoginRequest` and `RequestHeaders` keeps its own keys, and unknown template-data fields
 //! keep the key they were sent with.
 
@@ -10,18 +10,21 @@ use std::str::FromStr;
 
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::keys::{DataKey, Kind, Slot, TopKey};
+use super::model::{self, Model};
 use super::{Message, TemplateData};
 
 /// The key style of the ctx handed to templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CtxStyle {
-    /// `ctx.Recipient`, `ctx.TemplateData.RecoveryCode`: the documented form, and the default.
-    #[default]
+    /// `ctx.Recipient`, `ctx.TemplateData.RecoveryCode`: the form the seeds document.
     Pascal,
-    /// `ctx.recipient`, `ctx.template_data.recovery_code`: what newer reference releases send.
+    /// `ctx.recipient`, `ctx.template_data.recovery_code`: what the reference sends today, and
+    /// what a template that reads no ctx key names gets.
+    #[default]
     Snake,
 }
 
@@ -54,45 +57,16 @@ impl FromStr for CtxStyle {
     }
 }
 
-/// Top-level ctx keys: (snake, pascal).
-pub const TOP_LEVEL: [(&str, &str); 8] = [
-    ("recipient", "Recipient"),
-    ("subject", "Subject"),
-    ("body", "Body"),
-    ("html_body", "HTMLBody"),
-    ("template_type", "TemplateType"),
-    ("template_data", "TemplateData"),
-    ("message_type", "MessageType"),
-    ("request_headers", "RequestHeaders"),
-];
-
-/// Template-data keys: (snake, pascal).
-pub const TEMPLATE_DATA: [(&str, &str); 19] = [
-    ("to", "To"),
-    ("recovery_url", "RecoveryURL"),
-    ("recovery_code", "RecoveryCode"),
-    ("verification_url", "VerificationURL"),
-    ("verification_code", "VerificationCode"),
-    ("login_code", "LoginCode"),
-    ("registration_code", "RegistrationCode"),
-    ("identity", "Identity"),
-    ("traits", "Traits"),
-    ("request_url", "RequestURL"),
-    ("request_url_domain", "RequestURLDomain"),
-    ("transient_payload", "TransientPayload"),
-    ("expires_in_minutes", "ExpiresInMinutes"),
-    ("changed_at", "ChangedAt"),
-    ("added_at", "AddedAt"),
-    ("oauth2_login_request", "OAuth2LoginRequest"),
-    ("subject", "Subject"),
-    ("body", "Body"),
-    ("html_body", "HTMLBody"),
-];
+pub use super::keys::{TEMPLATE_DATA, TOP_LEVEL};
 
 /// Builds the ctx of `message` in `style` as a JSON value.
 ///
-/// `HTMLBody` is omitted when the message has none; `RequestHeaders` is `{}` when none were sent;
-/// template-data fields are present only when the message has them.
+/// Template data has the reference's typed shape for the message's type and kind (see
+/// [`super::model`]): every field of the model is present, a field the producer left out gets
+/// its zero value (`""`, `0` or `null`), a producer's `null` stays `null`, and `?` fields are
+/// left out when empty. Known fields outside the model and unknown fields follow as sent.
+/// `HTMLBody` is left out when empty; `RequestHeaders` is what the producer sent (`null` when
+/// nothing).
 pub fn build(message: &Message, style: CtxStyle) -> Value {
     // Serializing a view cannot fail: every part is plain JSON data with string keys.
     serde_json::to_value(View { message, style }).unwrap_or(Value::Null)
@@ -110,51 +84,34 @@ struct View<'a> {
     style: CtxStyle,
 }
 
-impl View<'_> {
-    fn key(&self, snake: &'static str, pascal: &'static str) -> &'static str {
-        match self.style {
-            CtxStyle::Snake => snake,
-            CtxStyle::Pascal => pascal,
-        }
-    }
-}
-
 impl Serialize for View<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let m = self.message;
+        let (m, style) = (self.message, self.style);
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry(self.key("recipient", "Recipient"), &m.recipient)?;
-        map.serialize_entry(self.key("subject", "Subject"), &m.subject)?;
-        map.serialize_entry(self.key("body", "Body"), &m.body)?;
-        if let Some(html) = &m.html_body {
-            map.serialize_entry(self.key("html_body", "HTMLBody"), html)?;
+        map.serialize_entry(TopKey::Recipient.name(style), &m.recipient)?;
+        map.serialize_entry(TopKey::Subject.name(style), &m.subject)?;
+        map.serialize_entry(TopKey::Body.name(style), &m.body)?;
+        if let Some(html) = m.html_body.as_deref().filter(|h| !h.is_empty()) {
+            map.serialize_entry(TopKey::HtmlBody.name(style), html)?;
         }
+        map.serialize_entry(TopKey::TemplateType.name(style), m.template_type.as_str())?;
         map.serialize_entry(
-            self.key("template_type", "TemplateType"),
-            m.template_type.as_str(),
-        )?;
-        map.serialize_entry(
-            self.key("template_data", "TemplateData"),
+            TopKey::TemplateData.name(style),
             &DataView {
                 data: &m.template_data,
-                style: self.style,
+                model: model::of(m.template_type, m.message_type),
+                style,
             },
         )?;
-        map.serialize_entry(
-            self.key("message_type", "MessageType"),
-            m.message_type.as_str(),
-        )?;
-        let empty = Map::new();
-        map.serialize_entry(
-            self.key("request_headers", "RequestHeaders"),
-            m.request_headers.as_ref().unwrap_or(&empty),
-        )?;
+        map.serialize_entry(TopKey::MessageType.name(style), m.message_type.as_str())?;
+        map.serialize_entry(TopKey::RequestHeaders.name(style), &m.request_headers)?;
         map.end()
     }
 }
 
 struct DataView<'a> {
     data: &'a TemplateData,
+    model: Model,
     style: CtxStyle,
 }
 
@@ -162,39 +119,32 @@ impl Serialize for DataView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let d = self.data;
         let mut map = s.serialize_map(None)?;
-        // One line per known field, in the order of TEMPLATE_DATA; a test checks the two agree.
-        macro_rules! fields {
-            ($($field:ident => $pascal:literal),* $(,)?) => {$(
-                if let Some(v) = &d.$field {
-                    let key = match self.style {
-                        CtxStyle::Snake => stringify!($field),
-                        CtxStyle::Pascal => $pascal,
-                    };
-                    map.serialize_entry(key, v)?;
-                }
-            )*};
+        for field in self.model.fields {
+            let mut slot = d.get(field.key);
+            if let (Slot::Absent, Some(fallback)) = (slot, field.fallback) {
+                slot = d.get(fallback);
+            }
+            if field.optional && slot.is_empty() {
+                continue;
+            }
+            if slot == Slot::Absent {
+                slot = match field.key.kind() {
+                    Kind::Text => Slot::Text(""),
+                    Kind::Int => Slot::Int(0),
+                    Kind::Json => Slot::Null,
+                };
+            }
+            map.serialize_entry(field.key.name(self.style), &slot)?;
         }
-        fields!(
-            to => "To",
-            recovery_url => "RecoveryURL",
-            recovery_code => "RecoveryCode",
-            verification_url => "VerificationURL",
-            verification_code => "VerificationCode",
-            login_code => "LoginCode",
-            registration_code => "RegistrationCode",
-            identity => "Identity",
-            traits => "Traits",
-            request_url => "RequestURL",
-            request_url_domain => "RequestURLDomain",
-            transient_payload => "TransientPayload",
-            expires_in_minutes => "ExpiresInMinutes",
-            changed_at => "ChangedAt",
-            added_at => "AddedAt",
-            oauth2_login_request => "OAuth2LoginRequest",
-            subject => "Subject",
-            body => "Body",
-            html_body => "HTMLBody",
-        );
+        for &key in DataKey::ALL {
+            if self.model.keys & key.bit() != 0 {
+                continue;
+            }
+            let slot = d.get(key);
+            if slot != Slot::Absent {
+                map.serialize_entry(key.name(self.style), &slot)?;
+            }
+        }
         for (k, v) in &d.extra {
             map.serialize_entry(k, v)?;
         }
@@ -206,7 +156,7 @@ impl Serialize for DataView<'_> {
 mod tests {
     use super::*;
     use crate::message::{MessageType, TemplateType};
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     fn every_field(style: CtxStyle) -> Value {
         // A message carrying every known template-data field plus unknown ones, written in `style`.
@@ -255,8 +205,8 @@ mod tests {
             let msg: Message = serde_json::from_value(input.clone()).unwrap();
             assert_eq!(msg.template_type, TemplateType::RecoveryCodeValid);
             assert_eq!(msg.message_type, MessageType::Email);
-            assert_eq!(msg.template_data.expires_in_minutes, Some(15));
-            assert_eq!(msg.template_data.to.as_deref(), Some("value-0"));
+            assert_eq!(msg.template_data.expires_in_minutes, Some(Some(15)));
+            assert_eq!(msg.template_data.text(DataKey::To), Some("value-0"));
             assert_eq!(msg.template_data.extra.len(), 2, "unknown fields are kept");
             for output_style in [CtxStyle::Pascal, CtxStyle::Snake] {
                 let ctx = build(&msg, output_style);
@@ -284,8 +234,12 @@ mod tests {
             ctx,
             json!({
                 "Recipient": "+15550100", "Subject": "", "Body": "code 123456",
-                "TemplateType": "login_code_valid", "TemplateData": {"LoginCode": "123456"},
-                "MessageType": "sms", "RequestHeaders": {}
+                "TemplateType": "login_code_valid",
+                "TemplateData": {
+                    "To": "", "LoginCode": "123456", "Identity": null, "RequestURL": "",
+                    "RequestURLDomain": "", "TransientPayload": null, "ExpiresInMinutes": 0
+                },
+                "MessageType": "sms", "RequestHeaders": null
             })
         );
         assert_eq!(msg.channel(), "sms");

@@ -6,6 +6,8 @@
 //! a valid message. Turning a message into the `ctx` a template sees is [`ctx`]'s job.
 
 pub mod ctx;
+pub mod keys;
+pub mod model;
 pub mod samples;
 
 use std::fmt;
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use ctx::CtxStyle;
+pub use keys::{DataKey, TemplateData};
 
 /// The kind of event a message is about; the reference courier's `template_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -153,56 +156,6 @@ impl MessageType {
     }
 }
 
-/// The per-type data of a message. Known fields are typed; every other field is kept verbatim in
-/// [`TemplateData::extra`] so that templates see exactly what the producer sent.
-///
-/// User data (`identity`, `traits`, `transient_payload`, `oauth2_login_request`) keeps its own keys.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)] // fields are documented by the spec's table; names say what they hold
-pub struct TemplateData {
-    #[serde(alias = "To", skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    #[serde(alias = "RecoveryURL", skip_serializing_if = "Option::is_none")]
-    pub recovery_url: Option<String>,
-    #[serde(alias = "RecoveryCode", skip_serializing_if = "Option::is_none")]
-    pub recovery_code: Option<String>,
-    #[serde(alias = "VerificationURL", skip_serializing_if = "Option::is_none")]
-    pub verification_url: Option<String>,
-    #[serde(alias = "VerificationCode", skip_serializing_if = "Option::is_none")]
-    pub verification_code: Option<String>,
-    #[serde(alias = "LoginCode", skip_serializing_if = "Option::is_none")]
-    pub login_code: Option<String>,
-    #[serde(alias = "RegistrationCode", skip_serializing_if = "Option::is_none")]
-    pub registration_code: Option<String>,
-    #[serde(alias = "Identity", skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Value>,
-    #[serde(alias = "Traits", skip_serializing_if = "Option::is_none")]
-    pub traits: Option<Value>,
-    #[serde(alias = "RequestURL", skip_serializing_if = "Option::is_none")]
-    pub request_url: Option<String>,
-    #[serde(alias = "RequestURLDomain", skip_serializing_if = "Option::is_none")]
-    pub request_url_domain: Option<String>,
-    #[serde(alias = "TransientPayload", skip_serializing_if = "Option::is_none")]
-    pub transient_payload: Option<Value>,
-    #[serde(alias = "ExpiresInMinutes", skip_serializing_if = "Option::is_none")]
-    pub expires_in_minutes: Option<i64>,
-    #[serde(alias = "ChangedAt", skip_serializing_if = "Option::is_none")]
-    pub changed_at: Option<String>,
-    #[serde(alias = "AddedAt", skip_serializing_if = "Option::is_none")]
-    pub added_at: Option<String>,
-    #[serde(alias = "OAuth2LoginRequest", skip_serializing_if = "Option::is_none")]
-    pub oauth2_login_request: Option<Value>,
-    #[serde(alias = "Subject", skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    #[serde(alias = "Body", skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    #[serde(alias = "HTMLBody", skip_serializing_if = "Option::is_none")]
-    pub html_body: Option<String>,
-    /// Every field this version does not know, with its key as sent.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
 /// One notification message.
 ///
 /// Deserializing accepts both key styles (`Recipient` or `recipient`, `TemplateData.RecoveryCode` or
@@ -241,7 +194,8 @@ pub struct Message {
     /// The channel id that delivers it; `email` for email and `sms` for SMS when absent.
     #[serde(default, alias = "Channel", skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// Allow-listed headers of the user's request that triggered the message.
+    /// Allow-listed headers of the user's request that triggered the message; `None` when the
+    /// producer sent `null` or nothing (templates then see `null`).
     #[serde(
         default,
         alias = "RequestHeaders",

@@ -62,6 +62,12 @@ impl Service {
         })
     }
 
+    /// The courier delivering for this service (shared: reloading it changes what the worker
+    /// sends next).
+    pub fn courier(&self) -> Arc<Courier> {
+        Arc::clone(&self.courier)
+    }
+
     /// The serve settings in force.
     pub fn settings(&self) -> &ServeSettings {
         &self.settings

@@ -233,7 +233,7 @@ async fn deliver_one(
 ) -> AttemptUpdate {
     let attempt = courier.attempt(&c.message, c.send_count + 1).await;
     metrics.attempt(&attempt);
-    let (status, next_attempt_at) = next_state(courier.policy(), &attempt, SystemTime::now());
+    let (status, next_attempt_at) = next_state(&courier.policy(), &attempt, SystemTime::now());
     if status == Status::Abandoned {
         tracing::warn!(id = %c.id, attempts = attempt.number, error = attempt.error.as_deref().unwrap_or(""), "message abandoned");
     }

@@ -191,6 +191,30 @@ pub enum StoreError {
     },
 }
 
+/// An `Idempotency-Key` as the API received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key it is: a hash of the API token ('' without authentication). Keys of different
+    /// tokens never meet.
+    pub scope: String,
+    /// The key as sent.
+    pub key: String,
+    /// A hash of the request body.
+    pub body_hash: String,
+}
+
+/// What an insert under an idempotency key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent {
+    /// The key was new: the messages were stored under these ids.
+    Inserted(Vec<String>),
+    /// The key was used before with the same body: nothing was stored; these are the first
+    /// request's ids.
+    Replayed(Vec<String>),
+    /// The key was used before with a different body: nothing was stored.
+    Conflict,
+}
+
 /// Durable message storage. All methods that write do so in one transaction, and are safe to call
 /// concurrently from several processes sharing one database.
 #[async_trait::async_trait]
@@ -198,6 +222,15 @@ pub trait MessageStore: Send + Sync {
     /// Stores new messages (`queued`, due now) in one transaction and returns their ids in order,
     /// assigning a UUID v4 to each message without one. Nothing is stored if any insert fails.
     async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError>;
+
+    /// Like [`MessageStore::insert`], under an idempotency key, in the same transaction as the
+    /// key: a key seen before (and not yet deleted by [`MessageStore::delete_finished_before`])
+    /// stores nothing and says what the first request got.
+    async fn insert_once(
+        &self,
+        key: &IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<Idempotent, StoreError>;
 
     /// Claims up to `limit` due messages for `worker`: `queued` with `next_attempt_at <= now`, and
     /// `processing` whose lease has expired (their worker died). Claimed messages become
@@ -234,7 +267,8 @@ pub trait MessageStore: Send + Sync {
     /// Queues an abandoned or cancelled message again, due now (its attempts are kept).
     async fn requeue(&self, id: &str, now: SystemTime) -> Result<Requeue, StoreError>;
 
-    /// Deletes `sent` and `cancelled` messages last updated before `cutoff`; returns how many.
+    /// Deletes `sent` and `cancelled` messages last updated before `cutoff`, and idempotency keys
+    /// created before it; returns how many messages.
     async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
 
     /// Counts by status and the age of the oldest queued message.
@@ -339,6 +373,24 @@ struct WithId<'a> {
     id: &'a str,
     #[serde(flatten)]
     message: &'a Message,
+}
+
+/// The answer for a key found in the store with `stored_hash` and `ids` (a JSON array).
+fn replay(key: &IdempotencyKey, stored_hash: &str, ids: &str) -> Result<Idempotent, StoreError> {
+    if stored_hash != key.body_hash {
+        return Ok(Idempotent::Conflict);
+    }
+    serde_json::from_str(ids)
+        .map(Idempotent::Replayed)
+        .map_err(|e| StoreError::Corrupt {
+            id: format!("idempotency key {:?}", key.key),
+            reason: e.to_string(),
+        })
+}
+
+fn ids_json(rows: &[NewRow]) -> String {
+    serde_json::to_string(&rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn new_rows(messages: &[Message]) -> Result<Vec<NewRow>, StoreError> {

@@ -11,10 +11,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, list_plan, new_rows, page_of, recorded_due, recorded_status, sql_limit,
-    stats_of, to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
-    MessageRow, MessageStore, Page, Requeue, StoreError, StoreStats, StoredMessage,
-    MESSAGE_COLUMNS,
+    first_per_message, ids_json, list_plan, new_rows, page_of, recorded_due, recorded_status,
+    replay, sql_limit, stats_of, to_millis, url_password, AttemptUpdate, ClaimRow, Claimed,
+    IdempotencyKey, Idempotent, ListFilter, Message, MessageRow, MessageStore, NewRow, Page,
+    Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 
 /// Connections per process: claims, records and API reads run concurrently.
@@ -48,6 +48,55 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Inserts `rows` as queued messages in `tx`, in one statement; ORDER BY ord gives `seq` the
+    /// batch's order. DO NOTHING (the caller then rolls back) rather than an error tells which
+    /// id already existed.
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        rows: &[NewRow],
+    ) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        if let Some(dup) = rows.iter().find(|r| !seen.insert(r.id.as_str())) {
+            return Err(StoreError::Duplicate(dup.id.clone()));
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
+        let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
+        let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
+        let now = to_millis(SystemTime::now());
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
+             send_count, created_at, updated_at, next_attempt_at) \
+             SELECT u.id, 'queued', u.recipient, u.template_type, u.channel, u.message, 0, \
+                 $6, $6, $6 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) \
+                 WITH ORDINALITY AS u(id, recipient, template_type, channel, message, ord) \
+             ORDER BY u.ord \
+             ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+        )
+        .bind(&ids)
+        .bind(&recipients)
+        .bind(&types)
+        .bind(&channels)
+        .bind(&stored)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if inserted.len() != rows.len() {
+            let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
+            let existing = ids
+                .iter()
+                .find(|id| !inserted.contains(**id))
+                .map_or_else(String::new, |id| (*id).to_owned());
+            return Err(StoreError::Duplicate(existing));
+        }
+        Ok(())
+    }
+
     /// Connects to `url` (`postgres://…` or `postgresql://…`, every libpq-style parameter sqlx
     /// understands) and runs the embedded migrations (serialized between processes by sqlx's
     /// advisory lock).
@@ -153,51 +202,65 @@ impl MessageStore for PostgresStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut seen = HashSet::new();
-        if let Some(dup) = rows.iter().find(|r| !seen.insert(r.id.as_str())) {
-            return Err(StoreError::Duplicate(dup.id.clone()));
-        }
-        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
-        let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
-        let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
-        let now = to_millis(SystemTime::now());
-
-        // One statement for the whole batch; ORDER BY ord gives `seq` the batch's order. DO
-        // NOTHING (then rolling back) rather than an error tells which id already existed.
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
-             send_count, created_at, updated_at, next_attempt_at) \
-             SELECT u.id, 'queued', u.recipient, u.template_type, u.channel, u.message, 0, \
-                 $6, $6, $6 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) \
-                 WITH ORDINALITY AS u(id, recipient, template_type, channel, message, ord) \
-             ORDER BY u.ord \
-             ON CONFLICT (id) DO NOTHING \
-             RETURNING id",
-        )
-        .bind(&ids)
-        .bind(&recipients)
-        .bind(&types)
-        .bind(&channels)
-        .bind(&stored)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        if inserted.len() != rows.len() {
-            let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
-            let existing = ids
-                .iter()
-                .find(|id| !inserted.contains(**id))
-                .map_or_else(String::new, |id| (*id).to_owned());
+        if let Err(e) = self.insert_rows(&mut tx, &rows).await {
             tx.rollback().await.map_err(|e| self.err(e))?;
-            return Err(StoreError::Duplicate(existing));
+            return Err(e);
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn insert_once(
+        &self,
+        key: &IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<Idempotent, StoreError> {
+        let rows = new_rows(messages)?;
+        let now = to_millis(SystemTime::now());
+        // A second request with the key waits on the first one's uncommitted key row, then
+        // finds it (DO NOTHING) and reads it; if the first rolled back, the key is free again.
+        for _ in 0..3 {
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+            let claimed: Option<String> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys (scope, key, body_hash, ids, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING key",
+            )
+            .bind(&key.scope)
+            .bind(&key.key)
+            .bind(&key.body_hash)
+            .bind(ids_json(&rows))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if claimed.is_some() {
+                if let Err(e) = self.insert_rows(&mut tx, &rows).await {
+                    tx.rollback().await.map_err(|e| self.err(e))?;
+                    return Err(e);
+                }
+                tx.commit().await.map_err(|e| self.err(e))?;
+                return Ok(Idempotent::Inserted(
+                    rows.into_iter().map(|r| r.id).collect(),
+                ));
+            }
+            tx.rollback().await.map_err(|e| self.err(e))?;
+            let found: Option<(String, String)> = sqlx::query_as(
+                "SELECT body_hash, ids FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(&key.scope)
+            .bind(&key.key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            if let Some((hash, ids)) = found {
+                return replay(key, &hash, &ids);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "idempotency key {:?} is contended; try again",
+            key.key
+        )))
     }
 
     async fn claim_due(
@@ -390,6 +453,11 @@ impl MessageStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(to_millis(cutoff))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(done.rows_affected())
     }
 

@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, insert_error, list_plan, new_rows, page_of, recorded_due, recorded_status,
-    sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed, ListFilter, Message,
-    MessageRow, MessageStore, NewRow, Page, Requeue, StoreError, StoreStats, StoredMessage,
-    MESSAGE_COLUMNS,
+    first_per_message, ids_json, insert_error, list_plan, new_rows, page_of, recorded_due,
+    recorded_status, replay, sql_limit, stats_of, to_millis, AttemptUpdate, ClaimRow, Claimed,
+    IdempotencyKey, Idempotent, ListFilter, Message, MessageRow, MessageStore, NewRow, Page,
+    Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -79,7 +79,43 @@ fn db_err(e: sqlx::Error) -> StoreError {
     super::unavailable(e, None)
 }
 
+/// Inserts `rows` as queued messages, in statements of up to [`ROWS_PER_STATEMENT`] rows.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    rows: &[NewRow],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        insert_statement(chunk, now)
+            .build()
+            .persistent(chunk.len() <= CACHED_ROWS)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
+    /// The error for a failed insert of `rows`: tried again row by row (and rolled back) only to
+    /// say which id failed (a duplicate, usually).
+    async fn insert_failure(&self, rows: &[NewRow], now: i64, e: sqlx::Error) -> StoreError {
+        let diagnose = async {
+            let mut tx = self.begin_write().await?;
+            for row in rows {
+                insert_statement(std::slice::from_ref(row), now)
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| insert_error(e, &row.id))?;
+            }
+            tx.rollback().await.map_err(db_err)
+        };
+        match diagnose.await {
+            Err(found) => found,
+            Ok(()) => db_err(e),
+        }
+    }
+
     /// Opens (creating it if missing) the database at `url` — `sqlite://PATH`, `sqlite:PATH`, or
     /// `sqlite::memory:` for a private in-memory database that lives as long as the store — and
     /// runs the embedded migrations.
@@ -155,49 +191,70 @@ impl MessageStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = to_millis(SystemTime::now());
-        // One multi-row statement, on its own an atomic transaction: each statement is a round
-        // trip to sqlx's SQLite thread, and those round trips (not SQLite) dominated the cost of
-        // small inserts. Larger batches take an explicit transaction.
-        let result = if rows.len() <= ROWS_PER_STATEMENT {
-            insert_statement(&rows, now)
+        // A batch that fits one statement runs it alone, atomic without an explicit transaction:
+        // each statement is a round trip to sqlx's SQLite thread, and those round trips (not
+        // SQLite) dominated the cost of small inserts.
+        if rows.len() <= ROWS_PER_STATEMENT {
+            if let Err(e) = insert_statement(&rows, now)
                 .build()
+                .persistent(rows.len() <= CACHED_ROWS)
                 .execute(&self.writer)
                 .await
-        } else {
-            let mut tx = self.begin_write().await?;
-            let mut result = Ok(Default::default());
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                result = insert_statement(chunk, now)
-                    .build()
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await;
-                if result.is_err() {
-                    break;
-                }
+            {
+                return Err(self.insert_failure(&rows, now, e).await);
             }
-            match result {
-                Ok(done) => tx.commit().await.map(|()| done),
-                Err(e) => {
-                    tx.rollback().await.map_err(db_err)?;
-                    Err(e)
-                }
-            }
-        };
-        let Err(e) = result else {
             return Ok(rows.into_iter().map(|r| r.id).collect());
-        };
-        // Row by row only to say which id failed (a duplicate, usually).
-        let mut tx = self.begin_write().await?;
-        for row in &rows {
-            insert_statement(std::slice::from_ref(row), now)
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| insert_error(e, &row.id))?;
         }
-        tx.rollback().await.map_err(db_err)?;
-        Err(db_err(e))
+        let mut tx = self.begin_write().await?;
+        if let Err(e) = insert_rows(&mut tx, &rows, now).await {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(self.insert_failure(&rows, now, e).await);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn insert_once(
+        &self,
+        key: &IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<Idempotent, StoreError> {
+        let rows = new_rows(messages)?;
+        let now = to_millis(SystemTime::now());
+        // The write lock is held from the lookup on: two requests with one key serialize here.
+        let mut tx = self.begin_write().await?;
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT body_hash, ids FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some((hash, ids)) = found {
+            tx.rollback().await.map_err(db_err)?;
+            return replay(key, &hash, &ids);
+        }
+        if let Err(e) = insert_rows(&mut tx, &rows, now).await {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(self.insert_failure(&rows, now, e).await);
+        }
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, body_hash, ids, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(&key.body_hash)
+        .bind(ids_json(&rows))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Idempotent::Inserted(
+            rows.into_iter().map(|r| r.id).collect(),
+        ))
     }
 
     async fn claim_due(
@@ -419,6 +476,11 @@ impl MessageStore for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(db_err)?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind(to_millis(cutoff))
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 

@@ -11,6 +11,7 @@ use jrsonnet_stdlib::TracePrinter;
 use serde::Deserialize as _;
 use serde_json::Value;
 
+use super::fast;
 use super::jail::{DenyImports, JailImports};
 use super::lazy;
 use super::manifest::{ManifestError, Writer};
@@ -27,8 +28,32 @@ const GC_EVERY: u32 = 100;
 pub struct Engine {
     state: State,
     limits: Limits,
-    cache: HashMap<u64, NativeFn<(Val, Val)>>,
+    cache: HashMap<u64, Compiled>,
     since_gc: u32,
+    fast_path: bool,
+}
+
+/// A compiled template, as go-jsonnet would run it with `ctx` as a top-level argument.
+#[derive(Clone)]
+enum Compiled {
+    /// `function(ctx) ...`: called with the ctx.
+    Func(NativeFn<(Val, Val)>),
+    /// Any other value: rendered as is, whatever the ctx (go-jsonnet ignores top-level
+    /// arguments a value cannot take).
+    Value(Val),
+    /// The top level itself is `error "cancel"`: every message is cancelled.
+    Cancel(RenderError),
+}
+
+/// What a template's top level is, for tools that describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopLevel {
+    /// A function of the ctx.
+    Function,
+    /// A value that ignores the ctx: every message gets the same payload.
+    IgnoresCtx,
+    /// `error "cancel"`: every message is cancelled.
+    CancelsAll,
 }
 
 #[derive(jrsonnet_gcmodule::Acyclic)]
@@ -71,7 +96,14 @@ impl Engine {
             limits,
             cache: HashMap::new(),
             since_gc: 0,
+            fast_path: true,
         })
+    }
+
+    /// Turns the compiled fast path (see [`super::fast`]) on or off for this engine (on by
+    /// default). Off, every render goes through the evaluator: for comparisons and benches.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     /// The limits this engine enforces.
@@ -79,44 +111,47 @@ impl Engine {
         &self.limits
     }
 
-    /// Compiles `template` (or finds it in the cache) without rendering it.
+    /// Compiles `template` (or finds it in the cache) without rendering it, and says what its
+    /// top level is.
     ///
     /// # Errors
-    /// Syntax errors, errors in the template's top-level code, and a top level that is not a
-    /// function.
-    pub fn compile(&mut self, template: &Template) -> Result<(), RenderError> {
+    /// Syntax errors, errors in the template's top-level code (other than `error "cancel"`),
+    /// and a top-level function that cannot take the ctx.
+    pub fn compile(&mut self, template: &Template) -> Result<TopLevel, RenderError> {
         let _entered = self.state.try_enter();
         jrsonnet_evaluator::stack::set_stack_depth_limit(self.limits.max_stack);
-        self.compiled(template).map(|_| ())
+        Ok(match self.compiled(template)? {
+            Compiled::Func(_) => TopLevel::Function,
+            Compiled::Value(_) => TopLevel::IgnoresCtx,
+            Compiled::Cancel(_) => TopLevel::CancelsAll,
+        })
     }
 
-    fn compiled(&mut self, template: &Template) -> Result<NativeFn<(Val, Val)>, RenderError> {
-        if let Some(f) = self.cache.get(&template.id()) {
-            return Ok(f.clone());
+    fn compiled(&mut self, template: &Template) -> Result<Compiled, RenderError> {
+        if let Some(c) = self.cache.get(&template.id()) {
+            return Ok(c.clone());
         }
         let top = self
             .state
             .prepare_snippet(template.name(), template.source())
             .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None))?;
-        let Val::Func(func) = top else {
-            return Err(RenderError::new(
-                RenderErrorKind::NotAFunction,
-                template,
-                format!(
-                    "the top level is {}, not a function: write the template as `function(ctx) {{ ... }}`",
-                    type_name(&top)
-                ),
-            ));
+            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None));
+        let compiled = match top {
+            Ok(Val::Func(func)) => {
+                check_arity(template, &func)?;
+                let native = NativeFn::<(Val, Val)>::try_from(func)
+                    .map_err(|e| RenderError::from_jsonnet(template, &e, None, None))?;
+                Compiled::Func(native)
+            }
+            Ok(value) => Compiled::Value(value),
+            Err(e) if e.is_cancelled() => Compiled::Cancel(e),
+            Err(e) => return Err(e),
         };
-        check_arity(template, &func)?;
-        let native = NativeFn::<(Val, Val)>::try_from(func)
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None))?;
         if self.cache.len() >= CACHE_CAPACITY {
             self.cache.clear();
         }
-        self.cache.insert(template.id(), native.clone());
-        Ok(native)
+        self.cache.insert(template.id(), compiled.clone());
+        Ok(compiled)
     }
 
     /// Renders `template` over `ctx` and returns the payload as compact JSON.
@@ -150,6 +185,13 @@ impl Engine {
         out: &mut String,
     ) -> Result<(), RenderError> {
         out.clear();
+        if self.fast_path {
+            if let Ok(program) = template.fast_program() {
+                if fast::render(program, ctx, out, &self.limits).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
         let _entered = self.state.try_enter();
         jrsonnet_evaluator::stack::set_stack_depth_limit(self.limits.max_stack);
         let result = self.evaluate(template, ctx, out);
@@ -172,7 +214,11 @@ impl Engine {
         ctx: CtxRef<'_>,
         out: &mut String,
     ) -> Result<(), RenderError> {
-        let func = self.compiled(template)?;
+        let func = match self.compiled(template)? {
+            Compiled::Func(func) => func,
+            Compiled::Value(val) => return self.write(template, &val, out, || None),
+            Compiled::Cancel(e) => return Err(e),
+        };
         let val = match ctx {
             CtxRef::Value(v) => Val::deserialize(v).map_err(|e| e.to_string()),
             // Validated up front, then converted field by field as the template reads it:
@@ -194,8 +240,19 @@ impl Engine {
         let val = func
             .call(val)
             .map_err(|e| RenderError::from_jsonnet(template, &e, None, hint_ctx().as_ref()))?;
+        self.write(template, &val, out, hint_ctx)
+    }
+
+    /// Manifests `val` into `out`; `hint_ctx` gives the ctx for error hints.
+    fn write(
+        &self,
+        template: &Template,
+        val: &Val,
+        out: &mut String,
+        hint_ctx: impl Fn() -> Option<Value>,
+    ) -> Result<(), RenderError> {
         let mut writer = Writer::new(out, self.limits.max_output_bytes);
-        writer.write(&val).map_err(|e| match e {
+        writer.write(val).map_err(|e| match e {
             ManifestError::Eval(err, path) => {
                 let field = (!path.is_empty()).then_some(path);
                 RenderError::from_jsonnet(template, &err, field, hint_ctx().as_ref())
@@ -274,16 +331,4 @@ fn check_arity(template: &Template, func: &FuncVal) -> Result<(), RenderError> {
         ));
     }
     Ok(())
-}
-
-fn type_name(val: &Val) -> &'static str {
-    match val {
-        Val::Null => "null",
-        Val::Bool(_) => "a boolean",
-        Val::Num(_) => "a number",
-        Val::Str(_) => "a string",
-        Val::Arr(_) => "an array",
-        Val::Obj(_) => "an object",
-        Val::Func(_) => "a function",
-    }
 }

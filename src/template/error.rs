@@ -18,8 +18,10 @@ pub enum RenderErrorKind {
     Syntax,
     /// Evaluation failed: a missing field, a failed assert, `error "..."`, a type error...
     Runtime,
-    /// The template's top level is not `function(ctx) ...`.
+    /// The template's top level is a function that cannot take the ctx.
     NotAFunction,
+    /// With no ctx style set, the template reads ctx names of both styles.
+    MixedStyles,
     /// The template evaluated `error "cancel"`: the sender asked not to send this message.
     Cancelled,
     /// The Jsonnet call stack grew past the configured depth.
@@ -34,8 +36,10 @@ pub enum RenderErrorKind {
     PoolClosed,
 }
 
-/// A failed render. `Display` gives one line (`template "x" line 3 column 12: field "subject":
-/// ...`), followed, for syntax errors, by the offending source line and a caret.
+/// A failed render. `Display` starts with `name:line:col: message` (as go-jsonnet and rustc print
+/// errors, so terminals and editors can jump there), then the source line with a caret under the
+/// column, then the output field being written; [`RenderError::summary`] is the same on one
+/// line.
 #[derive(Debug, Clone)]
 pub struct RenderError(Box<Detail>);
 
@@ -77,6 +81,24 @@ impl RenderError {
         )
     }
 
+    /// An error at `line`:`col` (1-based) of `template`, with the source line and a caret.
+    pub fn at(
+        kind: RenderErrorKind,
+        template: &Template,
+        (line, col): (usize, usize),
+        message: impl Into<String>,
+    ) -> Self {
+        let mut out = Self::new(kind, template, message);
+        out.0.location = Some((line, col));
+        let text = template
+            .source()
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("");
+        out.0.snippet = Some(snippet(line, col, text));
+        out
+    }
+
     /// Converts a jrsonnet error raised while rendering `template`, with the output field being
     /// written at the time (`None` if it was raised before output began).
     ///
@@ -98,15 +120,23 @@ impl RenderError {
         out.0.field = field;
         if let ErrorKind::ImportSyntaxError { path, error } = err.error() {
             let span = Span(path.clone(), error.location.1, error.location.2);
-            out.locate(template, &span, true);
+            out.locate(template, &span);
         } else if let Some(span) = err.trace().0.iter().find_map(|el| el.location.as_ref()) {
             // The first frame with a location is the innermost: where the error was raised.
-            out.locate(template, span, false);
+            out.locate(template, span);
+        } else if let ErrorKind::NoSuchField(name, _) = err.error() {
+            // jrsonnet gives no position for a missing field: point at its first read instead.
+            if let Some(at) = first_read(template.source(), name.as_str()) {
+                let mut located = Self::at(kind, template, at, String::new());
+                located.0.message = std::mem::take(&mut out.0.message);
+                located.0.field = out.0.field.take();
+                return located;
+            }
         }
         out
     }
 
-    fn locate(&mut self, template: &Template, span: &Span, with_snippet: bool) {
+    fn locate(&mut self, template: &Template, span: &Span) {
         let code = span.0.code();
         let offset = (span.1 as usize).min(code.len());
         let [loc] = span.0.map_source_locations(&[offset as u32]);
@@ -118,14 +148,10 @@ impl RenderError {
         if file != format!("virtual:{}", template.name()) {
             self.0.file = Some(file);
         }
-        if with_snippet {
-            let line = code
-                .get(loc.line_start_offset..loc.line_end_offset)
-                .unwrap_or("")
-                .trim_end_matches(['\r', '\n']);
-            let caret = " ".repeat(loc.column.saturating_sub(1));
-            self.0.snippet = Some(format!("{:>5} | {line}\n      | {caret}^", loc.line));
-        }
+        let line = code
+            .get(loc.line_start_offset..loc.line_end_offset)
+            .unwrap_or("");
+        self.0.snippet = Some(snippet(loc.line, loc.column, line));
     }
 
     pub(crate) fn with_field(mut self, field: Option<String>) -> Self {
@@ -164,37 +190,85 @@ impl RenderError {
         &self.0.message
     }
 
-    /// The first line of the error: everything but the source snippet.
+    /// The error on one line: `name:line:col: message (output field "x")`, where `name` is the
+    /// file holding the location (the template, or a library it imports).
     pub fn summary(&self) -> String {
-        let mut s = format!("template {:?}", self.0.template);
-        if let Some(file) = &self.0.file {
-            s.push_str(&format!(" (in {file})"));
+        let mut s = match &self.0.file {
+            Some(file) => file.clone(),
+            None => self.0.template.clone(),
+        };
+        s.push_str(&self.detail());
+        if self.0.file.is_some() {
+            s.push_str(&format!(" (imported by template {:?})", self.0.template));
         }
-        let detail = self.detail();
-        s.push_str(if self.0.location.is_some() { " " } else { ": " });
-        s.push_str(&detail);
         s
     }
 
-    /// The first line without the template name: `line 3 column 12: field "subject": ...`.
+    /// The first line without the file name: `:3:12: message (output field "subject")`, or
+    /// `: message` when the location is unknown.
     pub fn detail(&self) -> String {
-        let mut s = String::new();
-        if let Some((line, col)) = self.0.location {
-            s.push_str(&format!("line {line} column {col}: "));
-        }
-        if let Some(field) = &self.0.field {
-            s.push_str(&format!("field {field:?}: "));
-        }
+        let mut s = match self.0.location {
+            Some((line, col)) => format!(":{line}:{col}: "),
+            None => ": ".to_owned(),
+        };
         s.push_str(&self.0.message);
+        if let Some(field) = &self.0.field {
+            s.push_str(&format!(" (output field {field:?})"));
+        }
         s
     }
 }
 
+/// Line and column (1-based) of the first `.name` or `['name']` / `["name"]` in `source`.
+fn first_read(source: &str, name: &str) -> Option<(usize, usize)> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let patterns = [
+        format!(".{name}"),
+        format!("['{name}']"),
+        format!("[\"{name}\"]"),
+    ];
+    let offset = patterns
+        .iter()
+        .filter_map(|p| {
+            source.match_indices(p.as_str()).find_map(|(i, _)| {
+                let after = source[i + p.len()..].chars().next();
+                (p.starts_with('[') || !after.is_some_and(ident)).then_some(i + 1)
+            })
+        })
+        .min()?;
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((line, col))
+}
+
+/// `line` of the source, numbered, with a caret under column `col` (both 1-based).
+fn snippet(line: usize, col: usize, text: &str) -> String {
+    let text = text.trim_end_matches(['\r', '\n']);
+    // Tabs keep their width in the caret line, so the caret stays under its column.
+    let pad: String = text
+        .chars()
+        .take(col.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!("{line:>5} | {text}\n      | {pad}^")
+}
+
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.summary())?;
+        let name = self.0.file.as_deref().unwrap_or(&self.0.template);
+        match self.0.location {
+            Some((line, col)) => write!(f, "{name}:{line}:{col}: {}", self.0.message)?,
+            None => write!(f, "{name}: {}", self.0.message)?,
+        }
         if let Some(snippet) = &self.0.snippet {
             write!(f, "\n{snippet}")?;
+        }
+        if let Some(field) = &self.0.field {
+            write!(f, "\n      = output field: {field}")?;
+        }
+        if self.0.file.is_some() {
+            write!(f, "\n      = imported by template {:?}", self.0.template)?;
         }
         Ok(())
     }

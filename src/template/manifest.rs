@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use jrsonnet_evaluator::{ensure_sufficient_stack, Error as JError, Val};
 
 /// Deepest nesting written; lazily infinite structures (`local f() = {a: f()}; f()`) stop here.
-const MAX_DEPTH: usize = 1000;
+pub(super) const MAX_DEPTH: usize = 1000;
 
 /// Why writing stopped.
 pub(crate) enum ManifestError {
@@ -86,15 +86,7 @@ impl<'a> Writer<'a> {
             Val::Null => self.out.push_str("null"),
             Val::Bool(true) => self.out.push_str("true"),
             Val::Bool(false) => self.out.push_str("false"),
-            Val::Num(n) => {
-                let n: f64 = **n;
-                // Integral values print without a fraction, as every Jsonnet implementation does.
-                if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-                    let _ = write!(self.out, "{}", n as i64);
-                } else {
-                    let _ = write!(self.out, "{n}");
-                }
-            }
+            Val::Num(n) => write_num(**n, self.out),
             Val::Str(s) => {
                 if self.out.len() + s.len() > self.cap {
                     return Err(ManifestError::TooLarge);
@@ -147,7 +139,18 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn escape_into(s: &str, out: &mut String) {
+/// Writes a number as the payload shows it (shared with the compiled fast path).
+pub(super) fn write_num(n: f64, out: &mut String) {
+    // Integral values print without a fraction, as every Jsonnet implementation does.
+    if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+        let _ = write!(out, "{}", n as i64);
+    } else {
+        let _ = write!(out, "{n}");
+    }
+}
+
+/// Writes the inside of a JSON string (shared with the compiled fast path).
+pub(super) fn escape_into(s: &str, out: &mut String) {
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {

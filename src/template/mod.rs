@@ -11,20 +11,23 @@
 
 mod engine;
 mod error;
+pub mod fast;
 mod jail;
 mod lazy;
 mod manifest;
 mod pool;
 pub mod source;
+pub mod style;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use engine::{Ctx, CtxRef, Engine};
+pub use engine::{Ctx, CtxRef, Engine, TopLevel};
 pub use error::{RenderError, RenderErrorKind};
 pub use pool::{Pool, PoolStats};
+pub use style::{StyleChoice, StyleReason};
 
 /// A template's source text and the name errors use for it. Cloning is cheap.
 ///
@@ -37,6 +40,8 @@ struct Inner {
     id: u64,
     name: String,
     source: Arc<str>,
+    /// The fast-path form, compiled on first use (see [`fast`]).
+    fast: OnceLock<Result<fast::Program, fast::Unsupported>>,
 }
 
 impl Template {
@@ -47,6 +52,7 @@ impl Template {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             source: source.into(),
+            fast: OnceLock::new(),
         }))
     }
 
@@ -62,6 +68,23 @@ impl Template {
 
     pub(crate) fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// Whether renders of this template take the compiled fast path (no evaluator, on the
+    /// caller's thread), or why not: the first construct outside the fast path's subset.
+    ///
+    /// # Errors
+    /// The construct that keeps the template on the evaluator, with its location.
+    pub fn fast_path(&self) -> Result<(), fast::Unsupported> {
+        self.fast_program().map(|_| ())
+    }
+
+    pub(crate) fn fast_program(&self) -> Result<&fast::Program, fast::Unsupported> {
+        self.0
+            .fast
+            .get_or_init(|| fast::compile(self.name(), self.source()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -90,7 +113,7 @@ pub fn default_template(style: crate::message::CtxStyle) -> Template {
 /// What a template may do and how long it may take. Every limit is on by default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Maximum depth of the Jsonnet call stack (default 200 frames).
+    /// Maximum depth of the Jsonnet call stack (default 500 frames, as go-jsonnet).
     pub max_stack: usize,
     /// Maximum size of the rendered payload in bytes, enforced while writing (default 256 KiB).
     pub max_output_bytes: usize,
@@ -107,7 +130,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_stack: 200,
+            max_stack: 500,
             max_output_bytes: 256 * 1024,
             timeout: Duration::from_secs(1),
             import_dir: None,

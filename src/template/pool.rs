@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Ctx, Engine, Limits, RenderError, RenderErrorKind, Template};
+use super::{fast, Ctx, Engine, Limits, RenderError, RenderErrorKind, Template};
 
 type Reply = oneshot::Sender<Result<String, RenderError>>;
 
@@ -150,7 +150,11 @@ impl Pool {
         template: &Template,
         ctx: impl Into<Ctx>,
     ) -> Result<String, RenderError> {
-        self.submit(template, ctx.into())
+        let ctx = ctx.into();
+        if let Some(out) = self.fast(template, &ctx) {
+            return Ok(out);
+        }
+        self.submit(template, ctx)
             .await
             .unwrap_or_else(|_| Err(closed(template)))
     }
@@ -164,9 +168,22 @@ impl Pool {
         template: &Template,
         ctx: impl Into<Ctx>,
     ) -> Result<String, RenderError> {
-        self.submit(template, ctx.into())
+        let ctx = ctx.into();
+        if let Some(out) = self.fast(template, &ctx) {
+            return Ok(out);
+        }
+        self.submit(template, ctx)
             .blocking_recv()
             .unwrap_or_else(|_| Err(closed(template)))
+    }
+
+    /// The compiled fast path, on the calling thread: bounded work, so no hop to a worker. `None`
+    /// when the template is outside the subset or this render needs the evaluator (errors).
+    fn fast(&self, template: &Template, ctx: &Ctx) -> Option<String> {
+        let program = template.fast_program().ok()?;
+        let mut out = String::with_capacity(512);
+        fast::render(program, ctx.as_ref(), &mut out, &self.shared.limits).ok()?;
+        Some(out)
     }
 
     /// Counters so far.
@@ -189,6 +206,12 @@ fn closed(template: &Template) -> RenderError {
     )
 }
 
+/// Native stack of an evaluator thread. jrsonnet grows its evaluation stack on the heap in 1 MiB
+/// segments (stacker), so Jsonnet depth does not need native stack: measured, 20000 frames and
+/// the writer's 1000 nesting levels both ran on 2 MiB in a debug build. Set explicitly so that
+/// `RUST_MIN_STACK` cannot shrink it.
+const RENDER_THREAD_STACK: usize = 2 * 1024 * 1024;
+
 fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
     let slot = Arc::new(Slot {
         started: AtomicU64::new(0),
@@ -198,6 +221,7 @@ fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
     let slot2 = Arc::clone(&slot);
     thread::Builder::new()
         .name("courier-render".into())
+        .stack_size(RENDER_THREAD_STACK)
         .spawn(move || worker(&shared2, &slot2))?;
     if let Ok(mut slots) = shared.slots.lock() {
         slots.push(slot);

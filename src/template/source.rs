@@ -146,8 +146,8 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// A loader resolving relative paths against `base_dir` (the config file's directory), or
-    /// the current directory when `None`.
+    /// A loader resolving relative paths against the working directory, falling back to
+    /// `base_dir` (the config file's directory) for files found only there.
     pub fn new(base_dir: Option<PathBuf>) -> Self {
         Self {
             base_dir,
@@ -155,6 +155,25 @@ impl Loader {
             client: Mutex::new(None),
             fetch_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Where a template path is read from: relative paths resolve against the working directory,
+    /// as in the reference; a file found only beside the config file is used from there, with a
+    /// warning (each URI is read once per loader, so it warns once).
+    fn locate(&self, uri: &str, path: PathBuf) -> PathBuf {
+        let Some(base) = self.base_dir.as_deref().filter(|_| path.is_relative()) else {
+            return path;
+        };
+        let beside = base.join(&path);
+        if path.exists() || !beside.exists() {
+            return path;
+        }
+        tracing::warn!(
+            "template {uri:?} is not in the working directory; using {} beside the config file \
+             (the reference resolves relative paths against the working directory only)",
+            beside.display()
+        );
+        beside
     }
 
     /// The template at `uri`, read on first use and cached afterwards.
@@ -165,16 +184,16 @@ impl Loader {
         if let Some(t) = self.cache.lock().ok().and_then(|c| c.get(uri).cloned()) {
             return Ok(t);
         }
-        let parsed = TemplateUri::parse(uri, self.base_dir.as_deref())?;
+        let parsed = TemplateUri::parse(uri, None)?;
         let template = match parsed {
-            TemplateUri::File(path) => read_file(&path)?,
+            TemplateUri::File(path) => read_file(&self.locate(uri, path))?,
             TemplateUri::BarePath(path) => {
                 tracing::warn!(
                     "template {:?} has no scheme: bare paths are deprecated, write file://{}",
                     uri,
                     uri
                 );
-                read_file(&path)?
+                read_file(&self.locate(uri, path))?
             }
             TemplateUri::Base64(text) => {
                 let shown = redact(uri);

@@ -128,7 +128,7 @@ fn render_errors_exit_1_with_location_and_caret() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("template \"bad.jsonnet\" line 3 column 12: syntax error"),
+        stderr.contains("bad.jsonnet:3:12: syntax error"),
         "{stderr}"
     );
     assert!(
@@ -203,6 +203,40 @@ async fn remote_templates_are_fetched_and_failures_name_the_uri() {
 }
 
 #[test]
+fn check_and_render_explain_which_path_a_template_takes() {
+    let out = courier(&["check", "jsonnet/slack.jsonnet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("render path: compiled fast path"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("sorted.jsonnet");
+    std::fs::write(
+        &t,
+        "function(ctx) {\n  to: ctx.Recipient,\n  keys: std.objectFields(ctx),\n}\n",
+    )
+    .unwrap();
+    let out = courier(&["render", "--explain", "--type", "stub", t.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "render path: evaluator (std.objectFields at line 3 column 25 is outside the fast path's subset)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // The payload itself is unchanged by --explain.
+    assert!(
+        text(&out.stdout).contains("\"to\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn check_prints_a_row_per_sample() {
     let out = courier(&["check", "jsonnet/default.jsonnet"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -213,6 +247,10 @@ fn check_prints_a_row_per_sample() {
         "{stdout}"
     );
     assert!(stdout.contains("20 ok, 0 cancelled, 0 failed"));
+    assert!(
+        stdout.contains("ctx style: pascal (the template reads ctx.Recipient)"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("codes.jsonnet");
@@ -225,7 +263,10 @@ fn check_prints_a_row_per_sample() {
         .find(|l| l.starts_with("login_code_valid") && l.contains("email"))
         .unwrap();
     assert!(
-        row.contains("error") && row.contains("field \"code\": no such field: RecoveryCode"),
+        row.contains("error")
+            && row.contains(
+                "codes.jsonnet:1:92: no such field: RecoveryCode (output field \"code\")"
+            ),
         "{row}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("recovery_code_valid")

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use jsonnet_courier::template::{Engine, Limits, Pool, RenderErrorKind, Template};
+use jsonnet_courier::template::{Engine, Limits, Pool, RenderErrorKind, Template, TopLevel};
 use serde_json::json;
 
 fn render(
@@ -27,12 +27,43 @@ fn renders_sorted_compact_json() {
 }
 
 #[test]
-fn top_level_must_be_a_function() {
-    let err = render("{a: 1}", json!({}), Limits::default()).unwrap_err();
-    assert_eq!(err.kind(), RenderErrorKind::NotAFunction);
-    assert!(err.to_string().contains("function(ctx)"), "{err}");
+fn top_level_values_render_as_is_and_functions_must_take_ctx() {
+    // As go-jsonnet: a top-level argument a value cannot take is ignored.
+    let out = render(
+        "{text: 'ping'}",
+        json!({"recipient": "x"}),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(out, r#"{"text":"ping"}"#);
     let err = render("function(a, b) {}", json!({}), Limits::default()).unwrap_err();
     assert_eq!(err.kind(), RenderErrorKind::NotAFunction);
+    assert!(err.to_string().contains("function(ctx)"), "{err}");
+    // A top level that is `error "cancel"` cancels every message; it is not a load error.
+    let mut engine = Engine::new(Limits::default()).unwrap();
+    let t = Template::new("c.jsonnet", "error 'cancel'");
+    assert_eq!(engine.compile(&t).unwrap(), TopLevel::CancelsAll);
+    for _ in 0..2 {
+        assert!(engine.render(&t, &json!({})).unwrap_err().is_cancelled());
+    }
+    let t = Template::new("v.jsonnet", "[1, 2]");
+    assert_eq!(engine.compile(&t).unwrap(), TopLevel::IgnoresCtx);
+}
+
+#[test]
+fn recursion_depth_is_go_jsonnets() {
+    let source =
+        "function(ctx)\n  local f(n) = if n == 0 then 0 else 1 + f(n - 1);\n  {depth: f(ctx.n)}";
+    let out = render(source, json!({"n": 450}), Limits::default()).unwrap();
+    assert_eq!(out, r#"{"depth":450}"#);
+    let err = render(source, json!({"n": 600}), Limits::default()).unwrap_err();
+    assert_eq!(err.kind(), RenderErrorKind::StackOverflow);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("t.jsonnet:2:"),
+        "names template and line: {text}"
+    );
+    assert!(text.contains("stack overflow"), "{text}");
 }
 
 #[test]
@@ -65,11 +96,15 @@ fn errors_name_template_location_and_field() {
     .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.field(), Some("subject"));
-    assert!(text.starts_with("template \"t.jsonnet\""), "{text}");
     assert!(
-        text.contains("field \"subject\": no such field: Subject"),
+        text.starts_with("t.jsonnet:2:16: no such field: Subject"),
         "{text}"
     );
+    assert!(
+        text.contains("    2 |   subject: ctx.Subject,\n      |                ^"),
+        "source line and caret: {text}"
+    );
+    assert!(text.ends_with("\n      = output field: subject"), "{text}");
     assert!(
         text.contains(
             "Subject is the pascal-style name, but the ctx is in snake style, where it is subject"
@@ -94,6 +129,10 @@ fn errors_name_template_location_and_field() {
     .unwrap_err();
     assert_eq!(err.kind(), RenderErrorKind::Syntax);
     assert_eq!(err.location(), Some((2, 9)));
+    assert!(
+        err.to_string().starts_with("t.jsonnet:2:9: syntax error"),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .ends_with("    2 |   a: 1 +,\n      |         ^"),
@@ -279,7 +318,8 @@ async fn a_slow_render_times_out_at_the_deadline_and_the_pool_keeps_its_capacity
         "slow.jsonnet",
         "function(ctx) {n: std.foldl(function(a, b) a + b, std.range(0, ctx.n), 0)}",
     );
-    let quick = Template::new("quick.jsonnet", "function(ctx) {ok: true}");
+    // Outside the compiled fast path's subset, so that it needs an evaluator thread.
+    let quick = Template::new("quick.jsonnet", "function(ctx) {ok: std.isBoolean(true)}");
     let started = Instant::now();
     let err = pool
         .render(&slow, json!({"n": 3_000_000}))

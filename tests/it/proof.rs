@@ -41,17 +41,17 @@ use crate::support::{
 // The real binary as a child process.
 
 /// A running `courier serve`. Dropping it kills the process.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     log: Arc<Mutex<String>>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Proc {
     /// Starts `courier serve --config CONFIG ARGS...` and waits (at most 60 s) for the line
     /// "courier serve: API on http://ADDR ..." on its stderr.
-    async fn start(name: &str, config: &Path, args: &[&str]) -> Proc {
+    pub(crate) async fn start(name: &str, config: &Path, args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
             .arg("serve")
             .arg("--config")
@@ -106,6 +106,16 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (a `kill` name such as `HUP`).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL, and reap.
     fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
@@ -132,7 +142,8 @@ impl Proc {
         }
     }
 
-    fn log(&self) -> String {
+    /// Everything the process wrote to stderr so far.
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -471,6 +482,13 @@ struct SlowRecords {
 impl MessageStore for SlowRecords {
     async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError> {
         self.inner.insert(messages).await
+    }
+    async fn insert_once(
+        &self,
+        key: &jsonnet_courier::store::IdempotencyKey,
+        messages: &[Message],
+    ) -> Result<jsonnet_courier::store::Idempotent, StoreError> {
+        self.inner.insert_once(key, messages).await
     }
     async fn claim_due(
         &self,

@@ -158,13 +158,18 @@ fn config_check_prints_the_effective_config_with_secrets_masked() {
         stderr.contains("deprecated"),
         "a bare template path warns: {stderr}"
     );
+    assert!(
+        stderr.contains(
+            "channel sms: template \"body.jsonnet\", ctx style pascal (the template reads ctx.Recipient)"
+        ),
+        "config check says which style and why: {stderr}"
+    );
 
-    std::fs::write(dir.path().join("body.jsonnet"), "{not: 'a function'}").unwrap();
+    std::fs::write(dir.path().join("body.jsonnet"), "function(a, b) {}").unwrap();
     let out = courier(&["config", "check", &cfg]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr)
-            .contains("courier.channels[0].request_config.body: template \"body.jsonnet\""),
+        text(&out.stderr).contains("courier.channels[0].request_config.body: body.jsonnet: "),
         "{}",
         text(&out.stderr)
     );

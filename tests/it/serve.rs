@@ -13,7 +13,7 @@ use base64::Engine as _;
 use jsonnet_courier::config::settings::ServeSettings;
 use jsonnet_courier::config::{Config, Secret};
 use jsonnet_courier::delivery::{AttemptClass, ErrorKind};
-use jsonnet_courier::message::Message;
+use jsonnet_courier::message::{DataKey, Message};
 use jsonnet_courier::service::{ServeError, Service};
 use jsonnet_courier::store::{MessageStore, SqliteStore, Status, StoredMessage};
 use serde_json::{json, Value};
@@ -260,9 +260,10 @@ async fn accepts_the_reference_body_in_both_key_styles(store: Arc<dyn MessageSto
         assert_eq!(&m.id, id);
         assert_eq!(m.message.id.as_deref(), Some(id.as_str()));
         assert_eq!(m.message.recipient, *to);
-        assert_eq!(m.message.template_data.recovery_code.as_deref(), Some(CODE));
+        let data = &m.message.template_data;
+        assert_eq!(data.text(DataKey::RecoveryCode), Some(CODE));
         assert_eq!(
-            m.message.template_data.identity.as_ref().unwrap()["traits"]["name"]["first"],
+            data.json(DataKey::Identity).unwrap()["traits"]["name"]["first"],
             "Ada"
         );
         assert_eq!(m.send_count, 1);
@@ -1260,6 +1261,64 @@ async fn the_channel_query_routes_messages_that_name_none(store: Arc<dyn Message
     svc.stop().await;
 }
 
+async fn idempotency_keys_answer_retries_once_per_token(store: Arc<dyn MessageStore>) {
+    let sink = Server::status(200).await;
+    let svc = start(
+        Arc::clone(&store),
+        config(&sink.url("/"), 3, None, ""),
+        |s| {
+            s.tokens = vec![Secret::new("token-b"), Secret::new(TOKEN)];
+        },
+    )
+    .await;
+    let (a, b) = (format!("Bearer {TOKEN}"), "Bearer token-b".to_owned());
+    let post = |auth: String, key: &'static str, body: String| async move {
+        post_json(
+            svc.addr,
+            "/messages",
+            &[("authorization", auth.as_str()), ("idempotency-key", key)],
+            body,
+        )
+        .await
+    };
+    let first_body = stub("idem@example.com").to_string();
+    let first = post(a.clone(), "order-17", first_body.clone()).await;
+    let ids = ids_of(&first);
+    assert_eq!(first.json()["id"], ids[0]);
+    // A retry: the first answer, byte for byte, and nothing stored twice.
+    let again = post(a.clone(), "order-17", first_body.clone()).await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(stored_count(&*store).await, 1);
+    // The same key for a different request.
+    let other = post(a.clone(), "order-17", stub("else@example.com").to_string()).await;
+    assert_error(&other, 409, "Idempotency-Key \"order-17\" was already used");
+    assert_eq!(stored_count(&*store).await, 1);
+    // Another token's key of the same name is another key.
+    let theirs = post(b.clone(), "order-17", first_body.clone()).await;
+    let their_ids = ids_of(&theirs);
+    assert_ne!(their_ids, ids);
+    assert_eq!(stored_count(&*store).await, 2);
+    let bad = post(a.clone(), " ", first_body.clone()).await;
+    assert_error(&bad, 400, "Idempotency-Key");
+    // Both stored messages are delivered, each once.
+    for id in ids.iter().chain(&their_ids) {
+        wait_for("delivery", Duration::from_secs(10), || {
+            let store = Arc::clone(&store);
+            async move {
+                let m = store.get(id).await.unwrap().unwrap();
+                (m.status == Status::Sent).then_some(())
+            }
+        })
+        .await;
+    }
+    assert_eq!(sink.count(), 2);
+    let again = post(a, "order-17", first_body).await;
+    assert_eq!(again.json(), first.json());
+    assert_eq!(sink.count(), 2);
+    svc.stop().await;
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1295,4 +1354,5 @@ backend_tests!(
     shutdown_releases_deliveries_that_outlive_the_grace,
     a_dead_workers_message_is_delivered_after_its_lease,
     the_channel_query_routes_messages_that_name_none,
+    idempotency_keys_answer_retries_once_per_token,
 );

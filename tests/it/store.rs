@@ -743,6 +743,111 @@ async fn stats_counts_and_oldest(store: &dyn MessageStore) {
     assert_eq!(stats.by_status[1], (Status::Processing, 3));
 }
 
+fn idem(scope: &str, key: &str, body: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        body_hash: body.to_owned(),
+    }
+}
+
+async fn total(store: &dyn MessageStore) -> u64 {
+    let stats = store.stats().await.unwrap();
+    stats.by_status.iter().map(|(_, n)| n).sum()
+}
+
+async fn idempotency_keys(store: &dyn MessageStore) {
+    let batch = messages(2, "idem");
+    let Idempotent::Inserted(ids) = store
+        .insert_once(&idem("tok-a", "k1", "h1"), &batch)
+        .await
+        .unwrap()
+    else {
+        panic!("a new key inserts")
+    };
+    assert_eq!(ids.len(), 2);
+    assert_eq!(total(store).await, 2);
+    // The same key and body: the first answer, nothing stored twice.
+    assert_eq!(
+        store
+            .insert_once(&idem("tok-a", "k1", "h1"), &messages(2, "idem"))
+            .await
+            .unwrap(),
+        Idempotent::Replayed(ids.clone())
+    );
+    assert_eq!(total(store).await, 2);
+    // The same key with another body is a conflict, and stores nothing.
+    assert_eq!(
+        store
+            .insert_once(&idem("tok-a", "k1", "h2"), &messages(1, "other"))
+            .await
+            .unwrap(),
+        Idempotent::Conflict
+    );
+    assert_eq!(total(store).await, 2);
+    // Another token's key of the same name is its own.
+    let Idempotent::Inserted(other) = store
+        .insert_once(&idem("tok-b", "k1", "h1"), &messages(2, "idem"))
+        .await
+        .unwrap()
+    else {
+        panic!("keys are per token")
+    };
+    assert!(other.iter().all(|id| !ids.contains(id)));
+    assert_eq!(total(store).await, 4);
+    // A failed insert (a duplicate id) stores neither the messages nor the key.
+    let dup = vec![message("d@example.com", Some(&ids[0]))];
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k2", "h3"), &dup).await,
+        Err(StoreError::Duplicate(id)) if id == ids[0]
+    ));
+    let fresh = vec![message("d@example.com", None)];
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k2", "h3"), &fresh).await,
+        Ok(Idempotent::Inserted(_))
+    ));
+    // Retention forgets keys: the same key then inserts again.
+    store
+        .delete_finished_before(SystemTime::now() + MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_once(&idem("tok-a", "k1", "h1"), &batch).await,
+        Ok(Idempotent::Inserted(_))
+    ));
+}
+
+async fn concurrent_idempotent_inserts(a: Arc<dyn MessageStore>, b: Arc<dyn MessageStore>) {
+    // Two processes get the same request at once: one stores it, both answer with its ids.
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b, a.clone(), a.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let batch = messages(3, &format!("race{i}-"));
+            store
+                .insert_once(&idem("tok", "same", "body"), &batch)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut inserted = 0;
+    let mut answers = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Idempotent::Inserted(ids) => {
+                inserted += 1;
+                answers.insert(ids);
+            }
+            Idempotent::Replayed(ids) => {
+                answers.insert(ids);
+            }
+            Idempotent::Conflict => panic!("same body"),
+        }
+    }
+    assert_eq!(inserted, 1);
+    assert_eq!(answers.len(), 1, "every caller got the first answer");
+    assert_eq!(total(&*a).await, 3);
+}
+
 /// The tests of one backend: `single` behaviours take the store, `pair` ones two stores on one
 /// database. `attr` goes on each test: `ignore` for a backend a bare machine lacks, else the
 /// always-true `cfg(all())`.
@@ -801,7 +906,8 @@ contract_tests!(
         list_by_template_type_and_channel,
         requeue_rules,
         retention_deletes_old_finished,
-        stats_counts_and_oldest
+        stats_counts_and_oldest,
+        idempotency_keys
     ];
-    pair: [concurrent_claims]
+    pair: [concurrent_claims, concurrent_idempotent_inserts]
 );

@@ -89,7 +89,10 @@ impl Api {
                     .find(|(k, _)| k == "channel")
                     .map(|(_, v)| v)
                     .filter(|v| !v.is_empty());
-                self.accept(req, channel).await
+                match self.idempotency_key(&req) {
+                    Ok(key) => self.accept(req, channel, key).await,
+                    Err(rejection) => Err(rejection),
+                }
             }
             (&Method::GET, ["messages"]) => self.list(req.uri().query().unwrap_or("")).await,
             (&Method::GET, ["messages", id]) => self.get(id).await,
@@ -102,6 +105,41 @@ impl Api {
             _ => Err(ApiError::not_found(format!("no route {method} {path}"))),
         };
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// The `Idempotency-Key` of a request, if it has one, with the scope of its API token: a hash
+    /// of the token (never the token), or `""` without authentication. The body hash is filled in
+    /// once the body is read.
+    fn idempotency_key(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Option<store::IdempotencyKey>, ApiError> {
+        let Some(value) = req.headers().get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| (1..=255).contains(&k.len()))
+            .ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key: must be 1 to 255 visible ASCII characters")
+            })?;
+        let scope = if self.tokens.is_empty() {
+            String::new()
+        } else {
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| sha256_hex(t.trim().as_bytes()))
+                .unwrap_or_default()
+        };
+        Ok(Some(store::IdempotencyKey {
+            scope,
+            key: key.to_owned(),
+            body_hash: String::new(),
+        }))
     }
 
     /// A 401 when tokens are required and the request has no valid one.
@@ -158,6 +196,7 @@ impl Api {
         &self,
         req: Request<Incoming>,
         channel: Option<String>,
+        idempotency: Option<store::IdempotencyKey>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let too_large = || {
             ApiError::new(
@@ -198,6 +237,28 @@ impl Api {
             ));
         }
         let count = messages.len();
+        if let Some(mut key) = idempotency {
+            // Past the group commit: the key and the messages go in one transaction of their own.
+            key.body_hash = sha256_hex(&body);
+            let ids = match self.store.insert_once(&key, &messages).await? {
+                store::Idempotent::Inserted(ids) => {
+                    self.metrics.accepted(count);
+                    self.wake.notify_one();
+                    ids
+                }
+                store::Idempotent::Replayed(ids) => ids,
+                store::Idempotent::Conflict => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "Idempotency-Key {:?} was already used with a different body; use a new key for a new request",
+                            key.key
+                        ),
+                    ))
+                }
+            };
+            return Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)));
+        }
         let (tx, rx) = oneshot::channel();
         self.inserts
             .send((messages, tx))
@@ -206,12 +267,7 @@ impl Api {
         let ids = rx.await.map_err(|_| ApiError::shutting_down())??;
         self.metrics.accepted(count);
         self.wake.notify_one();
-        let body = if single {
-            json!({"id": ids[0], "ids": ids})
-        } else {
-            json!({"ids": ids})
-        };
-        Ok(reply(StatusCode::ACCEPTED, &body))
+        Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)))
     }
 
     async fn get(&self, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -287,6 +343,23 @@ impl Api {
 }
 
 /// One message or an array of them, in either key style; errors name the element and the problem.
+/// The answer to an accepted POST /messages.
+fn accepted_body(ids: &[String], single: bool) -> Value {
+    match ids.first() {
+        Some(first) if single => json!({"id": first, "ids": ids}),
+        _ => json!({"ids": ids}),
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
     // Fast path: straight into messages. Only a failure pays for the element-by-element pass
     // that names the offending element.
