@@ -29,6 +29,7 @@ pub mod message;
 pub mod metrics;
 pub mod service;
 pub mod shaped;
+pub mod smtp;
 pub mod stamp;
 pub mod store;
 pub mod template;

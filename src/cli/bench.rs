@@ -41,6 +41,11 @@ pub(crate) struct BenchArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Benchmark SMTP delivery instead: compose and send sample emails through the courier's
+    /// pooled SMTP transport to an in-process SMTP sink, next to a bare lettre client sending a
+    /// prebuilt mail to the same sink. Both use --concurrency (capped at 8) connections.
+    #[arg(long, conflicts_with = "service")]
+    smtp: bool,
     /// Benchmark the service instead: post messages to `courier serve`'s API and measure accepted
     /// and delivered msgs/s, then enqueue-to-delivered latency at a fixed offered rate. Runs an
     /// in-process service (on --database) unless --api points at a running one.
@@ -128,6 +133,9 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     }
     if args.service {
         return service::run(args).await;
+    }
+    if args.smtp {
+        return run_smtp(args).await;
     }
     let style = CtxStyle::from(args.style);
     let sink = Sink::ok().await.map_err(Failure::failed)?;
@@ -238,6 +246,96 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         }
         if let Some(r) = ratio {
             println!("ratio     {r:.2} of the ceiling (render + deliver vs a bare client posting a pre-rendered payload)");
+        }
+    }
+    if ours.failed > 0 {
+        return Err(Failure::failed(anyhow::anyhow!(
+            "{} deliveries failed",
+            ours.failed
+        )));
+    }
+    Ok(())
+}
+
+async fn run_smtp(args: BenchArgs) -> CmdResult {
+    use jsonnet_courier::message::MessageType;
+    use jsonnet_courier::smtp::sink::{SinkOptions, SmtpSink};
+
+    let conns = args.concurrency.clamp(1, 8);
+    let sink = SmtpSink::start(([127, 0, 0, 1], 0).into(), SinkOptions::default())
+        .await
+        .map_err(Failure::failed)?;
+    let yaml = format!(
+        "courier:\n  delivery_strategy: smtp\n  smtp:\n    connection_uri: smtp://{}/?disable_starttls=true\n    from_address: bench@example.org\n",
+        sink.addr()
+    );
+    let config = Config::parse(&yaml, false, None, &|_| None).map_err(Failure::usage)?;
+    let mailer = jsonnet_courier::smtp::Mailer::new(
+        config
+            .smtp_channel("email")
+            .ok_or_else(|| Failure::failed(anyhow::anyhow!("no smtp channel")))?,
+        Default::default(),
+    )
+    .map_err(Failure::failed)?;
+    let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
+    let messages: Vec<Message> = samples::all()
+        .filter(|(_, kind, _)| *kind == MessageType::Email)
+        .map(|(_, _, m)| m)
+        .collect();
+    let prepared = mailer.prepare(&messages[0]).map_err(Failure::failed)?;
+    let mail = Arc::new(prepared.bytes);
+    let messages = Arc::new(messages);
+    let quiet = args.json;
+    if !quiet {
+        eprintln!(
+            "sending {} mails over {conns} connections to an in-process SMTP sink at {}",
+            args.messages,
+            sink.addr()
+        );
+    }
+    let warm = (args.messages / 50).clamp(100, 2000);
+    let zero = || Arc::new(AtomicU64::new(0));
+    run_courier(courier.clone(), messages.clone(), warm, conns, zero()).await;
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        let c = |n, p| {
+            super::bench_smtp::ceiling(
+                sink.addr(),
+                prepared.envelope.clone(),
+                mail.clone(),
+                n,
+                conns,
+                p,
+            )
+        };
+        c(warm, zero()).await;
+        let (bar, count, ticker) = progress(args.messages, "ceiling", quiet);
+        let s = c(args.messages, count).await;
+        ticker.abort();
+        bar.finish_and_clear();
+        Some(s)
+    };
+    let (bar, count, ticker) = progress(args.messages, "courier", quiet);
+    let ours = run_courier(courier, messages, args.messages, conns, count).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let ratio = ceiling
+        .as_ref()
+        .map(|c| ours.per_second / c.per_second.max(1e-9));
+    if args.json {
+        let out = serde_json::json!({
+            "smtp": true, "messages": args.messages, "connections": conns,
+            "courier": ours, "ceiling": ceiling, "ratio": ratio,
+        });
+        println!("{out:#}");
+    } else {
+        println!("{}", line("courier", &ours));
+        if let Some(c) = &ceiling {
+            println!("{}", line("ceiling", c));
+        }
+        if let Some(r) = ratio {
+            println!("ratio     {r:.2} of the ceiling (compose + pooled send vs bare lettre connections sending a prebuilt mail)");
         }
     }
     if ours.failed > 0 {

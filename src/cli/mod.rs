@@ -2,6 +2,7 @@
 //! (0 success, 1 a template, render or delivery failure, 2 bad usage, input or configuration).
 
 mod bench;
+mod bench_smtp;
 mod check;
 mod config;
 mod golden;

@@ -53,10 +53,17 @@ pub(crate) async fn run(args: SendArgs) -> CmdResult {
     if let Some(ch) = args.channel {
         message.channel = Some(ch);
     }
-    if config.channel(message.channel()).is_none() {
-        let known: Vec<&str> = config.channels.iter().map(|c| c.id.as_str()).collect();
+    if config.channel(message.channel()).is_none()
+        && config.smtp_channel(message.channel()).is_none()
+    {
+        let known: Vec<&str> = config
+            .channels
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(config.smtp_channels.iter().map(|c| c.id.as_str()))
+            .collect();
         return Err(Failure::usage(anyhow::anyhow!(
-            "no http channel {:?} in {} (configured: {})",
+            "no channel {:?} in {} (configured: {})",
             message.channel(),
             args.config.display(),
             if known.is_empty() {

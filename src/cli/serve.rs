@@ -75,8 +75,8 @@ fn load_config(args: &ServeArgs) -> Result<Config, Failure> {
 
 pub(crate) async fn run(args: ServeArgs) -> CmdResult {
     let mut config = load_config(&args)?;
-    if config.channels.is_empty() {
-        tracing::warn!("no http channel is configured: messages are stored but cannot be delivered (use --deliver-to URL or --config FILE)");
+    if config.channels.is_empty() && config.smtp_channels.is_empty() {
+        tracing::warn!("no channel is configured: messages are stored but cannot be delivered (use --deliver-to URL or --config FILE)");
     }
     let settings = &mut config.settings.serve;
     if let Some(listen) = args.listen {

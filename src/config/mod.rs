@@ -15,6 +15,7 @@ mod env;
 mod extensions;
 mod secret;
 pub mod settings;
+mod smtp;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -28,6 +29,7 @@ pub use channel::DEFAULT_BODY;
 pub use extensions::{ChannelOptions, Signing, TemplateRequest};
 pub use secret::{is_sensitive_header, mask_url, Secret, SecretUrl};
 pub use settings::{Settings, StatusPattern};
+pub use smtp::{SmtpConfig, DEFAULT_FROM_ADDRESS};
 
 use channel::{channel, RawCourier};
 use env::resolve;
@@ -226,6 +228,9 @@ pub struct Config {
     pub message_retries: u32,
     /// The HTTP channels, `email` first when configured.
     pub channels: Vec<ChannelConfig>,
+    /// The SMTP channels: `email` when `delivery_strategy` is smtp, and `type: smtp` channels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub smtp_channels: Vec<SmtpConfig>,
     /// Our own settings.
     #[serde(rename = "jsonnet_courier")]
     pub settings: Settings,
@@ -242,6 +247,7 @@ impl Default for Config {
         Self {
             message_retries: 5,
             channels: Vec::new(),
+            smtp_channels: Vec::new(),
             settings: Settings::default(),
             base_dir: None,
             warnings: Vec::new(),
@@ -342,9 +348,9 @@ impl Config {
         }
     }
 
-    fn validate(&mut self, raw: RawCourier, issues: &mut Vec<(String, String)>) {
+    fn validate(&mut self, mut raw: RawCourier, issues: &mut Vec<(String, String)>) {
         let mut issue = |p: &str, r: String| issues.push((p.to_owned(), r));
-        let email_http = self.read_courier_keys(&raw, &mut issue);
+        let email_http = self.read_courier_keys(&mut raw, &mut issue);
         self.read_channels(raw, email_http, &mut issue);
         let base_dir = self.base_dir.clone();
         self.settings.validate(base_dir.as_deref(), &mut issue);
@@ -352,7 +358,11 @@ impl Config {
 
     /// `courier.message_retries` and `delivery_strategy`, and warnings for the reference
     /// courier's keys this one does not use. Returns whether email goes over HTTP.
-    fn read_courier_keys(&mut self, raw: &RawCourier, issue: &mut dyn FnMut(&str, String)) -> bool {
+    fn read_courier_keys(
+        &mut self,
+        raw: &mut RawCourier,
+        issue: &mut dyn FnMut(&str, String),
+    ) -> bool {
         match raw.message_retries {
             None => {}
             Some(n) if (0..=1000).contains(&n) => self.message_retries = n as u32,
@@ -378,12 +388,22 @@ impl Config {
         let email_http = match strategy {
             "http" => true,
             "smtp" => {
-                let unset = if raw.delivery_strategy.is_none() {
-                    " (unset: the reference's default)"
-                } else {
-                    ""
-                };
-                self.warnings.push(format!("email has no route: courier.delivery_strategy is smtp{unset}, which this courier does not deliver; emails fail at delivery (set delivery_strategy: http and courier.http.request_config to send them over http)"));
+                match raw.smtp.take() {
+                    Some(v) => {
+                        let warn = &mut |w| self.warnings.push(w);
+                        if let Some(c) = smtp::smtp("email", "courier.smtp", v, issue, warn) {
+                            self.smtp_channels.push(c);
+                        }
+                    }
+                    None => {
+                        let unset = if raw.delivery_strategy.is_none() {
+                            " (unset: the reference's default)"
+                        } else {
+                            ""
+                        };
+                        self.warnings.push(format!("email has no route: courier.delivery_strategy is smtp{unset} but courier.smtp is not set; emails fail at delivery (set courier.smtp.connection_uri, or delivery_strategy: http with courier.http.request_config)"));
+                    }
+                }
                 false
             }
             other => {
@@ -395,7 +415,7 @@ impl Config {
             }
         };
         for (key, present) in [
-            ("smtp", raw.smtp.is_some()),
+            ("smtp (delivery_strategy is http)", raw.smtp.is_some()),
             ("sms", raw.sms.is_some()),
             ("templates", raw.templates.is_some()),
             (
@@ -421,6 +441,9 @@ impl Config {
         issue: &mut dyn FnMut(&str, String),
     ) {
         let mut ids = HashSet::new();
+        if self.smtp_channel("email").is_some() {
+            ids.insert("email".to_owned());
+        }
         if let Some(req) = raw.http.and_then(|h| h.request_config) {
             if email_http {
                 let path = "courier.http.request_config";
@@ -447,20 +470,42 @@ impl Config {
             match ch.kind.as_deref() {
                 Some("http") => {}
                 Some("smtp") => {
-                    self.warnings.push(format!(
-                        "{path} ({id}) is an smtp channel: not delivered by this courier"
-                    ));
+                    if !ids.insert(id.clone()) {
+                        issue(
+                            &format!("{path}.id"),
+                            format!("duplicate channel id {id:?}"),
+                        );
+                        continue;
+                    }
+                    if ch.request_config.is_some() {
+                        issue(
+                            &format!("{path}.request_config"),
+                            "only http channels take request_config".into(),
+                        );
+                    }
+                    let Some(v) = ch.smtp_config else {
+                        issue(&format!("{path}.smtp_config"), "missing".into());
+                        continue;
+                    };
+                    let at = format!("{path}.smtp_config");
+                    let warn = &mut |w| self.warnings.push(w);
+                    if let Some(c) = smtp::smtp(&id, &at, v, issue, warn) {
+                        self.smtp_channels.push(c);
+                    }
                     continue;
                 }
                 Some(other) => {
                     issue(
                         &format!("{path}.type"),
-                        format!("unknown type {other:?}; expected http"),
+                        format!("unknown type {other:?}; expected http or smtp"),
                     );
                     continue;
                 }
                 None => {
-                    issue(&format!("{path}.type"), "missing; expected http".into());
+                    issue(
+                        &format!("{path}.type"),
+                        "missing; expected http or smtp".into(),
+                    );
                     continue;
                 }
             }
@@ -524,6 +569,11 @@ impl Config {
     /// The channel that delivers messages for `id`.
     pub fn channel(&self, id: &str) -> Option<&ChannelConfig> {
         self.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The SMTP channel that delivers messages for `id`.
+    pub fn smtp_channel(&self, id: &str) -> Option<&SmtpConfig> {
+        self.smtp_channels.iter().find(|c| c.id == id)
     }
 
     /// The template limits these settings describe.
@@ -716,7 +766,7 @@ courier:
             "courier.channels[0].request_config.auth.config.value: missing",
             "courier.channels[0].request_config.auth.config.in: \"query\": expected header or cookie",
             "courier.channels[1].id: missing",
-            "courier.channels[2].type: unknown type \"carrier-pigeon\"; expected http",
+            "courier.channels[2].type: unknown type \"carrier-pigeon\"; expected http or smtp",
         ];
         for e in expected {
             assert!(

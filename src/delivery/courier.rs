@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, ConfigError};
 use crate::message::{ctx, CtxStyle, Message};
+use crate::smtp::{Mailer, TransportOptions};
 use crate::template::{Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
@@ -42,6 +43,8 @@ pub struct Courier {
 /// Channels with their compiled templates, the client, the retry policy.
 struct Setup {
     routes: HashMap<String, Route>,
+    /// SMTP channels (email with `delivery_strategy: smtp`, `type: smtp` channels).
+    mailers: HashMap<String, Arc<Mailer>>,
     policy: RetryPolicy,
     config: Arc<Config>,
 }
@@ -100,8 +103,29 @@ impl Courier {
 
     async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
         let routes = route::build(&config, pool.limits()).await?;
+        let mut mailers = HashMap::new();
+        let mut issues = Vec::new();
+        for ch in &config.smtp_channels {
+            let options = TransportOptions {
+                connect_timeout: config.settings.http.connect_timeout,
+                ..TransportOptions::default()
+            };
+            match Mailer::new(ch, options) {
+                Ok(m) => {
+                    mailers.insert(ch.id.clone(), Arc::new(m));
+                }
+                Err(e) => issues.push((ch.path.clone(), e.to_string())),
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError {
+                source: None,
+                issues,
+            });
+        }
         Ok(Setup {
             routes,
+            mailers,
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
             config: Arc::new(config),
         })
@@ -156,6 +180,11 @@ impl Courier {
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
+        let mailer = self.current().mailers.get(message.channel()).cloned();
+        if let Some(mailer) = mailer {
+            let prepared = mailer.prepare(message);
+            return super::smtp::attempt(&mailer, prepared.as_ref(), number).await;
+        }
         let make_ctx = |style| Ctx::Json(ctx::to_json(message, style));
         self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
             .await
@@ -237,9 +266,22 @@ impl Courier {
             message
         };
         let mut attempts = Vec::new();
+        // A mail is composed once, so every attempt carries the same Message-ID and Date.
+        let mail = self
+            .current()
+            .mailers
+            .get(message.channel())
+            .cloned()
+            .map(|m| {
+                let prepared = m.prepare(message);
+                (m, prepared)
+            });
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
-            let a = self.attempt(message, number).await;
+            let a = match &mail {
+                Some((m, prepared)) => super::smtp::attempt(m, prepared.as_ref(), number).await,
+                None => self.attempt(message, number).await,
+            };
             let decision = self.policy().decide(&a);
             attempts.push(a);
             if let Some(outcome) = decision.outcome() {

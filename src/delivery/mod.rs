@@ -10,6 +10,7 @@ pub mod policy;
 mod report;
 pub mod request;
 mod route;
+mod smtp;
 
 pub use courier::{Courier, RouteInfo};
 pub use http::SendError;

@@ -13,6 +13,7 @@ mod proof;
 mod reference;
 mod send;
 mod serve;
+mod smtp;
 mod store;
 mod support;
 mod tls;

@@ -108,7 +108,7 @@ fn send_rejects_bad_input_with_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("no http channel \"fax\""),
+        text(&out.stderr).contains("no channel \"fax\""),
         "{}",
         text(&out.stderr)
     );

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -38,17 +38,18 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, "courier test CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
         let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .unwrap()
-            .signed_by(&server_key, &ca, &ca_key)
+            .signed_by(&server_key, &issuer)
             .unwrap();
         let client_key = KeyPair::generate().unwrap();
         let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         client_params
             .distinguished_name
             .push(DnType::CommonName, "courier client");
-        let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+        let client = client_params.signed_by(&client_key, &issuer).unwrap();
         Pki {
             ca_pem: ca.pem(),
             server_pem: server.pem(),
