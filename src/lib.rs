@@ -1,9 +1,10 @@
 //! # jsonnet-courier
 //!
-//! HTTP delivery for identity-server courier messages (the reference is the Ory Kratos courier's
-//! `http` delivery strategy): a [`message::Message`] becomes a `ctx` object, a cached, sandboxed
-//! Jsonnet template turns the ctx into a payload, and the payload is posted to the configured
-//! endpoint.
+//! Delivery for identity-server courier messages (the reference is the Ory Kratos courier): a
+//! [`message::Message`] gets its subject and bodies from Go message templates ([`compose`]) when it
+//! carries none, becomes a `ctx` object, a cached, sandboxed Jsonnet template turns the ctx into a
+//! payload, and the payload is posted to the configured endpoint; or the mail goes out over SMTP
+//! ([`smtp`]).
 //!
 //! ```
 //! use jsonnet_courier::message::{samples, CtxStyle, MessageType, TemplateType};
@@ -16,10 +17,15 @@
 //! assert!(payload.contains(r#""template_type":"recovery_code_valid""#));
 //! ```
 //!
-//! Modules, one concern each: [`message`] (messages and ctx), [`template`] (sources, engine,
-//! pool, errors), [`encode`] (JSON and form bodies), [`http`] (the pooled client).
+//! Modules, one concern each: [`message`] (messages and ctx), [`compose`] (subject and bodies
+//! from Go templates), [`template`] (Jsonnet: sources, engine, fast path, pool, errors),
+//! [`encode`] (JSON and form bodies), [`delivery`] (an attempt's phases: route, render, send,
+//! record; the one retry decision), [`http`] (the pooled client, SSRF guard), [`smtp`] (SMTP
+//! transport), [`store`] (durable messages), [`service`] (`courier serve`), [`dashboard`] (its web
+//! pages).
 #![warn(missing_docs)]
 
+pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod delivery;

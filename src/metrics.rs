@@ -1,5 +1,5 @@
 //! Prometheus metrics of `courier serve`: messages by status, attempts by outcome class, delivery
-//! and render latency, queue depth and the age of the oldest queued message.
+//! and render latency, message templates that fell back to the built-in ones, queue depth and the age of the oldest queued message.
 //!
 //! Counters and histograms are updated on the hot path; the store-derived gauges are refreshed
 //! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
@@ -57,6 +57,7 @@ pub struct Metrics {
     attempts: Family<ClassLabel, Counter>,
     delivery_latency: Histogram,
     render_latency: Histogram,
+    template_fallbacks: Counter,
     recent: Recent,
 }
 
@@ -115,6 +116,12 @@ impl Metrics {
             "Template render time of delivery attempts",
             render_latency.clone(),
         );
+        let template_fallbacks = Counter::default();
+        registry.register(
+            "template_fallbacks",
+            "Custom message templates that failed and were replaced by the built-in ones",
+            template_fallbacks.clone(),
+        );
         Self {
             registry,
             messages,
@@ -124,6 +131,7 @@ impl Metrics {
             attempts,
             delivery_latency,
             render_latency,
+            template_fallbacks,
             recent: Recent::default(),
         }
     }
@@ -157,6 +165,7 @@ impl Metrics {
         if let Some(r) = a.render_ms {
             self.render_latency.observe(r / 1e3);
         }
+        self.template_fallbacks.inc_by(a.notes.len() as u64);
     }
 
     /// The Prometheus text exposition, with the store-derived gauges set from `stats`.

@@ -11,7 +11,16 @@ use jsonnet_courier::template::{source::Loader, Engine, Pool, TopLevel};
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The template: a path, or a file://, base64://, http:// or https:// URI.
-    template: String,
+    #[arg(required_unless_present = "messages")]
+    template: Option<String>,
+    /// Check the message templates (Go templates: subject, bodies, SMS, and each language they
+    /// define) of every type instead, built-in or configured by --config.
+    #[arg(long, conflicts_with = "template")]
+    messages: bool,
+    /// With --messages: the configuration whose courier.templates and template_override_path
+    /// to check.
+    #[arg(long, short, value_name = "FILE", requires = "messages")]
+    config: Option<std::path::PathBuf>,
     /// Key style of the ctx built from each sample (default: the style of the ctx names the
     /// template reads; snake if it reads none).
     #[arg(long, value_enum)]
@@ -33,8 +42,11 @@ enum Row {
 }
 
 pub(crate) async fn run(args: CheckArgs) -> CmdResult {
+    let Some(template) = &args.template else {
+        return super::compose::check_messages(args.config.as_deref()).await;
+    };
     let loader = Loader::new(None);
-    let template = load_template(&loader, &args.template).await?;
+    let template = load_template(&loader, template).await?;
     let pool = Pool::with_default_threads(args.limits.limits())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--import-dir: {e}")))?;
     let top = Engine::new(args.limits.limits())

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_smtp;
 mod check;
+mod compose;
 mod config;
 mod golden;
 mod render;
@@ -22,7 +23,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jsonnet_courier::message::CtxStyle;
 use jsonnet_courier::template::{source::Loader, Limits, Template};
 
-/// Deliver identity-server courier messages over HTTP, with Jsonnet payload templates.
+/// Deliver identity-server courier messages over HTTP or SMTP, with Jsonnet payload templates and
+/// Go message templates.
 ///
 /// Templates are Jsonnet functions of one argument, the message's ctx:
 /// `function(ctx) { to: ctx.Recipient, subject: ctx.Subject, body: ctx.Body }`.
@@ -77,6 +79,17 @@ enum Command {
     ///   courier send --config courier.yaml --type recovery_code_valid
     #[command(verbatim_doc_comment)]
     Send(send::SendArgs),
+    /// Show a whole message as it is composed from message templates (Go templates): subject,
+    /// plain-text and HTML body, or SMS text, with the configured templates (or the built-ins)
+    /// over a type's sample or a message. Exits 1 if a custom template failed and the built-in
+    /// one was used.
+    ///
+    /// Examples:
+    ///   courier preview --type recovery_code_valid --html-out /tmp/mail.html
+    ///   courier preview --config courier.yaml --type login_code_valid --sms
+    ///   courier preview --config courier.yaml --message msg.json
+    #[command(verbatim_doc_comment)]
+    Preview(compose::PreviewArgs),
     /// Work with configuration files.
     Config(config::ConfigArgs),
     /// Run the delivery service: an HTTP API that stores messages durably (SQLite by default,
@@ -212,6 +225,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Golden(args) => golden::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Config(args) => config::run(args).await,
+            Command::Preview(args) => compose::preview(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Sink(args) => sink::run(args).await,

@@ -13,10 +13,22 @@ use jsonnet_courier::message::{ctx, samples, Message, MessageType, TemplateType}
 use jsonnet_courier::template::{source::Loader, Pool, Template};
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("input").required(true).args(["ctx", "message", "template_type"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["ctx", "message", "template_type", "data"])))]
 pub(crate) struct RenderArgs {
-    /// The template: a path, or a file://, base64://, http:// or https:// URI.
+    /// The template: a path, or a file://, base64://, http:// or https:// URI. A name ending in
+    /// .gotmpl is a message template (Go template), rendered to text.
     template: String,
+    /// Go templates: render over this template data (JSON with Go field names, e.g.
+    /// {"To": "...", "RecoveryCode": "..."}; a file, or - for standard input).
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Go templates: render as text/template (default for all but email.body*.gotmpl).
+    #[arg(long, conflicts_with = "html")]
+    text: bool,
+    /// Go templates: render as html/template, with contextual escaping (default for
+    /// email.body.gotmpl and its email.body.* siblings other than plaintext).
+    #[arg(long)]
+    html: bool,
     /// Pass this JSON (a file, or - for standard input) to the template as ctx, verbatim.
     #[arg(long, value_name = "FILE")]
     ctx: Option<PathBuf>,
@@ -102,6 +114,27 @@ fn ctx_of(args: &RenderArgs, template: &Template) -> Result<Value, Failure> {
 }
 
 pub(crate) async fn run(args: RenderArgs) -> CmdResult {
+    if args.template.ends_with(".gotmpl") {
+        if args.ctx.is_some() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--ctx is for Jsonnet templates; give a Go template --data, --message or --type"
+            )));
+        }
+        return super::compose::render(super::compose::GoRender {
+            template: &args.template,
+            data: args.data.as_deref(),
+            message: args.message.as_deref(),
+            template_type: args.template_type,
+            sms: args.sms,
+            html: (args.html || args.text).then_some(args.html),
+        })
+        .await;
+    }
+    if args.data.is_some() || args.text || args.html {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--data, --text and --html are for Go templates (*.gotmpl)"
+        )));
+    }
     let loader = Loader::new(None);
     let template = load_template(&loader, &args.template).await?;
     let ctx = ctx_of(&args, &template)?;

@@ -20,9 +20,10 @@ pub(super) struct RawCourier {
     pub(super) message_retries: Option<i64>,
     pub(super) http: Option<RawHttp>,
     pub(super) channels: Option<Vec<RawChannel>>,
-    // Reference settings for other delivery strategies and the email templates: accepted, unused.
+    // Reference settings for other delivery strategies: accepted, unused.
     pub(super) smtp: Option<Value>,
     pub(super) sms: Option<Value>,
+    // Message templates, read by `crate::compose::config`.
     pub(super) templates: Option<Value>,
     pub(super) template_override_path: Option<Value>,
     pub(super) worker: Option<Value>,

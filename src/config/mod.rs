@@ -240,6 +240,10 @@ pub struct Config {
     /// Things worth knowing that are not errors (ignored sections, deprecated forms).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Message templates (`courier.templates`, `courier.template_override_path`), compiled by
+    /// [`crate::delivery::Courier::new`].
+    #[serde(skip)]
+    pub templates: crate::compose::TemplatesConfig,
 }
 
 impl Default for Config {
@@ -251,6 +255,7 @@ impl Default for Config {
             settings: Settings::default(),
             base_dir: None,
             warnings: Vec::new(),
+            templates: crate::compose::TemplatesConfig::default(),
         }
     }
 }
@@ -351,6 +356,14 @@ impl Config {
     fn validate(&mut self, mut raw: RawCourier, issues: &mut Vec<(String, String)>) {
         let mut issue = |p: &str, r: String| issues.push((p.to_owned(), r));
         let email_http = self.read_courier_keys(&mut raw, &mut issue);
+        match crate::compose::config::parse(
+            raw.templates.as_ref(),
+            raw.template_override_path.as_ref(),
+            self.base_dir.as_deref(),
+        ) {
+            Ok(t) => self.templates = t,
+            Err(e) => e.0.into_iter().for_each(|(k, m)| issue(&k, m)),
+        }
         self.read_channels(raw, email_http, &mut issue);
         let base_dir = self.base_dir.clone();
         self.settings.validate(base_dir.as_deref(), &mut issue);
@@ -417,11 +430,6 @@ impl Config {
         for (key, present) in [
             ("smtp (delivery_strategy is http)", raw.smtp.is_some()),
             ("sms", raw.sms.is_some()),
-            ("templates", raw.templates.is_some()),
-            (
-                "template_override_path",
-                raw.template_override_path.is_some(),
-            ),
             ("worker", raw.worker.is_some()),
         ] {
             if present {

@@ -204,6 +204,7 @@ mod tests {
             error: None,
             response_body: None,
             retry_after_s: None,
+            notes: Vec::new(),
         }
     }
 

@@ -1,16 +1,18 @@
 //! [`Courier`]: built from a [`Config`], it renders and sends messages, one attempt at a time or a
 //! whole delivery with the retry policy. An attempt runs in phases: route (find the channel),
-//! render (the template over the ctx), send (the channel's transport), record (the answer into the
-//! [`Attempt`], classed by the policy).
+//! render (a message without subject and bodies is composed from its message templates, then the
+//! channel's template renders over the ctx), send (the channel's transport), record (the answer
+//! into the [`Attempt`], classed by the policy).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
+use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::smtp::{Mailer, TransportOptions};
-use crate::template::{Ctx, Pool, RenderError, StyleChoice, Template};
+use crate::smtp::{self as smtp, Mailer, PreparedMail, TransportOptions};
+use crate::template::{source::Loader, Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
@@ -40,11 +42,13 @@ pub struct Courier {
     setup: RwLock<Arc<Setup>>,
 }
 
-/// Channels with their compiled templates, the client, the retry policy.
+/// Channels with their compiled templates, the message templates, the client, the retry policy.
 struct Setup {
     routes: HashMap<String, Route>,
     /// SMTP channels (email with `delivery_strategy: smtp`, `type: smtp` channels).
     mailers: HashMap<String, Arc<Mailer>>,
+    /// The message templates (`courier.templates`, `template_override_path`, built-ins).
+    composer: Composer,
     policy: RetryPolicy,
     config: Arc<Config>,
 }
@@ -123,8 +127,12 @@ impl Courier {
                 issues,
             });
         }
+        let composer = Composer::load(&config.templates, &Loader::new(config.base_dir.clone()))
+            .await
+            .map_err(|e| ConfigError::one(e.origin, e.message))?;
         Ok(Setup {
             routes,
+            composer,
             mailers,
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
             config: Arc::new(config),
@@ -164,6 +172,11 @@ impl Courier {
         out
     }
 
+    /// The compiled message templates in force.
+    pub fn composer(&self) -> Composer {
+        self.current().composer.clone()
+    }
+
     /// The render pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
@@ -180,19 +193,24 @@ impl Courier {
     /// Makes attempt number `number` of `message`: render, send, classify. Never fails: every
     /// problem is recorded in the returned attempt.
     pub async fn attempt(&self, message: &Message, number: u32) -> Attempt {
-        let mailer = self.current().mailers.get(message.channel()).cloned();
-        if let Some(mailer) = mailer {
-            let prepared = mailer.prepare(message);
-            return super::smtp::attempt(&mailer, prepared.as_ref(), number).await;
+        let setup = self.current();
+        if let Some(mailer) = setup.mailers.get(message.channel()) {
+            let (mail, notes) = prepare_mail(&setup, mailer, message);
+            return super::smtp::attempt(mailer, mail.as_ref(), notes, number).await;
         }
-        let make_ctx = |style| Ctx::Json(ctx::to_json(message, style));
+        let make_ctx = |composer: &Composer, style| prepare(composer, message, style);
         self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
             .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
-        self.attempt_inner(channel, None, |_| ctx, number).await
+        let prepared = Prepared {
+            ctx,
+            notes: Vec::new(),
+        };
+        self.attempt_inner(channel, None, |_, _| Ok(prepared), number)
+            .await
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
@@ -200,7 +218,7 @@ impl Courier {
         &self,
         channel: &str,
         id: Option<&str>,
-        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
+        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared, ComposeError>,
         number: u32,
     ) -> Attempt {
         let mut a = Attempt::start(number);
@@ -214,11 +232,20 @@ impl Courier {
                 return a;
             }
         };
-        let payload = match self.render(route, make_ctx).await {
+        let payload = match self
+            .render(route, &setup.composer, make_ctx, &mut a.notes)
+            .await
+        {
             Ok(payload) => payload,
-            Err(e) => {
+            Err(RenderFailure::Template(e)) => {
                 let (kind, class) = RetryPolicy::classify_render(e.kind());
                 a.fail(kind, class, e.to_string());
+                a.latency_ms = ms_since(clock);
+                return a;
+            }
+            // A built-in message template failed: the same data fails again.
+            Err(RenderFailure::Compose(e)) => {
+                a.fail(ErrorKind::Render, AttemptClass::Permanent, e.to_string());
                 a.latency_ms = ms_since(clock);
                 return a;
             }
@@ -236,18 +263,26 @@ impl Courier {
         a
     }
 
-    /// Render phase: the payload, `None` when the channel sends none.
+    /// Render phase: the payload, `None` when the channel sends none. Notes of message templates
+    /// that fell back to the built-in ones go to `notes`.
     async fn render(
         &self,
         route: &Route,
-        make_ctx: impl FnOnce(CtxStyle) -> Ctx,
-    ) -> Result<Option<String>, RenderError> {
+        composer: &Composer,
+        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared, ComposeError>,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<String>, RenderFailure> {
         match &route.template {
-            Some(t) if route.transport.carries_payload() => self
-                .pool
-                .render(t, make_ctx(route.style.style))
-                .await
-                .map(Some),
+            Some(t) if route.transport.carries_payload() => {
+                let prepared =
+                    make_ctx(composer, route.style.style).map_err(RenderFailure::Compose)?;
+                notes.extend(prepared.notes);
+                self.pool
+                    .render(t, prepared.ctx)
+                    .await
+                    .map(Some)
+                    .map_err(RenderFailure::Template)
+            }
             _ => Ok(None),
         }
     }
@@ -267,19 +302,17 @@ impl Courier {
         };
         let mut attempts = Vec::new();
         // A mail is composed once, so every attempt carries the same Message-ID and Date.
-        let mail = self
-            .current()
-            .mailers
-            .get(message.channel())
-            .cloned()
-            .map(|m| {
-                let prepared = m.prepare(message);
-                (m, prepared)
-            });
+        let setup = self.current();
+        let mail = setup.mailers.get(message.channel()).map(|m| {
+            let (prepared, notes) = prepare_mail(&setup, m, message);
+            (m, prepared, notes)
+        });
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
             let a = match &mail {
-                Some((m, prepared)) => super::smtp::attempt(m, prepared.as_ref(), number).await,
+                Some((m, prepared, notes)) => {
+                    super::smtp::attempt(m, prepared.as_ref(), notes.clone(), number).await
+                }
                 None => self.attempt(message, number).await,
             };
             let decision = self.policy().decide(&a);
@@ -298,6 +331,73 @@ impl Courier {
             attempts,
         }
     }
+}
+
+/// The ctx of `message` in `style`. A message with neither subject nor bodies is composed first
+/// from the message templates of its type (when the reference has some for its channel); one that
+/// carries its own is used as given.
+fn prepare(
+    composer: &Composer,
+    message: &Message,
+    style: CtxStyle,
+) -> Result<Prepared, ComposeError> {
+    if !compose::needs_composing(message) {
+        return Ok(Prepared {
+            ctx: Ctx::Json(ctx::to_json(message, style)),
+            notes: Vec::new(),
+        });
+    }
+    let mut composed = message.clone();
+    let notes = match composer.fill_missing(&mut composed) {
+        Ok(notes) => notes,
+        // Nothing to render for this type and channel: delivered as given.
+        Err(ComposeError::NoTemplate { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(Prepared {
+        ctx: Ctx::Json(ctx::to_json(&composed, style)),
+        notes,
+    })
+}
+
+/// The mail for `message` (composed once per delivery, so retries keep its Message-ID and Date),
+/// with subject and bodies from the message templates when it carries none, and the notes of
+/// composing it.
+fn prepare_mail(
+    setup: &Setup,
+    mailer: &Mailer,
+    message: &Message,
+) -> (Result<PreparedMail, smtp::SendError>, Vec<String>) {
+    if !compose::needs_composing(message) {
+        return (mailer.prepare(message), Vec::new());
+    }
+    let mut composed = message.clone();
+    match setup.composer.fill_missing(&mut composed) {
+        Ok(notes) => (mailer.prepare(&composed), notes),
+        Err(ComposeError::NoTemplate { .. }) => (mailer.prepare(message), Vec::new()),
+        Err(e) => (
+            Err(smtp::SendError::new(
+                smtp::Step::Compose,
+                smtp::FailureKind::Invalid,
+                e.to_string(),
+            )),
+            Vec::new(),
+        ),
+    }
+}
+
+/// The render phase's input: the ctx, and the notes of composing the message.
+struct Prepared {
+    ctx: Ctx,
+    notes: Vec<String>,
+}
+
+/// Why the render phase produced no payload.
+enum RenderFailure {
+    /// The message could not be composed from its message templates.
+    Compose(ComposeError),
+    /// The channel's template failed.
+    Template(RenderError),
 }
 
 /// Record phase for an answer: its status, classed by the policy, and what came with it.

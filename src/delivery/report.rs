@@ -79,6 +79,10 @@ pub struct Attempt {
     /// The wait the server asked for with Retry-After, in seconds, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<f64>,
+    /// Things worth knowing about a delivered attempt: a custom message template that failed
+    /// and was replaced by the built-in one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Attempt {
@@ -95,6 +99,7 @@ impl Attempt {
             error: None,
             response_body: None,
             retry_after_s: None,
+            notes: Vec::new(),
         }
     }
 

@@ -3,32 +3,23 @@
 //! (`RCPT failed: 550 5.1.1 ...`). SMTP classifies itself: 4xx, network, TLS and timeouts are
 //! retryable; 5xx (535 included) and invalid mails are permanent.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::smtp::{FailureKind, Mailer, PreparedMail, SendError, Step};
 
 use super::{Attempt, AttemptClass, ErrorKind};
 
-/// Makes attempt `number`: sends `prepared` (or records why it could not be composed).
+/// Makes attempt `number`: sends `prepared` (or records why it could not be composed), with the
+/// notes of composing its subject and bodies.
 pub(super) async fn attempt(
     mailer: &Mailer,
     prepared: Result<&PreparedMail, &SendError>,
+    notes: Vec<String>,
     number: u32,
 ) -> Attempt {
-    let started_at = SystemTime::now();
     let clock = Instant::now();
-    let mut a = Attempt {
-        number,
-        started_at,
-        latency_ms: 0.0,
-        render_ms: None,
-        class: AttemptClass::Permanent,
-        status: None,
-        error_kind: None,
-        error: None,
-        response_body: None,
-        retry_after_s: None,
-    };
+    let mut a = Attempt::start(number);
+    a.notes = notes;
     let result = match prepared {
         Ok(mail) => mailer.send(mail).await,
         Err(e) => Err(e.clone()),

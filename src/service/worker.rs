@@ -307,6 +307,7 @@ mod tests {
             error: None,
             response_body: None,
             retry_after_s,
+            notes: Vec::new(),
         }
     }
 

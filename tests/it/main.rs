@@ -4,6 +4,8 @@
 mod backend;
 mod browser;
 mod cli;
+mod compose_cli;
+mod compose_deliver;
 mod dashboard;
 mod deliver;
 mod engine;

@@ -981,6 +981,7 @@ async fn metrics_show_the_queue(store: Arc<dyn MessageStore>) {
                 error: None,
                 response_body: None,
                 retry_after_s: None,
+                notes: Vec::new(),
             },
             status: Status::Queued,
             next_attempt_at: SystemTime::now() + Duration::from_secs(3600),

@@ -786,3 +786,34 @@ async fn courier_send_verifies_with_ssl_cert_file_and_config_check_masks_the_pas
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_message_with_only_type_and_data_is_composed_from_the_built_in_templates() {
+    let s = sink(SinkTls::None).await;
+    let uri = format!(
+        "smtp://{USERINFO}@127.0.0.1:{}/?disable_starttls=true",
+        s.addr().port()
+    );
+    let config = Config::parse(&courier_yaml(&uri, 0), false, None, &|_| None).unwrap();
+    let courier = jsonnet_courier::delivery::Courier::new(config)
+        .await
+        .unwrap();
+    let msg = Message::from_json(
+        br#"{"id":"msg-0002","recipient":"ann@example.com","template_type":"recovery_code_valid",
+             "template_data":{"to":"ann@example.com","recovery_code":"482913","expires_in_minutes":15}}"#,
+    )
+    .unwrap();
+    let report = courier.deliver(&msg).await;
+    assert_eq!(
+        report.outcome,
+        jsonnet_courier::delivery::Outcome::Delivered,
+        "{report:#?}"
+    );
+    let mail = text(&s.received()[0].data);
+    let subject = header(&mail, "Subject");
+    assert!(subject.contains("482913"), "subject: {subject}");
+    assert!(mail.contains("Content-Type: text/plain"), "{mail}");
+    assert!(mail.contains("Content-Type: text/html"), "{mail}");
+    // The code reaches both parts (quoted-printable or not, the digits stay together).
+    assert!(mail.matches("482913").count() >= 3, "{mail}");
+}

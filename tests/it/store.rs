@@ -66,6 +66,11 @@ fn attempt(number: u32, class: AttemptClass) -> Attempt {
         error: failed.then(|| format!("attempt {number} failed")),
         response_body: Some(format!("{{\"n\":{number}}}")),
         retry_after_s: failed.then_some(1.5),
+        notes: if failed {
+            Vec::new()
+        } else {
+            vec![format!("subject template of attempt {number} fell back")]
+        },
     }
 }
 

@@ -131,5 +131,6 @@ fn delivered(now: SystemTime) -> Attempt {
         error: None,
         response_body: None,
         retry_after_s: None,
+        notes: Vec::new(),
     }
 }
