@@ -8,11 +8,14 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod service;
+mod storage;
+
 use super::{load_template, CmdResult, Failure, StyleArg};
 use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
-use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType, TemplateType};
+use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType};
 use jsonnet_courier::template::{source::Loader, Engine};
 
 #[derive(Debug, Args)]
@@ -48,8 +51,8 @@ pub(crate) struct BenchArgs {
     /// in-process service (on --database) unless --api points at a running one.
     #[arg(long)]
     service: bool,
-    /// With --service: the store of the in-process service (default: SQLite in a temp dir).
-    #[arg(long, value_name = "URL", requires = "service")]
+    /// With --service or --storage: the store (default: SQLite in a temp dir).
+    #[arg(long, value_name = "URL")]
     database: Option<String>,
     /// With --service: a running service's API (http://host:port). Configure its email channel
     /// to deliver to --sink.
@@ -69,9 +72,21 @@ pub(crate) struct BenchArgs {
     /// With --service: messages per POST.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// With --service: offered rate of the latency run, messages per second.
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
+    /// With --service: concurrent posters of the throughput run; a list runs it once per value.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    posters: Vec<usize>,
+    /// With --service: offered rates of the latency runs, messages per second (a list runs one
+    /// per value).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    rate: Vec<u64>,
+    /// With --service: instead of the runs above, fill the store with N distinct queued
+    /// messages, then start the service and measure the drain (rate and RSS over time).
+    #[arg(long, value_name = "N", requires = "service", conflicts_with = "api")]
+    backlog: Option<u64>,
+    /// Instead of a throughput run: store N distinct copies of every sample (each recorded as
+    /// delivered once) and report bytes per stored message, in SQLite or --database.
+    #[arg(long, value_name = "N")]
+    storage: Option<u64>,
     /// With --service: duration of the latency run, seconds.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -113,8 +128,11 @@ fn line(label: &str, s: &RunStats) -> String {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> CmdResult {
+    if let Some(n) = args.storage {
+        return storage::run(&args, n).await;
+    }
     if args.service {
-        return run_service(args).await;
+        return service::run(args).await;
     }
     if args.smtp {
         return run_smtp(args).await;
@@ -158,10 +176,17 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         .map_err(Failure::failed)?;
     let messages = Arc::new(messages);
     let quiet = args.json;
+    // What building the distinct messages costs the load generator (inside the courier figure).
+    let built = std::time::Instant::now();
+    for i in 0..10_000 {
+        std::hint::black_box(distinct(&messages, i));
+    }
+    let build_us = built.elapsed().as_secs_f64() * 1e6 / 10_000.0;
     if !quiet {
         eprintln!(
-            "delivering {} messages, {} in flight, to an in-process sink at {}",
-            args.messages, args.concurrency, sink.addr
+            "delivering {} distinct messages (each its own recipient and code, over the {} samples), \
+             {} in flight, to an in-process sink at {}; building one costs the load generator {build_us:.2} µs",
+            args.messages, messages.len(), args.concurrency, sink.addr
         );
     }
     // A short warm-up fills the connection pools and the template caches.
@@ -209,7 +234,8 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         .map(|c| ours.per_second / c.per_second.max(1e-9));
     if args.json {
         let out = serde_json::json!({
-            "messages": args.messages, "concurrency": args.concurrency,
+            "messages": args.messages, "concurrency": args.concurrency, "distinct": true,
+            "build_message_us": build_us,
             "courier": ours, "ceiling": ceiling, "ratio": ratio,
         });
         println!("{out:#}");
@@ -321,129 +347,50 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
     Ok(())
 }
 
-async fn run_service(args: BenchArgs) -> CmdResult {
-    use courier_loadgen::service::{
-        run_service_latency, run_service_throughput, MessageMaker, RecordingSink, Target,
-    };
-    use jsonnet_courier::service::Service;
-
-    let sink_addr = if args.api.is_some() {
-        args.sink
-    } else {
-        ([127, 0, 0, 1], 0).into()
-    };
-    let sink = RecordingSink::start(sink_addr)
-        .await
-        .map_err(Failure::failed)?;
-    let tmp = tempfile_dir().map_err(Failure::failed)?;
-    let (api, stop, task, store_shown) = match &args.api {
-        Some(api) => (api.clone(), None, None, "external".to_owned()),
-        None => {
-            let db = args
-                .database
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{}", tmp.join("bench.db").display()));
-            let mut config = Config::default();
-            config.settings.template.threads = args.threads;
-            config.settings.serve.listen = ([127, 0, 0, 1], 0).into();
-            config.settings.serve.concurrency = args.concurrency;
-            config.channels.push(ChannelConfig::default_post(
-                "email",
-                &sink.sink.url("/deliver"),
-            ));
-            let store = jsonnet_courier::store::open(&db)
-                .await
-                .map_err(Failure::usage)?;
-            let service = Service::new(config, store).await.map_err(Failure::usage)?;
-            let listener = service.bind().await.map_err(Failure::usage)?;
-            let addr = listener.local_addr().map_err(Failure::failed)?;
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(service.run(listener, rx));
-            let shown = jsonnet_courier::config::mask_url(&db);
-            (format!("http://{addr}"), Some(tx), Some(task), shown)
-        }
-    };
-    let run_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let sample = samples::message(TemplateType::RecoveryCodeValid, MessageType::Email)
-        .ok_or_else(|| Failure::failed(anyhow::anyhow!("no recovery_code_valid email sample")))?;
-    let maker = MessageMaker::new(serde_json::to_value(sample).map_err(Failure::failed)?);
-    let target = |kind: &str| Target {
-        api: api.clone(),
-        token: args.token.clone(),
-        prefix: format!("bench-{run_id}-{kind}-"),
-        messages: maker.clone(),
-    };
-    if !args.json {
-        eprintln!(
-            "service bench: {} messages in arrays of {} to {api} (store {store_shown}), then {} msg/s for {} s",
-            args.messages, args.batch, args.rate, args.seconds
-        );
-    }
-    let wait = Duration::from_secs(300);
-    let throughput =
-        run_service_throughput(&target("t"), &sink, args.messages, args.batch, 8, wait).await;
-    let latency = run_service_latency(
-        &target("l"),
-        &sink,
-        args.rate,
-        args.seconds,
-        Duration::from_secs(60),
-    )
-    .await;
-    if let (Some(tx), Some(task)) = (stop, task) {
-        let _ = tx.send(true);
-        let _ = task.await;
-    }
-    if args.json {
-        println!(
-            "{:#}",
-            serde_json::json!({"store": store_shown, "throughput": throughput, "latency": latency})
-        );
-    } else {
-        println!(
-            "accepted   {:>9.0} msgs/s\ndelivered  {:>9.0} msgs/s   (duplicates {}, missing {})",
-            throughput.accepted_per_second,
-            throughput.delivered_per_second,
-            throughput.duplicates,
-            throughput.missing
-        );
-        println!(
-            "latency    at {} msgs/s: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (missing {})",
-            latency.rate, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.missing
-        );
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    if throughput.missing > 0 || latency.missing > 0 {
-        return Err(Failure::failed(anyhow::anyhow!(
-            "some messages were not delivered"
-        )));
-    }
-    Ok(())
-}
-
-/// Delivers `total` messages (cycling through `messages`) through `courier` with `concurrency`
-/// in flight: the whole path, ctx to rendered payload to HTTP response.
+/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: message `i`
+/// is sample `i` (cycling through `samples`) with its own recipient and code, so no cache keyed
+/// on the message can help. Building it (a clone and three strings) is the load generator's cost.
 async fn run_courier(
     courier: Arc<Courier>,
-    messages: Arc<Vec<Message>>,
+    samples: Arc<Vec<Message>>,
     total: u64,
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> RunStats {
     drive(total, concurrency, progress, move |i| {
-        let (courier, messages) = (courier.clone(), messages.clone());
+        let (courier, samples) = (courier.clone(), samples.clone());
         async move {
-            let msg = &messages[(i as usize) % messages.len()];
-            courier.deliver(msg).await.outcome == Outcome::Delivered
+            let msg = distinct(&samples, i);
+            courier.deliver(&msg).await.outcome == Outcome::Delivered
         }
     })
     .await
 }
 
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// Message `i` of a run: sample `i` with recipient `bench-{i}@example.com` and code `i`.
+fn distinct(samples: &[Message], i: u64) -> Message {
+    let mut m = samples[(i as usize) % samples.len()].clone();
+    let code = format!("{:08}", i % 100_000_000);
+    let to = if m.message_type == MessageType::Sms {
+        format!("+1555{:07}", i % 10_000_000)
+    } else {
+        format!("bench-{i}@example.com")
+    };
+    let data = &mut m.template_data;
+    for slot in [
+        &mut data.recovery_code,
+        &mut data.verification_code,
+        &mut data.login_code,
+        &mut data.registration_code,
+    ] {
+        // Only values the sample has: a null stays null.
+        if let Some(Some(value)) = slot {
+            value.clone_from(&code);
+        }
+    }
+    if let Some(Some(value)) = &mut data.to {
+        value.clone_from(&to);
+    }
+    m.recipient = to;
+    m
 }

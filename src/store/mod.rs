@@ -276,11 +276,21 @@ pub trait MessageStore: Send + Sync {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How many write transactions are worth running at once: 1 for a single-writer database.
+    fn concurrent_writes(&self) -> usize {
+        1
+    }
+
+    /// Bytes the stored messages and attempts take on disk, indexes included (for benches and
+    /// capacity planning).
+    async fn footprint(&self) -> Result<u64, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backends, and what they share: time and row encoding, URL dispatch, error mapping.
 
+mod codec;
 mod postgres;
 mod sqlite;
 
@@ -347,12 +357,22 @@ fn sql_limit(limit: usize) -> i64 {
 }
 
 /// A message ready to insert: its id (given or assigned) and its JSON with that id inside, so a
-/// stored message is self-describing.
+/// stored message is self-describing, encoded for the `message` column (see [`codec`]).
 struct NewRow {
     id: String,
     recipient: String,
     template_type: &'static str,
-    json: String,
+    /// The effective channel ([`Message::channel`]), for the list filter.
+    channel: String,
+    message: Vec<u8>,
+}
+
+/// A message serialized with an id it did not carry, without copying the message.
+#[derive(Serialize)]
+struct WithId<'a> {
+    id: &'a str,
+    #[serde(flatten)]
+    message: &'a Message,
 }
 
 /// The answer for a key found in the store with `stored_hash` and `ids` (a JSON array).
@@ -377,22 +397,36 @@ fn new_rows(messages: &[Message]) -> Result<Vec<NewRow>, StoreError> {
     messages
         .iter()
         .map(|m| {
-            // An empty id is treated as none: it could never be addressed by `get`.
-            let id = match &m.id {
-                Some(id) if !id.is_empty() => id.clone(),
-                _ => uuid::Uuid::new_v4().to_string(),
+            // An empty id is treated as none: it could never be addressed by `get`. New ids are
+            // time-ordered (UUIDv7), so the id index grows at its end instead of splitting pages
+            // at random.
+            let (id, json) = match &m.id {
+                Some(id) if !id.is_empty() => (id.clone(), serde_json::to_string(m)),
+                None => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let json = serde_json::to_string(&WithId {
+                        id: &id,
+                        message: m,
+                    });
+                    (id, json)
+                }
+                Some(_) => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let mut m = m.clone();
+                    m.id = Some(id.clone());
+                    (id, serde_json::to_string(&m))
+                }
             };
-            let mut m = m.clone();
-            m.id = Some(id.clone());
-            let json = serde_json::to_string(&m).map_err(|e| StoreError::Corrupt {
+            let json = json.map_err(|e| StoreError::Corrupt {
                 id: id.clone(),
                 reason: format!("cannot encode message: {e}"),
             })?;
             Ok(NewRow {
                 id,
-                recipient: m.recipient,
+                recipient: m.recipient.clone(),
                 template_type: m.template_type.as_str(),
-                json,
+                channel: m.channel().to_owned(),
+                message: codec::encode(&json),
             })
         })
         .collect()
@@ -409,8 +443,7 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
 /// `placeholder(n)` writes the n-th (1-based) bind parameter in the backend's syntax. `None` means
 /// the answer is an empty page (limit 0, or a token this store did not make). Parameters bind in
 /// order: status, recipient, template type, channel, seq (each only when used), then the limit.
-/// `channel_expr` is the backend's SQL for a row's effective channel (read from the message JSON:
-/// the channel filter is an operator's query, not a hot path, so it has no column of its own).
+/// `channel_expr` is the backend's SQL for a row's effective channel (the `channel` column).
 fn list_plan(
     filter: &ListFilter,
     page_token: Option<&str>,
@@ -476,11 +509,18 @@ fn recorded_status(status: Status) -> &'static str {
     }
 }
 
-fn decode_message(id: &str, json: &str) -> Result<Message, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-        id: id.to_owned(),
-        reason: format!("message: {e}"),
-    })
+/// The `next_attempt_at` a recorded update writes: its due time while it waits for another
+/// attempt; for a finished message, the time it finished (`now`, also its `updated_at`), so that
+/// retention finds finished messages by age through the claim index `(status, next_attempt_at)`.
+fn recorded_due(u: &AttemptUpdate, now: i64) -> i64 {
+    match u.status {
+        Status::Queued | Status::Processing => to_millis(u.next_attempt_at),
+        Status::Sent | Status::Abandoned | Status::Cancelled => now,
+    }
+}
+
+fn decode_message(id: &str, stored: &[u8]) -> Result<Message, StoreError> {
+    codec::decode(id, stored)
 }
 
 fn decode_status(id: &str, s: &str) -> Result<Status, StoreError> {
@@ -504,7 +544,7 @@ struct MessageRow {
     id: String,
     status: String,
     send_count: i64,
-    message: String,
+    message: Vec<u8>,
     created_at: i64,
     updated_at: i64,
     next_attempt_at: i64,
@@ -555,7 +595,7 @@ fn assemble(rows: Vec<MessageRow>) -> Result<Vec<(i64, StoredMessage)>, StoreErr
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
     id: String,
-    message: String,
+    message: Vec<u8>,
     send_count: i64,
     next_attempt_at: i64,
     seq: i64,

@@ -11,10 +11,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{
     assemble, claimed, decode_status, duration_millis, empty_page, encode_attempt,
-    first_per_message, ids_json, list_plan, new_rows, page_of, recorded_status, replay, sql_limit,
-    stats_of, to_millis, url_password, AttemptUpdate, ClaimRow, Claimed, IdempotencyKey,
-    Idempotent, ListFilter, Message, MessageRow, MessageStore, NewRow, Page, Requeue, StoreError,
-    StoreStats, StoredMessage, MESSAGE_COLUMNS,
+    first_per_message, ids_json, list_plan, new_rows, page_of, recorded_due, recorded_status,
+    replay, sql_limit, stats_of, to_millis, url_password, AttemptUpdate, ClaimRow, Claimed,
+    IdempotencyKey, Idempotent, ListFilter, Message, MessageRow, MessageStore, NewRow, Page,
+    Requeue, StoreError, StoreStats, StoredMessage, MESSAGE_COLUMNS,
 };
 
 /// Connections per process: claims, records and API reads run concurrently.
@@ -22,9 +22,9 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A row's effective channel: its own, else its message type (`email` or `sms`).
-const PG_CHANNEL: &str =
-    "COALESCE(NULLIF(message::jsonb ->> 'channel', ''), message::jsonb ->> 'message_type')";
+/// A row's effective channel (its own, else its message type), kept in a column at insert: the
+/// message itself is compressed.
+const PG_CHANNEL: &str = "channel";
 
 /// The PostgreSQL [`MessageStore`].
 #[derive(Clone)]
@@ -63,14 +63,16 @@ impl PostgresStore {
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
         let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
-        let jsons: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+        let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
+        let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
         let now = to_millis(SystemTime::now());
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO messages (id, status, recipient, template_type, message, send_count, \
-             created_at, updated_at, next_attempt_at) \
-             SELECT u.id, 'queued', u.recipient, u.template_type, u.message, 0, $5, $5, $5 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
-                 WITH ORDINALITY AS u(id, recipient, template_type, message, ord) \
+            "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
+             send_count, created_at, updated_at, next_attempt_at) \
+             SELECT u.id, 'queued', u.recipient, u.template_type, u.channel, u.message, 0, \
+                 $6, $6, $6 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) \
+                 WITH ORDINALITY AS u(id, recipient, template_type, channel, message, ord) \
              ORDER BY u.ord \
              ON CONFLICT (id) DO NOTHING \
              RETURNING id",
@@ -78,7 +80,8 @@ impl PostgresStore {
         .bind(&ids)
         .bind(&recipients)
         .bind(&types)
-        .bind(&jsons)
+        .bind(&channels)
+        .bind(&stored)
         .bind(now)
         .fetch_all(&mut **tx)
         .await
@@ -315,10 +318,8 @@ impl MessageStore for PostgresStore {
             .iter()
             .map(|u| i64::from(u.attempt.number))
             .collect();
-        let due: Vec<i64> = updates
-            .iter()
-            .map(|u| to_millis(u.next_attempt_at))
-            .collect();
+        let now = to_millis(SystemTime::now());
+        let due: Vec<i64> = updates.iter().map(|u| recorded_due(u, now)).collect();
         let workers: Vec<&str> = updates.iter().map(|u| u.worker.as_str()).collect();
         // One statement for the batch: only messages still leased by the update's worker change,
         // and only their attempts are appended. A repeated attempt number replaces the record
@@ -342,7 +343,7 @@ impl MessageStore for PostgresStore {
         .bind(&due)
         .bind(&workers)
         .bind(&records)
-        .bind(to_millis(SystemTime::now()))
+        .bind(now)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -443,9 +444,10 @@ impl MessageStore for PostgresStore {
     }
 
     async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        // Attempts go with their message (ON DELETE CASCADE).
+        // Attempts go with their message (ON DELETE CASCADE). A finished message's
+        // next_attempt_at is when it finished (see `recorded_due`).
         let done = sqlx::query(
-            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND updated_at < $1",
+            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND next_attempt_at < $1",
         )
         .bind(to_millis(cutoff))
         .execute(&self.pool)
@@ -471,6 +473,22 @@ impl MessageStore for PostgresStore {
                 .await
                 .map_err(|e| self.err(e))?;
         stats_of(counts, oldest)
+    }
+
+    fn concurrent_writes(&self) -> usize {
+        // Concurrent commits share WAL flushes; the rest of the pool serves claims and reads.
+        4
+    }
+
+    async fn footprint(&self) -> Result<u64, StoreError> {
+        // Tables, their indexes and TOAST, in this store's schema.
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT pg_total_relation_size('messages') + pg_total_relation_size('attempts')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

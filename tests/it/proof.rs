@@ -532,6 +532,9 @@ impl MessageStore for SlowRecords {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn footprint(&self) -> Result<u64, StoreError> {
+        self.inner.footprint().await
+    }
 }
 
 /// Deliveries that reached the sink but are not recorded yet are what a crash at that moment

@@ -4,6 +4,7 @@
 //! runs in [`service`]). Every loop here is bounded by a count or a deadline.
 #![warn(missing_docs)]
 
+pub mod drain;
 mod drive;
 pub mod service;
 mod sink;

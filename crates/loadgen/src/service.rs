@@ -66,7 +66,7 @@ impl RecordingSink {
     }
 }
 
-fn recipient_of(body: &[u8]) -> Option<String> {
+pub(crate) fn recipient_of(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find("\"recipient\":\"")? + "\"recipient\":\"".len();
     let end = text[start..].find('"')? + start;
@@ -105,37 +105,96 @@ pub struct LatencyStats {
     pub missing: u64,
 }
 
-/// Messages for generated recipients, made by splicing the address into a sample message's JSON
-/// text prepared once: the load generator shares the machine with the service it measures, so
-/// it should cost next to nothing.
+/// Distinct messages for generated recipients, made by splicing the address (and a code) into a
+/// sample message's JSON text prepared once: the load generator shares the machine with the
+/// service it measures, so it should cost next to nothing.
 #[derive(Debug, Clone)]
 pub struct MessageMaker {
-    parts: Arc<Vec<String>>,
+    pieces: Arc<Vec<Piece>>,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Recipient,
+    Code,
+}
+
+const MARK_TO: &str = "\u{1}RECIPIENT\u{1}";
+const MARK_CODE: &str = "\u{1}CODE\u{1}";
 
 impl MessageMaker {
     /// From `sample`, a message whose `recipient` and `template_data.to` are replaced by each
-    /// generated address (its `id` is dropped, so the service assigns one).
+    /// generated address, and every `template_data` string field named `*code` by a generated
+    /// code (its `id` is dropped, so the service assigns one).
     pub fn new(mut sample: serde_json::Value) -> Self {
-        const MARK: &str = "\u{1}RECIPIENT\u{1}";
-        sample["recipient"] = serde_json::Value::String(MARK.to_owned());
-        sample["template_data"]["to"] = serde_json::Value::String(MARK.to_owned());
+        sample["recipient"] = serde_json::Value::String(MARK_TO.to_owned());
+        sample["template_data"]["to"] = serde_json::Value::String(MARK_TO.to_owned());
+        if let Some(data) = sample["template_data"].as_object_mut() {
+            for (k, v) in data.iter_mut() {
+                if k.ends_with("code") && v.is_string() {
+                    *v = serde_json::Value::String(MARK_CODE.to_owned());
+                }
+            }
+        }
         if let Some(obj) = sample.as_object_mut() {
             obj.remove("id");
         }
         let text = sample.to_string();
-        let escaped = serde_json::Value::String(MARK.to_owned()).to_string();
-        let escaped = &escaped[1..escaped.len() - 1];
+        let escaped = |mark: &str| {
+            let e = serde_json::Value::String(mark.to_owned()).to_string();
+            e[1..e.len() - 1].to_owned()
+        };
+        let (to, code) = (escaped(MARK_TO), escaped(MARK_CODE));
+        let mut pieces = Vec::new();
+        for (i, part) in text.split(to.as_str()).enumerate() {
+            if i > 0 {
+                pieces.push(Piece::Recipient);
+            }
+            for (j, lit) in part.split(code.as_str()).enumerate() {
+                if j > 0 {
+                    pieces.push(Piece::Code);
+                }
+                pieces.push(Piece::Text(lit.to_owned()));
+            }
+        }
         Self {
-            parts: Arc::new(text.split(escaped).map(str::to_owned).collect()),
+            pieces: Arc::new(pieces),
         }
     }
 
-    /// The message for `to`, as JSON text. Recipients here are plain ASCII addresses, so they
-    /// need no JSON escaping.
-    pub fn message(&self, to: &str) -> String {
-        self.parts.join(to)
+    /// The message for `to` with `code`, as JSON text. Both are plain ASCII here (addresses and
+    /// digits), so they need no JSON escaping.
+    pub fn message(&self, to: &str, code: &str) -> String {
+        let mut out = String::with_capacity(
+            self.pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Text(t) => t.len(),
+                    Piece::Recipient => to.len(),
+                    Piece::Code => code.len(),
+                })
+                .sum(),
+        );
+        for p in self.pieces.iter() {
+            out.push_str(match p {
+                Piece::Text(t) => t,
+                Piece::Recipient => to,
+                Piece::Code => code,
+            });
+        }
+        out
     }
+
+    /// Message `i` of a run: recipient `{prefix}{i}@example.com`, code `i` in eight digits.
+    pub fn nth(&self, prefix: &str, i: u64) -> String {
+        self.message(&recipient(prefix, i), &format!("{:08}", i % 100_000_000))
+    }
+}
+
+/// The recipient of message `i` of a run.
+pub fn recipient(prefix: &str, i: u64) -> String {
+    format!("{prefix}{i}@example.com")
 }
 
 type PostClient = hyper_util::client::legacy::Client<
@@ -223,9 +282,7 @@ pub async fn run_service_throughput(
                     break;
                 }
                 let to = (from + batch).min(total);
-                let msgs: Vec<String> = (from..to)
-                    .map(|i| maker.message(&format!("{prefix}{i}@example.com")))
-                    .collect();
+                let msgs: Vec<String> = (from..to).map(|i| maker.nth(&prefix, i)).collect();
                 let body = Bytes::from(format!("[{}]", msgs.join(",")));
                 // A refused batch (overload) is retried: the figure counts accepted messages.
                 for _ in 0..100 {
@@ -284,8 +341,8 @@ pub async fn run_service_latency(
         // Offer message i at its scheduled time, whatever happened to earlier ones.
         let due = started + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
         tokio::time::sleep_until(due.into()).await;
-        let to = format!("{prefix}{i}@example.com");
-        let body = Bytes::from(maker.message(&to));
+        let to = recipient(prefix, i);
+        let body = Bytes::from(maker.nth(prefix, i));
         let (client, url, token, sent) = (
             client.clone(),
             url.clone(),
@@ -347,9 +404,11 @@ mod tests {
     #[test]
     fn messages_are_addressed_and_recipients_found() {
         let maker = MessageMaker::new(serde_json::json!({
-            "id": "x", "recipient": "a@b.c", "template_data": {"to": "a@b.c", "n": 1}
+            "id": "x", "recipient": "a@b.c",
+            "template_data": {"to": "a@b.c", "n": 1, "recovery_code": "123"}
         }));
-        let m: serde_json::Value = serde_json::from_str(&maker.message("x7@example.com")).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&maker.nth("x", 7)).unwrap();
+        assert_eq!(m["template_data"]["recovery_code"], "00000007");
         assert_eq!(m["recipient"], "x7@example.com");
         assert_eq!(m["template_data"]["to"], "x7@example.com");
         assert_eq!(m["template_data"]["n"], 1);

@@ -21,16 +21,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::config::Secret;
 use crate::message::Message;
 use crate::metrics::Metrics;
-use crate::store::{self, ListFilter, MessageStore, Requeue, Status, StoreError};
+use crate::store::{self, ListFilter, MessageStore, Requeue, Status};
 
 mod error;
+mod group;
 
 use error::{json_response as reply, ApiError};
-
-/// Most messages committed in one group-commit transaction.
-const MAX_GROUP: usize = 1024;
-
-type InsertReply = oneshot::Sender<Result<Vec<String>, StoreError>>;
 
 /// Shared state of the API handlers.
 pub struct Api {
@@ -43,7 +39,7 @@ pub struct Api {
     wake: Arc<Notify>,
     /// Whether the worker's claim loop runs (for readiness).
     worker_running: Arc<AtomicBool>,
-    inserts: mpsc::Sender<(Vec<Message>, InsertReply)>,
+    inserts: mpsc::Sender<group::Pending>,
 }
 
 impl Api {
@@ -57,7 +53,8 @@ impl Api {
         worker_running: Arc<AtomicBool>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(group_commit(Arc::clone(&store), rx));
+        let writers = store.concurrent_writes();
+        tokio::spawn(group::run(Arc::clone(&store), rx, writers));
         Self {
             store,
             metrics,
@@ -410,48 +407,6 @@ fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
             .and_then(|m| check(m, ""))
             .map(|m| (vec![m], true)),
         _ => Err("expected a message object or an array of messages".into()),
-    }
-}
-
-/// Commits the inserts of every request waiting at the moment in one transaction. If that fails
-/// (say one request repeats an existing id), each request is retried alone so that one bad
-/// request cannot fail the others.
-async fn group_commit(
-    store: Arc<dyn MessageStore>,
-    mut rx: mpsc::Receiver<(Vec<Message>, InsertReply)>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        let mut total = group[0].0.len();
-        while total < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(next) => {
-                    total += next.0.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        if group.len() == 1 {
-            let (messages, reply) = group.remove(0);
-            let _ = reply.send(store.insert(&messages).await);
-            continue;
-        }
-        let all: Vec<Message> = group.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
-        match store.insert(&all).await {
-            Ok(ids) => {
-                let mut ids = ids.into_iter();
-                for (messages, reply) in group {
-                    let mine: Vec<String> = ids.by_ref().take(messages.len()).collect();
-                    let _ = reply.send(Ok(mine));
-                }
-            }
-            Err(_) => {
-                for (messages, reply) in group {
-                    let _ = reply.send(store.insert(&messages).await);
-                }
-            }
-        }
     }
 }
 
