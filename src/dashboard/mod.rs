@@ -32,6 +32,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::Secret;
 use crate::delivery::Courier;
 use crate::metrics::Metrics;
+use crate::service::api::decode;
 use crate::store::{MessageStore, Status};
 
 pub use recent::Recent;
@@ -437,31 +438,6 @@ fn query_value(query: &str, key: &str) -> String {
         .find(|(k, _)| decode(k) == key)
         .map(|(_, v)| decode(v))
         .unwrap_or_default()
-}
-
-/// Percent-decoding of a query or form component (`+` is a space).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Percent-encoding for a query value or path segment: everything but unreserved characters.
