@@ -12,7 +12,8 @@ fn courier(args: &[&str]) -> Output {
     courier_stdin(args, "")
 }
 
-fn courier_stdin(args: &[&str], stdin: &str) -> Output {
+/// Runs the real binary in the crate root with `stdin` as its input.
+pub(crate) fn courier_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +31,7 @@ fn courier_stdin(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

@@ -1,33 +1,10 @@
 //! Message templates (Go templates) through the `courier` binary: `render X.gotmpl`, `preview`,
 //! `check --messages`, with override folders and a template served over HTTP.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
+use crate::cli::{courier_stdin as courier, text};
 use crate::support::{Reply, Server, Start};
-
-fn courier(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn write(dir: &Path, rel: &str, body: &str) -> String {
     let p = dir.join(rel);
