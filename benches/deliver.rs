@@ -1,10 +1,11 @@
-//! Delivery throughput: render + deliver through `Courier` to an in-process sink on 127.0.0.1,
-//! and in the same run the ceiling, a bare hyper client posting a pre-rendered payload to the same
-//! sink at the same concurrency; and the same delivery with Standard Webhooks signing and an
-//! idempotency key, beside the cost of one signature alone. Run with `cargo bench --bench
-//! deliver`; a summary with the ratios prints after criterion's report.
+//! Delivery throughput: render + deliver of distinct messages (each its own recipient and code)
+//! through `Courier` to an in-process sink on 127.0.0.1, and in the same run the ceiling, a bare
+//! hyper client posting a pre-rendered payload to the same sink at the same concurrency; and the
+//! same delivery with Standard Webhooks signing and an idempotency key, beside the cost of one
+//! signature alone. Run with `cargo bench --bench deliver`; a summary with the ratios prints
+//! after criterion's report.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,11 +49,10 @@ fn main() {
         ..ChannelConfig::default_post("email", &sink.url("/deliver"))
     });
     let signed = Arc::new(rt.block_on(Courier::new(signed_config)).unwrap());
+    // The samples, from which every delivered message is made distinct (as `courier bench`).
     let messages: Vec<Message> = samples::all()
-        .enumerate()
-        .map(|(i, (_, _, mut m))| {
+        .map(|(_, _, mut m)| {
             m.channel = Some("email".into());
-            m.id = Some(format!("msg_{i}"));
             m
         })
         .collect();
@@ -161,8 +161,12 @@ fn main() {
     }
 }
 
-/// Delivers `total` messages (cycling through `messages`) through `courier` with `concurrency`
-/// in flight.
+/// Numbers every message of the process, so that messages stay distinct across iterations.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: each is a
+/// sample with its own recipient and code ([`samples::distinct`]), built by the load generator
+/// as `courier bench` does, and without an id (the courier makes one).
 async fn run_courier(
     courier: Arc<Courier>,
     messages: Arc<Vec<Message>>,
@@ -170,11 +174,11 @@ async fn run_courier(
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> RunStats {
-    drive(total, concurrency, progress, move |i| {
+    drive(total, concurrency, progress, move |_| {
         let (courier, messages) = (courier.clone(), messages.clone());
         async move {
-            let msg = &messages[(i as usize) % messages.len()];
-            courier.deliver(msg).await.outcome == Outcome::Delivered
+            let msg = samples::distinct(&messages, NEXT.fetch_add(1, Ordering::Relaxed));
+            courier.deliver(&msg).await.outcome == Outcome::Delivered
         }
     })
     .await

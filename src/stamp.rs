@@ -2,6 +2,7 @@
 //! Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Both carry
 //! the message id, so every retry of a message carries the same key.
 
+use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::ChannelOptions;
@@ -35,6 +36,11 @@ impl Stamp {
         self.signer.is_none() && self.idempotency.is_none()
     }
 
+    /// How many headers [`Stamp::apply`] adds at most.
+    pub fn headers(&self) -> usize {
+        usize::from(self.idempotency.is_some()) + if self.signer.is_some() { 3 } else { 0 }
+    }
+
     /// Adds the headers for message `id`, sent at `timestamp` (Unix seconds) with `body`. An id
     /// that is not a valid header value (or, for signing, holds a `.`) is replaced by its
     /// percent-encoded form, so that it stays stable across retries.
@@ -50,16 +56,23 @@ impl Stamp {
             headers.insert(name.clone(), id_value.clone());
         }
         if let Some(signer) = &self.signer {
-            let signature = signer.sign(&id, timestamp, body);
-            headers.insert(webhook::ID_HEADER, id_value);
-            headers.insert(webhook::TIMESTAMP_HEADER, HeaderValue::from(timestamp));
-            if let Ok(mut v) = HeaderValue::from_str(&signature) {
+            // The header's own digits are what gets signed: written once.
+            let ts = HeaderValue::from(timestamp);
+            let signature = signer.sign_text(&id, ts.as_bytes(), body);
+            headers.insert(ID_HEADER, id_value);
+            headers.insert(TIMESTAMP_HEADER, ts);
+            // The signature's text becomes the header value without a copy.
+            if let Ok(mut v) = HeaderValue::from_maybe_shared(Bytes::from(signature)) {
                 v.set_sensitive(true);
-                headers.insert(webhook::SIGNATURE_HEADER, v);
+                headers.insert(SIGNATURE_HEADER, v);
             }
         }
     }
 }
+
+const ID_HEADER: HeaderName = HeaderName::from_static(webhook::ID_HEADER);
+const TIMESTAMP_HEADER: HeaderName = HeaderName::from_static(webhook::TIMESTAMP_HEADER);
+const SIGNATURE_HEADER: HeaderName = HeaderName::from_static(webhook::SIGNATURE_HEADER);
 
 /// `id` with every byte outside `[A-Za-z0-9-_~:]` percent-encoded: a `.` would make the signed
 /// content ambiguous, and header values must be visible ASCII.

@@ -15,7 +15,7 @@ use super::{load_template, CmdResult, Failure, StyleArg};
 use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
-use jsonnet_courier::message::{ctx, samples, CtxStyle, Message, MessageType};
+use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
 use jsonnet_courier::template::{source::Loader, Engine};
 
 #[derive(Debug, Args)]
@@ -179,7 +179,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     // What building the distinct messages costs the load generator (inside the courier figure).
     let built = std::time::Instant::now();
     for i in 0..10_000 {
-        std::hint::black_box(distinct(&messages, i));
+        std::hint::black_box(samples::distinct(&messages, i));
     }
     let build_us = built.elapsed().as_secs_f64() * 1e6 / 10_000.0;
     if !quiet {
@@ -360,37 +360,9 @@ async fn run_courier(
     drive(total, concurrency, progress, move |i| {
         let (courier, samples) = (courier.clone(), samples.clone());
         async move {
-            let msg = distinct(&samples, i);
+            let msg = samples::distinct(&samples, i);
             courier.deliver(&msg).await.outcome == Outcome::Delivered
         }
     })
     .await
-}
-
-/// Message `i` of a run: sample `i` with recipient `bench-{i}@example.com` and code `i`.
-fn distinct(samples: &[Message], i: u64) -> Message {
-    let mut m = samples[(i as usize) % samples.len()].clone();
-    let code = format!("{:08}", i % 100_000_000);
-    let to = if m.message_type == MessageType::Sms {
-        format!("+1555{:07}", i % 10_000_000)
-    } else {
-        format!("bench-{i}@example.com")
-    };
-    let data = &mut m.template_data;
-    for slot in [
-        &mut data.recovery_code,
-        &mut data.verification_code,
-        &mut data.login_code,
-        &mut data.registration_code,
-    ] {
-        // Only values the sample has: a null stays null.
-        if let Some(Some(value)) = slot {
-            value.clone_from(&code);
-        }
-    }
-    if let Some(Some(value)) = &mut data.to {
-        value.clone_from(&to);
-    }
-    m.recipient = to;
-    m
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
@@ -17,7 +17,7 @@ use crate::template::{source::Loader, Ctx, Pool, RenderError, StyleChoice, Templ
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
 use super::route::{self, Route};
-use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
+use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};
 
 /// Renders and delivers messages over the configured channels. Cheap to share (`Arc` it);
 /// all methods take `&self`.
@@ -290,7 +290,44 @@ impl Courier {
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
     /// attempt. For durable retries that survive restarts, use `courier serve`.
     pub async fn deliver(&self, message: &Message) -> DeliveryReport {
+        let setup = self.current();
+        if let Some(mailer) = setup.mailers.get(message.channel()) {
+            return self.deliver_mail(&setup, mailer, message).await;
+        }
         // Signatures and idempotency keys carry the id: one for all attempts of a message.
+        let id = match &message.id {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        drop(setup);
+        let mut attempts = Vec::with_capacity(1);
+        let outcome = loop {
+            let number = attempts.len() as u32 + 1;
+            let make_ctx = |composer: &Composer, style| prepare(composer, message, style);
+            let a = self
+                .attempt_inner(message.channel(), Some(&id), make_ctx, number)
+                .await;
+            match self.decide(a, &mut attempts) {
+                Ok(outcome) => break outcome,
+                Err(after) => tokio::time::sleep(after).await,
+            }
+        };
+        DeliveryReport {
+            message_id: Some(id),
+            channel: message.channel().to_owned(),
+            outcome,
+            attempts,
+        }
+    }
+
+    /// [`Courier::deliver`] for a mail channel: the mail is composed once, so every attempt
+    /// carries the same Message-ID and Date.
+    async fn deliver_mail(
+        &self,
+        setup: &Setup,
+        mailer: &Mailer,
+        message: &Message,
+    ) -> DeliveryReport {
         let with_id;
         let message = if message.id.is_none() {
             let mut m = message.clone();
@@ -300,28 +337,14 @@ impl Courier {
         } else {
             message
         };
-        let mut attempts = Vec::new();
-        // A mail is composed once, so every attempt carries the same Message-ID and Date.
-        let setup = self.current();
-        let mail = setup.mailers.get(message.channel()).map(|m| {
-            let (prepared, notes) = prepare_mail(&setup, m, message);
-            (m, prepared, notes)
-        });
+        let (prepared, notes) = prepare_mail(setup, mailer, message);
+        let mut attempts = Vec::with_capacity(1);
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
-            let a = match &mail {
-                Some((m, prepared, notes)) => {
-                    super::smtp::attempt(m, prepared.as_ref(), notes.clone(), number).await
-                }
-                None => self.attempt(message, number).await,
-            };
-            let decision = self.policy().decide(&a);
-            attempts.push(a);
-            if let Some(outcome) = decision.outcome() {
-                break outcome;
-            }
-            if let Decision::Retry { after, .. } = decision {
-                tokio::time::sleep(after).await;
+            let a = super::smtp::attempt(mailer, prepared.as_ref(), notes.clone(), number).await;
+            match self.decide(a, &mut attempts) {
+                Ok(outcome) => break outcome,
+                Err(after) => tokio::time::sleep(after).await,
             }
         };
         DeliveryReport {
@@ -330,6 +353,20 @@ impl Courier {
             outcome,
             attempts,
         }
+    }
+
+    /// The policy's decision on attempt `a`, which joins `attempts`: the outcome, or the wait
+    /// before the next attempt.
+    fn decide(&self, a: Attempt, attempts: &mut Vec<Attempt>) -> Result<Outcome, Duration> {
+        let decision = self.current().policy.decide(&a);
+        attempts.push(a);
+        if let Some(outcome) = decision.outcome() {
+            return Ok(outcome);
+        }
+        Err(match decision {
+            Decision::Retry { after, .. } => after,
+            _ => Duration::ZERO,
+        })
     }
 }
 

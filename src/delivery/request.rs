@@ -92,7 +92,8 @@ impl RequestTemplate {
             key,
             what,
         };
-        let mut headers = HeaderMap::new();
+        // Room for the per-message headers too, so that a request's copy never rehashes.
+        let mut headers = HeaderMap::with_capacity(channel.headers.len() + 8);
         for (name, value) in &channel.headers {
             // Repeated names in config are distinct YAML keys with different case: keep them all.
             headers.append(name.clone(), value.clone());
@@ -275,6 +276,8 @@ impl RequestTemplate {
         body: Bytes,
         stamp: Option<(&str, u64)>,
     ) -> Request<Full<Bytes>> {
+        // A clone holds no spare room: one growth for Content-Length and the stamp.
+        headers.reserve(1 + stamp.map_or(0, |_| self.stamp.headers()));
         if let Some((id, timestamp)) = stamp {
             self.stamp.apply(&mut headers, id, timestamp, &body);
         }

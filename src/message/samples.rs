@@ -77,3 +77,33 @@ mod tests {
         assert!(json(TemplateType::RecoveryValid, MessageType::Sms).is_none());
     }
 }
+
+/// Message `i` of a benchmark run over `samples`: sample `i` (cycling) with its own recipient
+/// (`bench-{i}@example.com`, or a phone number for SMS) and its own code `i` in every code the
+/// sample carries, so that no cache keyed on the message can help.
+pub fn distinct(samples: &[Message], i: u64) -> Message {
+    let mut m = samples[(i as usize) % samples.len()].clone();
+    let code = format!("{:08}", i % 100_000_000);
+    let to = if m.message_type == MessageType::Sms {
+        format!("+1555{:07}", i % 10_000_000)
+    } else {
+        format!("bench-{i}@example.com")
+    };
+    let data = &mut m.template_data;
+    for slot in [
+        &mut data.recovery_code,
+        &mut data.verification_code,
+        &mut data.login_code,
+        &mut data.registration_code,
+    ] {
+        // Only values the sample has: a null stays null.
+        if let Some(Some(value)) = slot {
+            value.clone_from(&code);
+        }
+    }
+    if let Some(Some(value)) = &mut data.to {
+        value.clone_from(&to);
+    }
+    m.recipient = to;
+    m
+}

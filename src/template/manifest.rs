@@ -151,8 +151,14 @@ pub(super) fn write_num(n: f64, out: &mut String) {
 
 /// Writes the inside of a JSON string (shared with the compiled fast path).
 pub(super) fn escape_into(s: &str, out: &mut String) {
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    loop {
+        // Eight bytes at a time to the next byte that needs an escape.
+        let i = super::lazy::scan::find_special(bytes, start, true);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -161,8 +167,7 @@ pub(super) fn escape_into(s: &str, out: &mut String) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
         out.push_str(&s[start..i]);
         if esc.is_empty() {

@@ -110,6 +110,17 @@ pub(super) struct Func {
 pub(super) struct ObjIr {
     pub(super) locals: Vec<(usize, Ir)>,
     pub(super) fields: Vec<FieldIr>,
+    /// Every name is fixed, and `fields` is sorted by name bytes (stably: duplicates, which
+    /// fail at run time, stay in source order).
+    pub(super) sorted: bool,
+}
+
+/// The text of a fixed name; empty for a computed one.
+fn fixed(name: &Name) -> &str {
+    match name {
+        Name::Fixed(k) => k,
+        Name::Dyn(_) => "",
+    }
 }
 
 #[derive(Debug)]
@@ -418,7 +429,16 @@ impl Compiler {
                     });
                 }
                 self.scope.truncate(mark);
-                Ir::Obj(Box::new(ObjIr { locals, fields }))
+                // Fixed names are put in output order now, so renders need not sort them.
+                let sorted = fields.iter().all(|f| matches!(f.name, Name::Fixed(_)));
+                if sorted {
+                    fields.sort_by(|a, b| fixed(&a.name).as_bytes().cmp(fixed(&b.name).as_bytes()));
+                }
+                Ir::Obj(Box::new(ObjIr {
+                    locals,
+                    fields,
+                    sorted,
+                }))
             }
             Expr::Obj(ObjBody::ObjComp(_)) => return self.unsupported("an object comprehension"),
             Expr::ObjExtend(..) => return self.unsupported("an object extension (`e { ... }`)"),

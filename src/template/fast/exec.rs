@@ -129,11 +129,18 @@ impl<'a> V<'a> {
 }
 
 fn find<'m, 'a>(members: &'m [Member<'a>], key: &str) -> Option<&'m Member<'a>> {
+    if members.len() <= LINEAR_MAX {
+        return members.iter().find(|m| m.key.as_str() == key);
+    }
     members
         .binary_search_by(|m| m.key.as_str().as_bytes().cmp(key.as_bytes()))
         .ok()
         .map(|i| &members[i])
 }
+
+/// Objects up to this many members are searched in order: comparing lengths first rejects most
+/// keys without looking at their bytes, which beats a binary search over so few.
+pub(super) const LINEAR_MAX: usize = 16;
 
 pub(super) fn render(
     program: &Program,
@@ -147,6 +154,9 @@ pub(super) fn render(
     let seed = Seed(&program.need);
     let node = match ctx {
         CtxRef::Json(text) => {
+            if let Some(node) = super::scan::parse(text, &program.need) {
+                return run(program, &node, out, limits);
+            }
             let mut de = serde_json::Deserializer::from_str(text);
             let node = seed.deserialize(&mut de).map_err(|_| Fallback)?;
             de.end().map_err(|_| Fallback)?;
@@ -154,12 +164,16 @@ pub(super) fn render(
         }
         CtxRef::Value(value) => seed.deserialize(value).map_err(|_| Fallback)?,
     };
+    run(program, &node, out, limits)
+}
+
+fn run(program: &Program, node: &Node<'_>, out: &mut String, limits: &Limits) -> R<()> {
     let mut ex = Exec {
         env: vec![V::Null; program.slots],
         funcs: &program.funcs,
         iterations: 0,
     };
-    ex.env[0] = V::of(&node);
+    ex.env[0] = V::of(node);
     let value = ex.eval(&program.root)?;
     let mut w = Out {
         out,
@@ -203,9 +217,11 @@ impl<'a> Exec<'a> {
                         value: self.eval(&f.value)?,
                     });
                 }
-                members.sort_unstable_by(|a, b| {
-                    a.key.as_str().as_bytes().cmp(b.key.as_str().as_bytes())
-                });
+                if !obj.sorted {
+                    members.sort_unstable_by(|a, b| {
+                        a.key.as_str().as_bytes().cmp(b.key.as_str().as_bytes())
+                    });
+                }
                 if members
                     .windows(2)
                     .any(|w| w[0].key.as_str() == w[1].key.as_str())

@@ -19,6 +19,7 @@ mod compile;
 mod exec;
 mod need;
 mod node;
+mod scan;
 
 use std::fmt;
 

@@ -26,6 +26,9 @@ pub(super) enum Node<'t> {
 impl<'t> Node<'t> {
     /// The member `key` of an object node.
     pub(super) fn member(members: &'t [(Cow<'t, str>, Node<'t>)], key: &str) -> Option<&'t Self> {
+        if members.len() <= super::exec::LINEAR_MAX {
+            return members.iter().find(|(k, _)| k == key).map(|(_, n)| n);
+        }
         members
             .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
             .ok()
@@ -122,19 +125,24 @@ impl<'de> Visitor<'de> for NodeVisitor<'_> {
                 }
             }
         }
-        // Stable: members with the same key keep their order, so the last of each run is the
-        // last in the text.
-        members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut i = 1;
-        while i < members.len() {
-            if members[i - 1].0 == members[i].0 {
-                members.remove(i - 1);
-            } else {
-                i += 1;
-            }
-        }
-        Ok(Node::Obj(members))
+        Ok(object(members))
     }
+}
+
+/// The object of `members` in text order: sorted by key bytes, the last of duplicate keys kept.
+pub(super) fn object<'t>(mut members: Vec<(Cow<'t, str>, Node<'t>)>) -> Node<'t> {
+    // Stable: members with the same key keep their order, so the last of each run is the last
+    // in the text.
+    members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut i = 1;
+    while i < members.len() {
+        if members[i - 1].0 == members[i].0 {
+            members.remove(i - 1);
+        } else {
+            i += 1;
+        }
+    }
+    Node::Obj(members)
 }
 
 /// An object key, borrowed from the text when it has no escapes.

@@ -526,3 +526,216 @@ fn generated_templates_match_the_evaluator() {
     );
     assert!(fast < renders, "no render needed the evaluator");
 }
+
+/// JSON text with the forms a scanner can get wrong: numbers of every shape and length,
+/// escapes (surrogate pairs included), odd whitespace, duplicate keys, deep nesting.
+fn random_text(rng: &mut fastrand::Rng, depth: usize, out: &mut String) {
+    const WS: &[&str] = &["", "", "", " ", "\n", "\t", "\r\n  "];
+    let ws = |rng: &mut fastrand::Rng, out: &mut String| out.push_str(WS[rng.usize(..WS.len())]);
+    ws(rng, out);
+    let deep = rng.u8(..50) == 0;
+    match rng.u8(..if depth > 3 && !deep { 5 } else { 7 }) {
+        0 => out.push_str(["null", "true", "false"][rng.usize(..3)]),
+        1 | 2 => {
+            const NUMS: &[&str] = &[
+                "0",
+                "-0",
+                "7",
+                "-12",
+                "123456789012345",
+                "1234567890123456",
+                "9007199254740993",
+                "-9223372036854775808",
+                "18446744073709551615",
+                "18446744073709551616",
+                "123456789012345678901234567890",
+                "0.5",
+                "-0.0",
+                "1.7976931348623157e308",
+                "1e400",
+                "-1e400",
+                "2.5E-3",
+                "1e+2",
+                "4e-400",
+                "0.1000000000000000055511151231257827",
+                "3.14159265358979323846264338",
+                "00",
+                "01",
+                "1.",
+                ".5",
+                "-",
+                "1e",
+                "+1",
+                "1.5e+",
+                "0x10",
+            ];
+            out.push_str(NUMS[rng.usize(..NUMS.len())]);
+        }
+        3 | 4 => {
+            const STRS: &[&str] = &[
+                "a",
+                "",
+                "To",
+                "é",
+                "x y",
+                r"\n",
+                r#"\""#,
+                r"\\",
+                r"\/",
+                r"\u00e9",
+                r"\u0000",
+                r"\ud83d\ude00",
+                r"\ud800",
+                r"\udc00x",
+                r"\u12",
+                r"\x",
+                "\u{1}",
+                "\u{7f}",
+                r"\b\f\r\t",
+                "tab\tin",
+            ];
+            out.push('"');
+            for _ in 0..rng.usize(0..3) {
+                out.push_str(STRS[rng.usize(..STRS.len())]);
+            }
+            out.push('"');
+        }
+        5 => {
+            let n = if deep { 70 } else { rng.usize(0..4) };
+            out.push('[');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                random_text(rng, depth + 1, out);
+            }
+            ws(rng, out);
+            out.push(']');
+        }
+        _ => {
+            out.push('{');
+            for i in 0..rng.usize(0..5) {
+                if i > 0 {
+                    out.push(',');
+                }
+                ws(rng, out);
+                out.push('"');
+                out.push_str(KEYS[rng.usize(..KEYS.len())]);
+                out.push('"');
+                ws(rng, out);
+                out.push(':');
+                random_text(rng, depth + 1, out);
+            }
+            ws(rng, out);
+            out.push('}');
+        }
+    }
+    ws(rng, out);
+}
+
+fn random_need(rng: &mut fastrand::Rng, depth: usize) -> super::need::Need {
+    use super::need::Need;
+    if depth > 2 || rng.u8(..4) == 0 {
+        return Need::Full;
+    }
+    Need::Keys(
+        (0..rng.usize(0..3))
+            .map(|_| {
+                (
+                    KEYS[rng.usize(..KEYS.len())].into(),
+                    random_need(rng, depth + 1),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Node equality with numbers compared by their bits (`-0.0` is not `0.0` here).
+fn same_node(a: &super::node::Node<'_>, b: &super::node::Node<'_>) -> bool {
+    use super::node::Node;
+    match (a, b) {
+        (Node::Num(x), Node::Num(y)) => x.to_bits() == y.to_bits(),
+        (Node::Arr(x), Node::Arr(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_node(p, q))
+        }
+        (Node::Obj(x), Node::Obj(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k, p), (l, q))| k == l && same_node(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+/// The fast scanner against serde_json (the road it steps aside for): whenever the scanner
+/// answers, serde_json accepts the same text and builds the same tree, numbers bit for bit.
+/// Texts are generated, then sometimes broken by one edit. `COURIER_FAST_CASES` scales it.
+#[test]
+fn the_ctx_scanner_agrees_with_serde_json() {
+    use serde::de::DeserializeSeed as _;
+    let cases: usize = std::env::var("COURIER_FAST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+        * 5;
+    let mut rng = fastrand::Rng::with_seed(0x5ca9);
+    let (mut answered, mut valid) = (0, 0);
+    for case in 0..cases {
+        let mut text = String::new();
+        random_text(&mut rng, 0, &mut text);
+        if rng.u8(..4) == 0 && !text.is_empty() {
+            // One edit at an ASCII position: delete, or insert a structural character.
+            let ascii: Vec<usize> = text
+                .char_indices()
+                .filter(|(_, c)| c.is_ascii())
+                .map(|(i, _)| i)
+                .collect();
+            if let Some(&at) = ascii.get(rng.usize(..ascii.len().max(1))) {
+                if rng.bool() {
+                    text.remove(at);
+                } else {
+                    let c = [',', ':', '"', '\\', '{', ']', '-', 'e', '0', ' '][rng.usize(..10)];
+                    text.insert(at, c);
+                }
+            }
+        }
+        let need = random_need(&mut rng, 0);
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let reference = super::node::Seed(&need)
+            .deserialize(&mut de)
+            .and_then(|n| de.end().map(|()| n));
+        valid += usize::from(reference.is_ok());
+        if let Some(node) = super::scan::parse(&text, &need) {
+            answered += 1;
+            match &reference {
+                Ok(r) => assert!(
+                    same_node(&node, r),
+                    "case {case}: {node:?} vs serde_json's {r:?}\n{text}"
+                ),
+                Err(e) => {
+                    panic!("case {case}: scanner accepted what serde_json refuses ({e}):\n{text}")
+                }
+            }
+        }
+    }
+    eprintln!("{cases} texts, {valid} valid, {answered} answered by the scanner");
+    // Most valid texts are plain enough for the scanner.
+    assert!(answered * 2 > valid, "{answered} of {valid}");
+}
+
+/// The samples' ctx text (what deliveries render from) is all plain: the scanner reads it.
+#[test]
+fn the_scanner_reads_every_sample_ctx() {
+    let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
+    let program = template.fast_program().unwrap();
+    for (name, _, message) in samples::all() {
+        for style in [CtxStyle::Pascal, CtxStyle::Snake] {
+            let text = ctx::to_json(&message, style);
+            assert!(
+                super::scan::parse(&text, &program.need).is_some(),
+                "{name} ({style:?})"
+            );
+        }
+    }
+}

@@ -28,7 +28,7 @@ use jrsonnet_evaluator::{IStr, ObjValueBuilder, Val};
 use jrsonnet_gcmodule::Trace;
 use serde::de::{Deserialize as _, Error as _};
 
-mod scan;
+pub(super) mod scan;
 
 use scan::{plainly_valid, skip_string, skip_value, skip_ws, Validated};
 

@@ -10,7 +10,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 /// Nesting the fast scanner accepts; serde_json's own limit is 127 levels, and deeper text goes
 /// to serde_json so that the limit and its error are serde_json's.
-pub(super) const PLAIN_MAX_DEPTH: usize = 64;
+pub(in crate::template) const PLAIN_MAX_DEPTH: usize = 64;
 /// Digits in a number the fast scanner accepts; longer numbers go to serde_json, which decides
 /// whether they are in range.
 pub(super) const PLAIN_MAX_DIGITS: usize = 40;
@@ -176,7 +176,7 @@ impl Check<'_> {
     }
 }
 
-pub(super) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(in crate::template) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
     }
@@ -243,7 +243,7 @@ pub(super) fn skip_string(b: &[u8], i: usize) -> (usize, bool) {
 
 /// The first index at or after `i` holding `"`, `\`, or (with `control`) a byte below 0x20; or
 /// `b.len()`. Eight bytes at a time, as serde_json does: strings are most of a ctx.
-pub(super) fn find_special(b: &[u8], mut i: usize, control: bool) -> usize {
+pub(in crate::template) fn find_special(b: &[u8], mut i: usize, control: bool) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     while let Some(chunk) = b.get(i..i + 8) {
