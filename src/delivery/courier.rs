@@ -4,6 +4,7 @@
 //! channel's template renders over the ctx), send (the channel's transport), record (the answer
 //! into the [`Attempt`], classed by the policy).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +13,7 @@ use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
 use crate::message::{ctx, CtxStyle, Message};
 use crate::smtp::{self as smtp, Mailer, PreparedMail, TransportOptions};
-use crate::template::{source::Loader, Ctx, Pool, RenderError, StyleChoice, Template};
+use crate::template::{fast, source::Loader, Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
@@ -198,7 +199,7 @@ impl Courier {
             let (mail, notes) = prepare_mail(&setup, mailer, message);
             return super::smtp::attempt(mailer, mail.as_ref(), notes, number).await;
         }
-        let make_ctx = |composer: &Composer, style| prepare(composer, message, style);
+        let make_ctx = |composer: &Composer, _| prepare(composer, message);
         self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
             .await
     }
@@ -206,7 +207,7 @@ impl Courier {
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
     pub async fn attempt_with_ctx(&self, channel: &str, ctx: Ctx, number: u32) -> Attempt {
         let prepared = Prepared {
-            ctx,
+            ctx: CtxSource::Ctx(ctx),
             notes: Vec::new(),
         };
         self.attempt_inner(channel, None, |_, _| Ok(prepared), number)
@@ -214,11 +215,11 @@ impl Courier {
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
-    async fn attempt_inner(
+    async fn attempt_inner<'m>(
         &self,
         channel: &str,
         id: Option<&str>,
-        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared, ComposeError>,
+        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared<'m>, ComposeError>,
         number: u32,
     ) -> Attempt {
         let mut a = Attempt::start(number);
@@ -265,11 +266,11 @@ impl Courier {
 
     /// Render phase: the payload, `None` when the channel sends none. Notes of message templates
     /// that fell back to the built-in ones go to `notes`.
-    async fn render(
+    async fn render<'m>(
         &self,
         route: &Route,
         composer: &Composer,
-        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared, ComposeError>,
+        make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared<'m>, ComposeError>,
         notes: &mut Vec<String>,
     ) -> Result<Option<String>, RenderFailure> {
         match &route.template {
@@ -277,14 +278,35 @@ impl Courier {
                 let prepared =
                     make_ctx(composer, route.style.style).map_err(RenderFailure::Compose)?;
                 notes.extend(prepared.notes);
+                let ctx = match prepared.ctx {
+                    CtxSource::Ctx(ctx) => ctx,
+                    CtxSource::Message(m) => {
+                        // The fast path reads the message's ctx view directly; without it (or
+                        // when it declines), the pool gets the ctx as JSON text.
+                        let style = route.style.style;
+                        if let Some(payload) = self.fast(t, &ctx::view(&m, style)) {
+                            return Ok(Some(payload));
+                        }
+                        Ctx::Json(ctx::to_json(&m, style))
+                    }
+                };
                 self.pool
-                    .render(t, prepared.ctx)
+                    .render(t, ctx)
                     .await
                     .map(Some)
                     .map_err(RenderFailure::Template)
             }
             _ => Ok(None),
         }
+    }
+
+    /// `template` over the ctx `view`, by the compiled fast path on this task; `None` when the
+    /// template is outside the subset or this render needs the evaluator.
+    fn fast(&self, template: &Template, view: &impl serde::Serialize) -> Option<String> {
+        let program = template.fast_program().ok()?;
+        let mut out = String::with_capacity(512);
+        fast::render_serialize(program, view, &mut out, self.pool.limits()).ok()?;
+        Some(out)
     }
 
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
@@ -303,7 +325,7 @@ impl Courier {
         let mut attempts = Vec::with_capacity(1);
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
-            let make_ctx = |composer: &Composer, style| prepare(composer, message, style);
+            let make_ctx = |composer: &Composer, _| prepare(composer, message);
             let a = self
                 .attempt_inner(message.channel(), Some(&id), make_ctx, number)
                 .await;
@@ -370,17 +392,13 @@ impl Courier {
     }
 }
 
-/// The ctx of `message` in `style`. A message with neither subject nor bodies is composed first
+/// The ctx of `message`. A message with neither subject nor bodies is composed first
 /// from the message templates of its type (when the reference has some for its channel); one that
 /// carries its own is used as given.
-fn prepare(
-    composer: &Composer,
-    message: &Message,
-    style: CtxStyle,
-) -> Result<Prepared, ComposeError> {
+fn prepare<'m>(composer: &Composer, message: &'m Message) -> Result<Prepared<'m>, ComposeError> {
     if !compose::needs_composing(message) {
         return Ok(Prepared {
-            ctx: Ctx::Json(ctx::to_json(message, style)),
+            ctx: CtxSource::Message(Cow::Borrowed(message)),
             notes: Vec::new(),
         });
     }
@@ -392,7 +410,7 @@ fn prepare(
         Err(e) => return Err(e),
     };
     Ok(Prepared {
-        ctx: Ctx::Json(ctx::to_json(&composed, style)),
+        ctx: CtxSource::Message(Cow::Owned(composed)),
         notes,
     })
 }
@@ -424,9 +442,17 @@ fn prepare_mail(
 }
 
 /// The render phase's input: the ctx, and the notes of composing the message.
-struct Prepared {
-    ctx: Ctx,
+struct Prepared<'m> {
+    ctx: CtxSource<'m>,
     notes: Vec<String>,
+}
+
+/// Where the ctx comes from.
+enum CtxSource<'m> {
+    /// A ctx given as is.
+    Ctx(Ctx),
+    /// The ctx view of a message (as given, or composed).
+    Message(Cow<'m, Message>),
 }
 
 /// Why the render phase produced no payload.

@@ -78,6 +78,12 @@ pub fn to_json(message: &Message, style: CtxStyle) -> String {
     serde_json::to_string(&View { message, style }).unwrap_or_default()
 }
 
+/// The ctx of `message` in `style` as a value to serialize: what [`to_json`] writes, for
+/// readers that take it without the text.
+pub(crate) fn view(message: &Message, style: CtxStyle) -> impl Serialize + '_ {
+    View { message, style }
+}
+
 /// A message seen as a ctx in one key style.
 struct View<'a> {
     message: &'a Message,

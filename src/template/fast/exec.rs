@@ -167,6 +167,20 @@ pub(super) fn render(
     run(program, &node, out, limits)
 }
 
+/// Renders over the ctx that `value` serializes to, built without its JSON text.
+pub(super) fn render_serialize<T: serde::Serialize + ?Sized>(
+    program: &Program,
+    value: &T,
+    out: &mut String,
+    limits: &Limits,
+) -> R<()> {
+    if limits.max_stack < program.min_stack() {
+        return Err(Fallback);
+    }
+    let node = super::build::from_serialize(value, &program.need).ok_or(Fallback)?;
+    run(program, &node, out, limits)
+}
+
 fn run(program: &Program, node: &Node<'_>, out: &mut String, limits: &Limits) -> R<()> {
     let mut ex = Exec {
         env: vec![V::Null; program.slots],

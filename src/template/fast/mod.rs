@@ -15,6 +15,7 @@
 //! code in `error.rs`), and is correct because evaluation is deterministic: whatever the fast path
 //! computed without error, the lazy evaluator computes the same way for the parts it reads.
 
+mod build;
 mod compile;
 mod exec;
 mod need;
@@ -71,6 +72,22 @@ pub(crate) fn render(
 ) -> Result<(), Fallback> {
     out.clear();
     exec::render(program, ctx, out, limits)
+}
+
+/// Like [`render`], over the ctx that `value` serializes to (a message's ctx view), built
+/// without writing it as JSON text first.
+///
+/// # Errors
+/// As [`render`], and also when the value holds something whose JSON text form the tree
+/// cannot mirror for sure; the caller then writes the text and renders from it.
+pub(crate) fn render_serialize<T: serde::Serialize + ?Sized>(
+    program: &Program,
+    value: &T,
+    out: &mut String,
+    limits: &super::Limits,
+) -> Result<(), Fallback> {
+    out.clear();
+    exec::render_serialize(program, value, out, limits)
 }
 
 #[cfg(test)]

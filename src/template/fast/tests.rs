@@ -739,3 +739,81 @@ fn the_scanner_reads_every_sample_ctx() {
         }
     }
 }
+
+/// A ctx read from the message's view (no JSON text) is the tree read from its text, for every
+/// sample in both styles, distinct variants, and every shipped template's need or the whole.
+#[test]
+fn the_ctx_built_from_a_message_is_the_ctx_read_from_its_text() {
+    let samples: Vec<_> = samples::all().map(|(_, _, m)| m).collect();
+    let mut needs = vec![super::need::Need::Full];
+    for (name, source) in shipped() {
+        needs.push(
+            Template::new(name, source)
+                .fast_program()
+                .unwrap()
+                .need
+                .clone(),
+        );
+    }
+    for i in 0..samples.len() as u64 * 2 {
+        let message = samples::distinct(&samples, i);
+        for style in [CtxStyle::Pascal, CtxStyle::Snake] {
+            let text = ctx::to_json(&message, style);
+            for need in &needs {
+                let built = super::build::from_serialize(&ctx::view(&message, style), need)
+                    .expect("a sample's view is plain");
+                let read = super::scan::parse(&text, need).unwrap();
+                assert!(same_node(&built, &read), "sample {i} ({style:?})");
+            }
+        }
+    }
+}
+
+/// Rendering from the message's view gives the evaluator's payload, for every shipped template
+/// over every sample; a ctx nested past the scanner's depth is declined (the text road decides).
+#[test]
+fn rendering_from_a_message_matches_the_evaluator() {
+    let mut pair = Pair::new(Limits::default());
+    for (name, source) in shipped() {
+        let template = Template::new(name.clone(), source);
+        let program = template.fast_program().unwrap();
+        for (ty, kind, message) in samples::all() {
+            for style in [CtxStyle::Pascal, CtxStyle::Snake] {
+                let text = ctx::to_json(&message, style);
+                let mut expected = String::new();
+                let ok = pair
+                    .evaluator
+                    .render_into(&template, CtxRef::Json(&text), &mut expected)
+                    .is_ok();
+                let mut got = String::new();
+                let fast = super::render_serialize(
+                    program,
+                    &ctx::view(&message, style),
+                    &mut got,
+                    pair.engine.limits(),
+                );
+                let what = format!("{name} over {ty:?}/{kind:?} ({style:?})");
+                match (fast, ok) {
+                    (Ok(()), true) => assert_eq!(got, expected, "{what}"),
+                    (Ok(()), false) => {
+                        panic!("fast path rendered where the evaluator failed: {what}")
+                    }
+                    (Err(_), _) => assert!(!ok, "fast path declined a good render: {what}"),
+                }
+            }
+        }
+    }
+    let (_, _, mut message) = samples::all().next().unwrap();
+    let mut deep = Value::Null;
+    for _ in 0..70 {
+        deep = serde_json::json!({ "a": deep });
+    }
+    message
+        .request_headers
+        .get_or_insert_with(Default::default)
+        .insert("x".into(), deep);
+    let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
+    let view = ctx::view(&message, CtxStyle::Pascal);
+    let need = &template.fast_program().unwrap().need;
+    assert!(super::build::from_serialize(&view, need).is_none());
+}

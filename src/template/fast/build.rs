@@ -1,0 +1,468 @@
+//! Builds the ctx [`Node`] tree straight from a value that serializes to the ctx (the message's
+//! view), with no JSON text in between: the tree is the one `scan.rs` would build from
+//! `serde_json::to_string` of the same value. Parts the template never reads are walked only to
+//! check their nesting, since text nested beyond serde_json's recursion limit would not parse.
+//! Anything whose text form is not obviously the same (floats other than `f64`, bytes, enums
+//! with data, 128-bit integers, serde_json's raw values, non-string map keys, deep nesting) is
+//! answered with `None`, and the caller writes the JSON text instead.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+
+use super::need::Need;
+use super::node::{self, Node};
+use crate::template::lazy::scan::PLAIN_MAX_DEPTH;
+
+/// The parts of `value`'s ctx that `need` asks for, or `None` when the text road must decide.
+pub(super) fn from_serialize<T: Serialize + ?Sized>(
+    value: &T,
+    need: &Need,
+) -> Option<Node<'static>> {
+    value
+        .serialize(Build {
+            need: Some(need),
+            depth: 0,
+        })
+        .ok()
+}
+
+/// Not sure: the caller takes the text road.
+#[derive(Debug)]
+pub(super) struct Unsure;
+
+impl fmt::Display for Unsure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a plain ctx")
+    }
+}
+
+impl std::error::Error for Unsure {}
+
+impl ser::Error for Unsure {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Unsure
+    }
+}
+
+/// Builds what `need` asks for; with no need, only checks the nesting and builds `Null`.
+#[derive(Clone, Copy)]
+struct Build<'n> {
+    need: Option<&'n Need>,
+    /// Containers around the value.
+    depth: usize,
+}
+
+impl<'n> Build<'n> {
+    fn leaf(self, node: Node<'static>) -> Result<Node<'static>, Unsure> {
+        Ok(if self.need.is_some() {
+            node
+        } else {
+            Node::Null
+        })
+    }
+
+    /// The builder for a container's items, one level deeper.
+    fn inner(self) -> Result<Self, Unsure> {
+        if self.depth >= PLAIN_MAX_DEPTH {
+            return Err(Unsure);
+        }
+        Ok(Build {
+            need: self.need,
+            depth: self.depth + 1,
+        })
+    }
+}
+
+type R = Result<Node<'static>, Unsure>;
+
+macro_rules! numbers {
+    ($($method:ident: $t:ty),*) => {$(
+        // serde_json writes integers as their digits and reads them back exactly as this cast.
+        fn $method(self, v: $t) -> R {
+            self.leaf(Node::Num(v as f64))
+        }
+    )*};
+}
+
+impl<'n> ser::Serializer for Build<'n> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+    type SerializeSeq = Seq<'n>;
+    type SerializeTuple = Seq<'n>;
+    type SerializeTupleStruct = Seq<'n>;
+    type SerializeTupleVariant = ser::Impossible<Node<'static>, Unsure>;
+    type SerializeMap = Map<'n>;
+    type SerializeStruct = Map<'n>;
+    type SerializeStructVariant = ser::Impossible<Node<'static>, Unsure>;
+
+    numbers!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+
+    fn serialize_bool(self, v: bool) -> R {
+        self.leaf(Node::Bool(v))
+    }
+
+    fn serialize_f32(self, _: f32) -> R {
+        Err(Unsure)
+    }
+
+    fn serialize_f64(self, v: f64) -> R {
+        if !v.is_finite() {
+            // serde_json writes these as `null`.
+            return self.leaf(Node::Null);
+        }
+        if self.need.is_none() {
+            return Ok(Node::Null);
+        }
+        // Through the text, as the other road goes: serde_json's reading need not round-trip.
+        let text = serde_json::to_string(&v).map_err(|_| Unsure)?;
+        let n = serde_json::from_str::<f64>(&text).map_err(|_| Unsure)?;
+        self.leaf(Node::Num(n))
+    }
+
+    fn serialize_char(self, v: char) -> R {
+        self.leaf(Node::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn serialize_str(self, v: &str) -> R {
+        if self.need.is_none() {
+            return Ok(Node::Null);
+        }
+        Ok(Node::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn serialize_bytes(self, _: &[u8]) -> R {
+        Err(Unsure)
+    }
+
+    fn serialize_none(self) -> R {
+        self.leaf(Node::Null)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> R {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> R {
+        self.leaf(Node::Null)
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> R {
+        self.leaf(Node::Null)
+    }
+
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> R {
+        self.leaf(Node::Str(Cow::Borrowed(variant)))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> R {
+        if name.starts_with("$serde_json") {
+            return Err(Unsure);
+        }
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> R {
+        Err(Unsure)
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'n>, Unsure> {
+        let items = if self.need.is_some() {
+            Vec::with_capacity(len.unwrap_or(4))
+        } else {
+            Vec::new()
+        };
+        Ok(Seq {
+            // Arrays are built whole.
+            item: Build {
+                need: self.need.map(|_| &Need::Full),
+                depth: self.inner()?.depth,
+            },
+            items,
+        })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'n>, Unsure> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'n>, Unsure> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Map<'n>, Unsure> {
+        Ok(Map {
+            of: self.inner()?,
+            members: Vec::new(),
+            key: None,
+        })
+    }
+
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Map<'n>, Unsure> {
+        if name.starts_with("$serde_json") {
+            return Err(Unsure);
+        }
+        self.serialize_map(None)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Unsure> {
+        Err(Unsure)
+    }
+}
+
+struct Seq<'n> {
+    item: Build<'n>,
+    items: Vec<Node<'static>>,
+}
+
+impl ser::SerializeSeq for Seq<'_> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
+        let node = value.serialize(self.item)?;
+        if self.item.need.is_some() {
+            self.items.push(node);
+        }
+        Ok(())
+    }
+
+    fn end(self) -> R {
+        self.item.leaf(Node::Arr(self.items))
+    }
+}
+
+impl ser::SerializeTuple for Seq<'_> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+
+    fn end(self) -> R {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Seq<'_> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+
+    fn end(self) -> R {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+struct Map<'n> {
+    /// The builder of this object's members (their need is looked up per key).
+    of: Build<'n>,
+    members: Vec<(Cow<'static, str>, Node<'static>)>,
+    key: Option<String>,
+}
+
+impl Map<'_> {
+    fn member<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Unsure> {
+        let need = self.of.need.and_then(|n| n.member(key));
+        let node = value.serialize(Build {
+            need,
+            depth: self.of.depth,
+        })?;
+        if need.is_some() {
+            self.members.push((Cow::Owned(key.to_owned()), node));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> R {
+        self.of.leaf(node::object(self.members))
+    }
+}
+
+impl ser::SerializeMap for Map<'_> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unsure> {
+        self.key = Some(key.serialize(KeyText)?);
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
+        let key = self.key.take().ok_or(Unsure)?;
+        self.member(&key, value)
+    }
+
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+        &mut self,
+        key: &K,
+        value: &V,
+    ) -> Result<(), Unsure> {
+        let key = key.serialize(KeyText)?;
+        self.member(&key, value)
+    }
+
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Map<'_> {
+    type Ok = Node<'static>;
+    type Error = Unsure;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Unsure> {
+        self.member(key, value)
+    }
+
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+/// A map key: strings only (serde_json would write other keys in ways left to it).
+struct KeyText;
+
+macro_rules! refuse {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, _: $t) -> Result<String, Unsure> {
+            Err(Unsure)
+        }
+    )*};
+}
+
+impl ser::Serializer for KeyText {
+    type Ok = String;
+    type Error = Unsure;
+    type SerializeSeq = ser::Impossible<String, Unsure>;
+    type SerializeTuple = ser::Impossible<String, Unsure>;
+    type SerializeTupleStruct = ser::Impossible<String, Unsure>;
+    type SerializeTupleVariant = ser::Impossible<String, Unsure>;
+    type SerializeMap = ser::Impossible<String, Unsure>;
+    type SerializeStruct = ser::Impossible<String, Unsure>;
+    type SerializeStructVariant = ser::Impossible<String, Unsure>;
+
+    refuse!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_f32: f32, serialize_f64: f64, serialize_char: char,
+        serialize_bytes: &[u8], serialize_unit_struct: &'static str);
+
+    fn serialize_str(self, v: &str) -> Result<String, Unsure> {
+        Ok(v.to_owned())
+    }
+
+    fn serialize_none(self) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_unit(self) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Unsure> {
+        Err(Unsure)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Unsure> {
+        Err(Unsure)
+    }
+}
