@@ -399,7 +399,7 @@ async fn the_rate_limit_answers_429_per_token_until_the_bucket_refills() {
             |s| {
                 s.tokens = vec![Secret::new(TOKEN), Secret::new("other-token-9876543210")];
                 s.rate_limit = Some(jsonnet_courier::config::settings::RateLimitSettings {
-                    rate: 2.0,
+                    rate: 1.0,
                     burst: Some(3),
                 });
             },
@@ -408,10 +408,35 @@ async fn the_rate_limit_answers_429_per_token_until_the_bucket_refills() {
         let bearer = format!("Bearer {TOKEN}");
         let a: &[(&str, &str)] = &[("authorization", &bearer)];
         let b: &[(&str, &str)] = &[("authorization", "Bearer other-token-9876543210")];
-        // The burst, then 429 with Retry-After and a JSON body; a limited POST stores nothing.
-        for _ in 0..3 {
-            assert_eq!(get(svc.addr, "/messages", a).await.status, 200);
-        }
+        // The burst (and what refills meanwhile on a slow machine), then 429.
+        let limited = |what: &'static str| {
+            move |r: &crate::support::HttpReply| {
+                assert_eq!(r.status, 429, "{what}: {}", r.text());
+                // At 1 per second the next request is at most a second away.
+                assert_eq!(r.header("retry-after"), Some("1"), "{what}");
+                assert_eq!(r.header("content-type"), Some("application/json"));
+                let v = r.json();
+                assert_eq!(v["error"]["code"], 429);
+                let reason = v["error"]["reason"].as_str().unwrap().to_owned();
+                assert!(
+                    reason.contains("1/s per API token, bursts of 3"),
+                    "{reason}"
+                );
+                reason
+            }
+        };
+        let mut allowed = 0;
+        let r = loop {
+            let r = get(svc.addr, "/messages", a).await;
+            if r.status != 200 {
+                break r;
+            }
+            allowed += 1;
+            assert!(allowed < 10, "the bucket never empties");
+        };
+        assert!(allowed >= 3, "only {allowed} allowed");
+        limited("the first refusal")(&r);
+        // A limited POST stores nothing.
         let r = post_json(
             svc.addr,
             "/messages",
@@ -419,16 +444,7 @@ async fn the_rate_limit_answers_429_per_token_until_the_bucket_refills() {
             stub("limited@example.com").to_string(),
         )
         .await;
-        assert_eq!(r.status, 429, "{}", r.text());
-        assert_eq!(r.header("retry-after"), Some("1"));
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        let v = r.json();
-        assert_eq!(v["error"]["code"], 429);
-        let reason = v["error"]["reason"].as_str().unwrap();
-        assert!(
-            reason.contains("2 requests per second per API token, bursts of 3"),
-            "{reason}"
-        );
+        let reason = limited("a POST")(&r);
         assert!(!reason.contains(TOKEN), "{reason}");
         assert_eq!(stored_count(&*store).await, 0);
         // Another token has its own bucket; health probes are not counted.
@@ -436,7 +452,7 @@ async fn the_rate_limit_answers_429_per_token_until_the_bucket_refills() {
         for _ in 0..5 {
             assert_eq!(get(svc.addr, "/health/alive", &[]).await.status, 200);
         }
-        // After Retry-After, the bucket has refilled (two requests at 2 per second).
+        // After Retry-After, the bucket has refilled.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let r = post_json(
             svc.addr,
@@ -454,7 +470,7 @@ async fn the_rate_limit_answers_429_per_token_until_the_bucket_refills() {
             assert!(allowed < 10, "the bucket never empties");
         }
         let limited = metric(svc.addr, b, "courier_api_rate_limited_total").await;
-        assert_eq!(limited, Some(2.0));
+        assert_eq!(limited, Some(3.0));
         svc.stop().await;
     })
     .await;

@@ -59,10 +59,7 @@ impl RateLimiter {
 
     /// The limit in words, for the 429 answer.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} requests per second per API token, bursts of {}",
-            self.rate, self.capacity
-        )
+        format!("{}/s per API token, bursts of {}", self.rate, self.capacity)
     }
 }
 
