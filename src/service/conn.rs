@@ -1,13 +1,15 @@
 //! The API's connections under abuse limits: at most `max_connections` open at once (past it a
 //! new connection is answered 503 and closed, the open ones carry on), and a request head within
-//! `header_read_timeout` (hyper's HTTP/1 timer, which also ends idle keep-alive connections, plus
-//! a deadline on the first request here, because the HTTP/2 detection reads before that timer
-//! starts). The body deadline is the handlers' ([`super::api::body`]).
+//! `header_read_timeout`. HTTP/1 heads and idle keep-alive connections are hyper's timer; the
+//! first request is also timed here, because the HTTP/2 detection reads before that timer starts;
+//! an HTTP/2 connection with no request in flight for that long is closed here (hyper has no such
+//! timer for HTTP/2). The body deadline is the handlers' ([`super::api::body`]).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -72,11 +74,17 @@ impl Connections {
         let slot = Slot::new(permit, Arc::clone(&self.metrics));
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(Notify::new());
-        let seen = Arc::clone(&first_request);
-        let service = hyper::service::service_fn(move |req| {
+        let activity = Arc::new(Activity::new());
+        let (seen, active) = (Arc::clone(&first_request), Arc::clone(&activity));
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             seen.notify_one();
+            let request = active.begin(req.version() == hyper::Version::HTTP_2);
             let answer = handle(req);
-            async move { Ok::<_, Infallible>(answer.await) }
+            async move {
+                let answer = answer.await;
+                drop(request);
+                Ok::<_, Infallible>(answer)
+            }
         });
         let conn = self
             .builder
@@ -96,6 +104,19 @@ impl Connections {
             };
             let ended = match ended {
                 Some(ended) => ended,
+                None if activity.http2.load(Ordering::Relaxed) => {
+                    // Checked a few times per period: closed between 1 and 1.25 periods idle.
+                    let mut every = tokio::time::interval(deadline / 4);
+                    loop {
+                        tokio::select! {
+                            ended = &mut watched => break ended,
+                            _ = every.tick() => if activity.idle_for() >= deadline {
+                                slot.metrics.api_timeout(true);
+                                return;
+                            },
+                        }
+                    }
+                }
                 None => watched.await,
             };
             if let Err(e) = ended {
@@ -133,6 +154,54 @@ impl Connections {
             };
             let _ = tokio::time::timeout(LINGER, drain).await;
         });
+    }
+}
+
+/// Requests in flight on a connection and when the last one ended, for the HTTP/2 idle check.
+struct Activity {
+    base: Instant,
+    http2: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Nanoseconds from `base` to the end of the last request.
+    last_end: AtomicU64,
+}
+
+/// A request in flight on a connection (ends when dropped).
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            http2: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>, http2: bool) -> InFlight {
+        if http2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    /// How long no request has been in flight (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.last_end.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

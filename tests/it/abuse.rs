@@ -240,6 +240,35 @@ async fn slow_request_heads_are_cut() {
             "{seen:?}"
         );
         assert_eq!(seen.answers()[0].status, 200);
+        // So is an HTTP/2 connection with no request in flight (hyper has no timer for it).
+        let stream = TcpStream::connect(svc.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("an HTTP/2 handshake");
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::get(format!("http://{}/health/alive", svc.addr))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let r = sender.send_request(req).await.expect("an HTTP/2 answer");
+        assert_eq!(
+            (r.version(), r.status().as_u16()),
+            (hyper::Version::HTTP_2, 200)
+        );
+        let answered = Instant::now();
+        tokio::time::timeout(limit, conn)
+            .await
+            .expect("the HTTP/2 connection is still open")
+            .unwrap()
+            .ok();
+        let idle = answered.elapsed();
+        assert!(
+            idle >= Duration::from_millis(450) && idle < Duration::from_secs(5),
+            "HTTP/2 closed after {idle:?} idle"
+        );
+        drop(sender);
         // A client that sends its head in time is served.
         let r = get(svc.addr, "/health/alive", &[]).await;
         assert_eq!(r.status, 200);
@@ -249,7 +278,7 @@ async fn slow_request_heads_are_cut() {
             "courier_api_timeouts_total{phase=\"header\"}",
         )
         .await;
-        assert_eq!(cut, Some(4.0));
+        assert_eq!(cut, Some(5.0));
         svc.stop().await;
     })
     .await;
