@@ -106,7 +106,8 @@ impl Connections {
                 Some(ended) => ended,
                 None if activity.http2.load(Ordering::Relaxed) => {
                     // Checked a few times per period: closed between 1 and 1.25 periods idle.
-                    let mut every = tokio::time::interval(deadline / 4);
+                    let mut every =
+                        tokio::time::interval((deadline / 4).max(Duration::from_millis(1)));
                     loop {
                         tokio::select! {
                             ended = &mut watched => break ended,
