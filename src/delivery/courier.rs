@@ -4,7 +4,6 @@
 //! channel's template renders over the ctx), send (the channel's transport), record (the answer
 //! into the [`Attempt`], classed by the policy).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -259,17 +258,15 @@ impl Courier {
                 let prepared =
                     make_ctx(composer, route.style.style).map_err(RenderFailure::Compose)?;
                 notes.extend(prepared.notes);
-                let ctx = match prepared.ctx {
-                    CtxSource::Ctx(ctx) => ctx,
-                    CtxSource::Message(m) => {
-                        // The fast path reads the message's ctx view directly; without it (or
-                        // when it declines), the pool gets the ctx as JSON text.
-                        let style = route.style.style;
-                        if let Some(payload) = self.fast(t, &ctx::view(&m, style)) {
-                            return Ok(Some(payload));
-                        }
-                        Ctx::Json(ctx::to_json(&m, style))
-                    }
+                let style = route.style.style;
+                let rendered = match prepared.ctx {
+                    CtxSource::Ctx(ctx) => Err(ctx),
+                    CtxSource::Message(m) => self.fast_or_text(t, m, style),
+                    CtxSource::Composed(m) => self.fast_or_text(t, &m, style),
+                };
+                let ctx = match rendered {
+                    Ok(payload) => return Ok(Some(payload)),
+                    Err(ctx) => ctx,
                 };
                 self.pool
                     .render(t, ctx)
@@ -281,13 +278,23 @@ impl Courier {
         }
     }
 
-    /// `template` over the ctx `view`, by the compiled fast path on this task; `None` when the
-    /// template is outside the subset or this render needs the evaluator.
-    fn fast(&self, template: &Template, view: &impl serde::Serialize) -> Option<String> {
-        let program = template.fast_program().ok()?;
-        let mut out = String::with_capacity(512);
-        fast::render_serialize(program, view, &mut out, self.pool.limits()).ok()?;
-        Some(out)
+    /// The payload of `template` over `message`'s ctx by the compiled fast path on this task,
+    /// which reads the message's ctx view directly; else (the template is outside the subset,
+    /// or this render needs the evaluator) the ctx as JSON text, for the pool.
+    fn fast_or_text(
+        &self,
+        template: &Template,
+        message: &Message,
+        style: CtxStyle,
+    ) -> Result<String, Ctx> {
+        if let Ok(program) = template.fast_program() {
+            let mut out = String::with_capacity(512);
+            let view = ctx::view(message, style);
+            if fast::render_serialize(program, &view, &mut out, self.pool.limits()).is_ok() {
+                return Ok(out);
+            }
+        }
+        Err(Ctx::Json(ctx::to_json(message, style)))
     }
 
     /// Delivers `message` with the retry policy, waiting between attempts, and reports every
@@ -379,7 +386,7 @@ impl Courier {
 fn prepare<'m>(composer: &Composer, message: &'m Message) -> Result<Prepared<'m>, ComposeError> {
     if !compose::needs_composing(message) {
         return Ok(Prepared {
-            ctx: CtxSource::Message(Cow::Borrowed(message)),
+            ctx: CtxSource::Message(message),
             notes: Vec::new(),
         });
     }
@@ -391,7 +398,7 @@ fn prepare<'m>(composer: &Composer, message: &'m Message) -> Result<Prepared<'m>
         Err(e) => return Err(e),
     };
     Ok(Prepared {
-        ctx: CtxSource::Message(Cow::Owned(composed)),
+        ctx: CtxSource::Composed(Box::new(composed)),
         notes,
     })
 }
@@ -432,8 +439,10 @@ struct Prepared<'m> {
 enum CtxSource<'m> {
     /// A ctx given as is.
     Ctx(Ctx),
-    /// The ctx view of a message (as given, or composed).
-    Message(Cow<'m, Message>),
+    /// The ctx view of a message as given.
+    Message(&'m Message),
+    /// The ctx view of a message composed from its message templates.
+    Composed(Box<Message>),
 }
 
 /// Why the render phase produced no payload.

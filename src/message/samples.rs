@@ -53,31 +53,6 @@ pub fn all() -> impl Iterator<Item = (TemplateType, MessageType, Message)> {
         .filter_map(|(t, k)| message(t, k).map(|m| (t, k, m)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_sample_parses_and_matches_its_slot() {
-        let mut count = 0;
-        for (t, kind) in TemplateType::ALL
-            .into_iter()
-            .map(|t| (t, MessageType::Email))
-            .chain(TemplateType::SMS.into_iter().map(|t| (t, MessageType::Sms)))
-        {
-            let raw = json(t, kind).unwrap_or_else(|| panic!("no sample for {t} {kind:?}"));
-            let msg = Message::from_json(raw.as_bytes()).unwrap_or_else(|e| panic!("{t}: {e}"));
-            assert_eq!(msg.template_type, t);
-            assert_eq!(msg.message_type, kind);
-            assert!(!msg.recipient.is_empty());
-            count += 1;
-        }
-        assert_eq!(count, 20);
-        assert_eq!(all().count(), 20);
-        assert!(json(TemplateType::RecoveryValid, MessageType::Sms).is_none());
-    }
-}
-
 /// Message `i` of a benchmark run over `samples`: sample `i` (cycling) with its own recipient
 /// (`bench-{i}@example.com`, or a phone number for SMS) and its own code `i` in every code the
 /// sample carries, so that no cache keyed on the message can help.
@@ -106,4 +81,29 @@ pub fn distinct(samples: &[Message], i: u64) -> Message {
     }
     m.recipient = to;
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_parses_and_matches_its_slot() {
+        let mut count = 0;
+        for (t, kind) in TemplateType::ALL
+            .into_iter()
+            .map(|t| (t, MessageType::Email))
+            .chain(TemplateType::SMS.into_iter().map(|t| (t, MessageType::Sms)))
+        {
+            let raw = json(t, kind).unwrap_or_else(|| panic!("no sample for {t} {kind:?}"));
+            let msg = Message::from_json(raw.as_bytes()).unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!(msg.template_type, t);
+            assert_eq!(msg.message_type, kind);
+            assert!(!msg.recipient.is_empty());
+            count += 1;
+        }
+        assert_eq!(count, 20);
+        assert_eq!(all().count(), 20);
+        assert!(json(TemplateType::RecoveryValid, MessageType::Sms).is_none());
+    }
 }
