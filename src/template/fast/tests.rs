@@ -511,6 +511,18 @@ fn generated_templates_match_the_evaluator() {
             let a = p.check(&template, CtxRef::Value(&value), &what);
             let b = p.check(&template, CtxRef::Json(&text), &what);
             assert_eq!(a, b, "{}", what());
+            // The ctx built by serializing the value (as deliveries build a message's).
+            let mut via_view = String::new();
+            let program = template.fast_program().unwrap();
+            let c = super::render_serialize(program, &value, &mut via_view, p.engine.limits());
+            assert_eq!(c.is_ok(), a, "{}", what());
+            if c.is_ok() {
+                let mut expected = String::new();
+                p.evaluator
+                    .render_into(&template, CtxRef::Value(&value), &mut expected)
+                    .unwrap();
+                assert_eq!(via_view, expected, "{}", what());
+            }
             fast += usize::from(a);
             renders += 1;
         }
