@@ -529,7 +529,7 @@ fn generated_templates_match_the_evaluator() {
     }
     // The comparison means something only if many renders took the fast path, and many did not.
     eprintln!(
-        "{cases} templates, {renders} ctx values in two forms: {fast} rendered by the fast path"
+        "{cases} templates, {renders} ctx values in three forms (value, text, serialized): {fast} rendered by the fast path"
     );
     assert_eq!(compiled, cases);
     assert!(
