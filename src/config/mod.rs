@@ -595,6 +595,27 @@ impl Config {
             trace_to_stderr: false,
         }
     }
+
+    /// The render pool these settings describe: evaluator count, isolation, written-off cap.
+    pub fn pool_options(&self) -> crate::template::PoolOptions {
+        use crate::template::{Isolation, PoolOptions, ProcessOptions};
+        let t = &self.settings.template;
+        let defaults = PoolOptions::default();
+        PoolOptions {
+            threads: match t.threads {
+                0 => defaults.threads,
+                n => n,
+            },
+            max_written_off: t.max_written_off,
+            isolation: match t.isolation {
+                settings::IsolationMode::Thread => Isolation::Thread,
+                settings::IsolationMode::Process => Isolation::Process(ProcessOptions {
+                    max_memory_bytes: t.max_memory_bytes,
+                    ..ProcessOptions::default()
+                }),
+            },
+        }
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value, section: &str) -> Result<T, ConfigError> {

@@ -70,11 +70,7 @@ impl Courier {
     /// # Errors
     /// A template that cannot be loaded or does not compile, named by its key path.
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
-        let threads = match config.settings.template.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let pool = Pool::new(threads, config.limits())
+        let pool = Pool::with_options(config.limits(), config.pool_options())
             .map_err(|e| ConfigError::one("jsonnet_courier.template", e.to_string()))?;
         Self::with_pool(config, pool).await
     }

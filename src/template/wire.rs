@@ -143,9 +143,7 @@ pub(crate) fn parse_batch(frame: &[u8]) -> io::Result<Vec<Request>> {
         let (source, reset) = match tag {
             t if t == TemplateRef::Known as u8 => (None, false),
             t if t == TemplateRef::Source as u8 => (Some((r.string()?, r.string()?)), false),
-            t if t == TemplateRef::ResetAndSource as u8 => {
-                (Some((r.string()?, r.string()?)), true)
-            }
+            t if t == TemplateRef::ResetAndSource as u8 => (Some((r.string()?, r.string()?)), true),
             t => return Err(bad(format!("unknown template tag {t}"))),
         };
         out.push(Request {
@@ -176,7 +174,9 @@ pub(crate) fn reply(result: &Result<String, RenderError>) -> Vec<u8> {
 
 /// Decodes a reply: the payload, or the error's wire form.
 pub(crate) fn parse_reply(frame: &[u8]) -> io::Result<Result<String, String>> {
-    let (&tag, rest) = frame.split_first().ok_or_else(|| bad("empty reply".into()))?;
+    let (&tag, rest) = frame
+        .split_first()
+        .ok_or_else(|| bad("empty reply".into()))?;
     let text = std::str::from_utf8(rest)
         .map_err(|_| bad("reply is not UTF-8".into()))?
         .to_owned();
@@ -231,7 +231,13 @@ mod tests {
     #[test]
     fn a_batch_reads_back_as_written() {
         let mut frame = 2u32.to_le_bytes().to_vec();
-        put_request(&mut frame, 7, Some(("t.jsonnet", "function(ctx) ctx")), true, "{}");
+        put_request(
+            &mut frame,
+            7,
+            Some(("t.jsonnet", "function(ctx) ctx")),
+            true,
+            "{}",
+        );
         put_request(&mut frame, 7, None, false, r#"{"a":1}"#);
         let got = parse_batch(&frame).unwrap();
         assert_eq!(got.len(), 2);

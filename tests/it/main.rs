@@ -11,6 +11,7 @@ mod deliver;
 mod engine;
 mod guard;
 mod hardening;
+mod isolation;
 mod proof;
 mod reference;
 mod send;
