@@ -112,3 +112,66 @@ async fn evaluator_processes_contain_loops_memory_and_stack_bombs_while_normal_r
         started.elapsed()
     );
 }
+
+/// The `courier_template_renders_refused_total` sample for `template`, from a metrics scrape.
+fn refused_metric(template: &str) -> Option<u64> {
+    let text = jsonnet_courier::metrics::Metrics::new()
+        .render(&jsonnet_courier::store::StoreStats::default());
+    let prefix = format!("courier_template_renders_refused_total{{template=\"{template}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_off_threads_are_capped_and_their_template_is_refused_until_they_finish() {
+    let pool = Pool::with_options(
+        Limits {
+            timeout: Duration::from_millis(30),
+            ..Limits::default()
+        },
+        PoolOptions {
+            threads: 1,
+            max_written_off: 2,
+            isolation: Isolation::Thread,
+        },
+    )
+    .unwrap();
+    // About a tenth of a second of work in a release build, a second or two in a debug one:
+    // past the deadline, then it ends.
+    let slow = Template::new(
+        "capped-slow.jsonnet",
+        "function(ctx) {n: std.foldl(function(a, b) a + b, std.range(0, ctx.n), 0)}",
+    );
+    let normal = Template::new("capped-normal.jsonnet", NORMAL);
+    for _ in 0..2 {
+        let err = pool.render(&slow, json!({"n": 400_000})).await.unwrap_err();
+        assert_eq!(err.kind(), RenderErrorKind::Timeout, "{err}");
+    }
+    assert_eq!(pool.stats().written_off, 2, "{:?}", pool.stats());
+
+    // At the cap: refused at once, naming the template and the reason, and counted.
+    let before = refused_metric("capped-slow.jsonnet").unwrap_or(0);
+    let started = Instant::now();
+    let err = pool.render(&slow, json!({"n": 1})).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert_eq!(err.kind(), RenderErrorKind::Refused, "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("capped-slow.jsonnet: render refused: 2 evaluator thread(s)"), "{text}");
+    assert!(text.contains("timed out") && text.contains("max_written_off"), "{text}");
+    assert_eq!(refused_metric("capped-slow.jsonnet"), Some(before + 1));
+    let stats = pool.stats();
+    assert_eq!((stats.refused, stats.threads), (1, 1), "{stats:?}");
+
+    // Other templates are not held back.
+    check_normal(&pool, &normal, 7).await;
+
+    // The written-off threads end with their evaluations; the template is admitted again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.stats().written_off > 0 {
+        assert!(Instant::now() < deadline, "written-off threads never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pool.render(&slow, json!({"n": 3})).await.unwrap(), r#"{"n":6}"#);
+    assert_eq!(pool.stats().refused, 1);
+}
