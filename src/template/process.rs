@@ -144,6 +144,10 @@ fn manage(shared: &Arc<Shared>, spawner: &Spawner, mut child: Option<Evaluator>)
             }
         }
         serve(shared, spawner, &mut child, batch);
+        // Replace a killed or dead child now, not when the next render waits for it.
+        if child.is_none() {
+            child = Evaluator::spawn(spawner, shared).ok();
+        }
     }
 }
 
