@@ -901,4 +901,33 @@ courier:
             .to_string();
         assert!(err.contains("invalid JSON"), "{err}");
     }
+
+    #[test]
+    fn template_isolation_settings_describe_the_pool() {
+        use crate::template::{Isolation, DEFAULT_MAX_MEMORY_BYTES};
+        let c = parse("").unwrap();
+        let p = c.pool_options();
+        assert_eq!((p.isolation, p.max_written_off), (Isolation::Thread, 4));
+        let c = parse(
+            "jsonnet_courier:\n  template:\n    isolation: process\n    threads: 3\n    max_memory_bytes: 1048576\n",
+        )
+        .unwrap();
+        let p = c.pool_options();
+        assert_eq!(p.threads, 3);
+        let Isolation::Process(opts) = p.isolation else {
+            panic!("{p:?}")
+        };
+        assert_eq!(opts.max_memory_bytes, 1 << 20);
+        assert_ne!(opts.max_memory_bytes, DEFAULT_MAX_MEMORY_BYTES);
+        let got = issues("jsonnet_courier:\n  template:\n    isolation: container\n");
+        assert!(
+            got[0].starts_with("jsonnet_courier.template.isolation: unknown variant `container`"),
+            "{got:?}"
+        );
+        let got = issues("jsonnet_courier:\n  template:\n    max_written_off: 0\n");
+        assert_eq!(
+            got,
+            ["jsonnet_courier.template.max_written_off: must be at least 1"]
+        );
+    }
 }
