@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
@@ -109,6 +109,11 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
         settings.database
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let courier = Arc::clone(&courier);
+        let rx = rx.clone();
+        async move { courier.keep_remotes_fresh(rx).await }
+    });
     tokio::spawn(reload_loop(args, courier, rx.clone()));
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -121,12 +126,10 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
 
 /// How often file templates are checked for changes.
 const FILE_CHECK: Duration = Duration::from_secs(1);
-/// How often remote templates are fetched again.
-const REMOTE_REFRESH: Duration = Duration::from_secs(300);
 
-/// Reloads configuration and templates on SIGHUP, when a file template changes on disk, and
-/// every few minutes when a template is remote. A configuration that fails to load or compile is
-/// logged and counted, and the running one stays.
+/// Reloads configuration and templates on SIGHUP and when a template file changes on disk (remote
+/// templates refresh on their own, see [`Courier::keep_remotes_fresh`]). A configuration that
+/// fails to load or compile is logged and counted, and the running one stays.
 async fn reload_loop(
     args: ServeArgs,
     courier: Arc<Courier>,
@@ -136,7 +139,6 @@ async fn reload_loop(
     let mut tick = tokio::time::interval(FILE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut files = stamps(&courier.config());
-    let mut last_remote = Instant::now();
     loop {
         let why = tokio::select! {
             _ = shutdown.changed() => return,
@@ -145,14 +147,11 @@ async fn reload_loop(
                 let config = courier.config();
                 if stamps(&config) != files {
                     "a template file changed"
-                } else if has_remote(&config) && last_remote.elapsed() >= REMOTE_REFRESH {
-                    "remote template refresh"
                 } else {
                     continue;
                 }
             }
         };
-        last_remote = Instant::now();
         let result = match load_config(&args) {
             Ok(config) => courier.reload(config).await.map_err(|e| e.to_string()),
             Err(e) => Err(format!("{:#}", e.error)),
@@ -193,14 +192,6 @@ fn stamps(config: &Config) -> Vec<Option<(SystemTime, u64)>> {
             Some((meta.modified().ok()?, meta.len()))
         })
         .collect()
-}
-
-fn has_remote(config: &Config) -> bool {
-    config.channels.iter().any(|c| {
-        c.body
-            .as_deref()
-            .is_some_and(|b| matches!(TemplateUri::parse(b, None), Ok(TemplateUri::Remote(_))))
-    })
 }
 
 #[cfg(unix)]

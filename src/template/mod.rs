@@ -1,7 +1,8 @@
 //! Jsonnet payload templates: where they come from, how they are evaluated, and within what limits.
 //!
 //! - [`source`] reads a template URI (`file://`, `base64://`, `http(s)://`, a bare path) into a
-//!   [`Template`]; remote templates are fetched once per [`source::Loader`].
+//!   [`Template`]; remote templates are fetched once per [`source::Loader`], and [`remote`]
+//!   says how to refresh them.
 //! - [`Engine`] evaluates templates on the current thread, compiling each once.
 //! - [`Pool`] runs engines on dedicated threads for async callers, with a per-render timeout.
 //! - [`RenderError`] says what went wrong, in which template, where, and in which output field.
@@ -16,6 +17,7 @@ mod jail;
 mod lazy;
 mod manifest;
 mod pool;
+pub mod remote;
 pub mod source;
 pub mod style;
 

@@ -13,6 +13,7 @@ mod guard;
 mod hardening;
 mod proof;
 mod reference;
+mod remote;
 mod send;
 mod serve;
 mod smtp;
