@@ -3,15 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Args;
 
-use super::{CmdResult, Failure};
+use super::{watch, CmdResult, Failure};
 use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl};
 use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::service::Service;
-use jsonnet_courier::template::source::TemplateUri;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -138,14 +137,14 @@ async fn reload_loop(
     let mut hangup = hangups();
     let mut tick = tokio::time::interval(FILE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut files = stamps(&courier.config());
+    let mut files = watch::stamps(&courier.config());
     loop {
         let why = tokio::select! {
             _ = shutdown.changed() => return,
             Some(()) = recv(&mut hangup) => "SIGHUP",
             _ = tick.tick() => {
                 let config = courier.config();
-                if stamps(&config) != files {
+                if watch::stamps(&config) != files {
                     "a template file changed"
                 } else {
                     continue;
@@ -169,29 +168,8 @@ async fn reload_loop(
             }
         }
         // After a failed reload too: the same broken file is not retried every second.
-        files = stamps(&courier.config());
+        files = watch::stamps(&courier.config());
     }
-}
-
-/// The modification time and size of every file template of `config` (relative paths resolved
-/// as the template loader resolves them).
-fn stamps(config: &Config) -> Vec<Option<(SystemTime, u64)>> {
-    config
-        .channels
-        .iter()
-        .filter_map(|c| c.body.as_deref())
-        .filter_map(|uri| match TemplateUri::parse(uri, None) {
-            Ok(TemplateUri::File(p) | TemplateUri::BarePath(p)) => Some(p),
-            _ => None,
-        })
-        .map(|path| {
-            let beside = config.base_dir.as_ref().map(|b| b.join(&path));
-            let meta = std::fs::metadata(&path)
-                .or_else(|e| beside.map_or(Err(e), std::fs::metadata))
-                .ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        })
-        .collect()
 }
 
 #[cfg(unix)]
