@@ -40,3 +40,6 @@ pub mod stamp;
 pub mod store;
 pub mod template;
 pub mod webhook;
+
+#[cfg(test)]
+mod fuzz;
