@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Mutated inputs per target when `COURIER_FUZZ_ITERS` is unset.
-pub(crate) const DEFAULT_ITERS: usize = 400;
+pub(crate) const DEFAULT_ITERS: usize = 1000;
 /// An input still running after this long is a hang.
 pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(20);
 

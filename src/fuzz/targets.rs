@@ -94,10 +94,15 @@ fn fuzz_api_request() {
                     let mut array = b"[".to_vec();
                     array.extend_from_slice(input);
                     array.push(b']');
-                    let (again, single) =
-                        parse_messages(&array).expect("one message in an array is accepted");
-                    assert!(!single);
-                    assert_eq!(again, messages);
+                    match parse_messages(&array) {
+                        Ok((again, single)) => {
+                            assert!(!single);
+                            assert_eq!(again, messages);
+                        }
+                        // The array is one level deeper than serde_json's nesting limit allows.
+                        Err(e) if e.contains("recursion limit exceeded") => {}
+                        Err(e) => panic!("one message in an array is refused: {e}"),
+                    }
                 }
             }
         })

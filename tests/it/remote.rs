@@ -283,3 +283,55 @@ async fn a_template_server_that_says_no_cache_is_fetched_again_after_the_default
     stop.send(true).unwrap();
     refresher.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refreshes_a_remote_body_template_without_a_signal() {
+    use crate::proof::Proc;
+    use crate::serve::{ids_of, wait_status};
+    use crate::support::post_json;
+    use jsonnet_courier::store::Status;
+
+    let sink = Server::status(200).await;
+    let templates = Templates::start(BODIES, SUBJECTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("courier.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "courier:\n  delivery_strategy: http\n  http:\n    request_config:\n      url: {}\n      body: {}\njsonnet_courier:\n  serve:\n    listen: 127.0.0.1:0\n    database: sqlite://{}\n    poll_interval: 20ms\n",
+            sink.url("/mail"),
+            templates.server.url("/body.jsonnet"),
+            dir.path().join("courier.db").display()
+        ),
+    )
+    .unwrap();
+    let proc = Proc::start("serve", &cfg, &[]).await;
+    let send = |n: usize| {
+        let (sink, proc) = (&sink, &proc);
+        async move {
+            let msg =
+                json!({"recipient": "a@example.com", "template_type": "stub", "subject": "s"});
+            let id =
+                ids_of(&post_json(proc.addr, "/messages", &[], msg.to_string()).await).remove(0);
+            wait_status(proc.addr, &id, Status::Sent, Duration::from_secs(20)).await;
+            serde_json::from_slice::<Value>(&sink.request(n).body).unwrap()["v"].clone()
+        }
+    };
+    assert_eq!(send(0).await, 1);
+    templates.version.store(1, Ordering::SeqCst);
+    wait_for("an updated template", Duration::from_secs(15), || async {
+        let m = crate::support::get(proc.addr, "/metrics", &[]).await.text();
+        m.contains("courier_template_refreshes_total{outcome=\"updated\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(send(1).await, 2);
+    let refreshes = templates.requests("/body.jsonnet");
+    assert!(refreshes.len() >= 2);
+    assert!(
+        refreshes[1..]
+            .iter()
+            .all(|s| s.if_none_match.is_some() && s.if_modified_since.is_some()),
+        "refreshes are conditional"
+    );
+}
