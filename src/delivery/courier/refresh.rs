@@ -18,10 +18,9 @@ use crate::template::Template;
 const POLL: Duration = Duration::from_secs(1);
 
 /// The remote templates of one configuration, by URI. Cheap to clone (shared).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Remotes(Arc<Shared>);
 
-#[derive(Default)]
 struct Shared {
     states: Mutex<HashMap<String, State>>,
     client: OnceLock<HttpClient>,
@@ -33,6 +32,8 @@ struct State {
     validators: Validators,
     fresh_for: Duration,
     due: Instant,
+    /// Failed fetches in a row: retries back off from the copy's freshness.
+    failures: u32,
     refreshes: u64,
     last: Option<RefreshOutcome>,
     last_error: Option<String>,
@@ -82,6 +83,16 @@ pub struct RemoteTemplate {
     pub last_error: Option<String>,
 }
 
+/// When to fetch again: after the copy's freshness; after failures, that doubled per failure in a
+/// row up to the default interval (a server that is down is not asked every second).
+fn retry_after(fresh_for: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return fresh_for;
+    }
+    let doubled = fresh_for.saturating_mul(1 << (failures - 1).min(16));
+    doubled.min(remote::DEFAULT_REFRESH.max(fresh_for))
+}
+
 impl Remotes {
     pub(super) fn new(copies: HashMap<String, RemoteCopy>) -> Self {
         let now = Instant::now();
@@ -93,6 +104,7 @@ impl Remotes {
                     validators: c.validators,
                     fresh_for: c.fresh_for,
                     due: now + c.fresh_for,
+                    failures: 0,
                     refreshes: 0,
                     last: None,
                     last_error: None,
@@ -185,7 +197,12 @@ impl Courier {
                     s.refreshes += 1;
                     s.last = Some(outcome);
                     s.last_error = error;
-                    s.due = Instant::now() + s.fresh_for;
+                    s.failures = if outcome == RefreshOutcome::Failed {
+                        s.failures.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    s.due = Instant::now() + retry_after(s.fresh_for, s.failures);
                 }
             });
         }
@@ -294,5 +311,25 @@ impl Courier {
             *current = next;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_refreshes_back_off_up_to_the_default_interval() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_after(s(1), 0), s(1));
+        assert_eq!(retry_after(s(1), 1), s(1));
+        assert_eq!(retry_after(s(1), 2), s(2));
+        assert_eq!(retry_after(s(1), 4), s(8));
+        assert_eq!(retry_after(s(1), 40), remote::DEFAULT_REFRESH);
+        assert_eq!(
+            retry_after(s(3600), 3),
+            s(3600),
+            "never sooner than the copy's freshness"
+        );
     }
 }
