@@ -41,6 +41,9 @@ impl Transport {
     }
 }
 
+/// Every channel's route, by channel id.
+pub(crate) type Routes = HashMap<String, Arc<Route>>;
+
 /// A configured channel, ready to send.
 pub(crate) struct Route {
     /// Shared with the routes that replace this one's template (a remote template refreshed).
@@ -62,7 +65,7 @@ pub(crate) async fn build(
     config: &Config,
     limits: &Limits,
     loader: &Loader,
-) -> Result<HashMap<String, Arc<Route>>, ConfigError> {
+) -> Result<Routes, ConfigError> {
     let mut loaded = Vec::new();
     let mut issues = Vec::new();
     for ch in &config.channels {
@@ -99,7 +102,7 @@ fn compile(
     loaded: Vec<(&ChannelConfig, Option<Template>)>,
     limits: &Limits,
     issues: &mut Vec<(String, String)>,
-) -> Result<HashMap<String, Arc<Route>>, ConfigError> {
+) -> Result<Routes, ConfigError> {
     let mut checker = Engine::new(limits.clone())
         .map_err(|e| ConfigError::one("jsonnet_courier.template.import_dir", e.to_string()))?;
     let shared =
@@ -167,12 +170,12 @@ fn check(
 /// # Errors
 /// The template does not compile or mixes ctx styles: `(key path, message)`.
 pub(crate) fn with_template(
-    routes: &HashMap<String, Arc<Route>>,
+    routes: &Routes,
     config: &Config,
     limits: &Limits,
     uri: &str,
     template: &Template,
-) -> Result<Option<HashMap<String, Arc<Route>>>, (String, String)> {
+) -> Result<Option<Routes>, (String, String)> {
     let readers: Vec<(&ChannelConfig, &Arc<Route>)> = config
         .channels
         .iter()
