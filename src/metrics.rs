@@ -30,6 +30,11 @@ struct ClassLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -71,6 +76,41 @@ pub struct Metrics {
     render_latency: Histogram,
     template_fallbacks: Counter,
     recent: Recent,
+    api: ApiLimits,
+}
+
+/// What the API's abuse limits did.
+#[derive(Default)]
+struct ApiLimits {
+    connections: Gauge,
+    refused: Counter,
+    timeouts: Family<PhaseLabel, Counter>,
+    rate_limited: Counter,
+}
+
+impl ApiLimits {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "api_connections",
+            "Open API connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "API connections answered 503 and closed because max_connections were open",
+            self.refused.clone(),
+        );
+        registry.register(
+            "api_timeouts",
+            "API connections cut for sending a request too slowly, by phase (header: the request head, or an idle keep-alive connection; body)",
+            self.timeouts.clone(),
+        );
+        registry.register(
+            "api_rate_limited",
+            "API requests answered 429 by the per-token rate limit",
+            self.rate_limited.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -139,6 +179,8 @@ impl Metrics {
             "Custom message templates that failed and were replaced by the built-in ones",
             template_fallbacks.clone(),
         );
+        let api = ApiLimits::default();
+        api.register(&mut registry);
         Self {
             registry,
             messages,
@@ -150,7 +192,29 @@ impl Metrics {
             render_latency,
             template_fallbacks,
             recent: Recent::default(),
+            api,
         }
+    }
+
+    /// Counts an API connection opened (`+1`) or closed (`-1`).
+    pub fn api_connections(&self, delta: i64) {
+        self.api.connections.inc_by(delta);
+    }
+
+    /// Counts a connection refused at the connection cap.
+    pub fn api_connection_refused(&self) {
+        self.api.refused.inc();
+    }
+
+    /// Counts a connection cut for a slow request `head` (or idle keep-alive) or body.
+    pub fn api_timeout(&self, head: bool) {
+        let phase = if head { "header" } else { "body" };
+        self.api.timeouts.get_or_create(&PhaseLabel { phase }).inc();
+    }
+
+    /// Counts a request refused by the rate limit.
+    pub fn api_rate_limited(&self) {
+        self.api.rate_limited.inc();
     }
 
     /// Counts messages accepted by the API.

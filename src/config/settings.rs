@@ -89,6 +89,7 @@ impl Settings {
                 "must be at least 1".into(),
             );
         }
+        self.serve.validate(issue);
         if let Some(dir) = &self.template.import_dir {
             let dir = match base_dir {
                 Some(base) if dir.is_relative() => base.join(dir),
@@ -357,6 +358,72 @@ pub struct ServeSettings {
     /// Sent and cancelled messages are deleted after this long (default 7 days).
     #[serde(with = "duration")]
     pub retention: Duration,
+    /// Time a client has to send a request head, from connecting or from its previous answer;
+    /// past it the connection is closed (default 10s). Also how long an idle keep-alive
+    /// connection stays open.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request body once its head is in; past it the answer is 408
+    /// and the connection is closed (default 30s).
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Open API connections at most (default 1024); past it a new connection is answered 503
+    /// and closed at once.
+    pub max_connections: usize,
+    /// Requests per API token, as a token bucket (off by default).
+    pub rate_limit: Option<RateLimitSettings>,
+}
+
+/// `jsonnet_courier.serve.rate_limit`: a token bucket per API token (one shared bucket when the
+/// API has no tokens). Health probes and the dashboard are not counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second refilled (may be fractional: `0.5` is one every 2 s).
+    pub rate: f64,
+    /// Requests allowed at once when the bucket is full (default: one second's worth, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    /// The bucket's size.
+    pub fn capacity(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| self.rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32)
+    }
+}
+
+impl ServeSettings {
+    /// The API's abuse limits: values serde accepts that would switch a protection off.
+    fn validate(&self, issue: &mut dyn FnMut(&str, String)) {
+        let key = |k: &str| format!("jsonnet_courier.serve.{k}");
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                issue(&key(name), "must be more than 0".into());
+            }
+        }
+        if self.max_connections == 0 {
+            issue(&key("max_connections"), "must be at least 1".into());
+        }
+        if let Some(limit) = &self.rate_limit {
+            if !(limit.rate.is_finite() && limit.rate > 0.0) {
+                issue(
+                    &key("rate_limit.rate"),
+                    format!(
+                        "{} is not a rate: use requests per second, more than 0",
+                        limit.rate
+                    ),
+                );
+            }
+            if limit.burst == Some(0) {
+                issue(&key("rate_limit.burst"), "must be at least 1".into());
+            }
+        }
+    }
 }
 
 impl Default for ServeSettings {
@@ -371,6 +438,10 @@ impl Default for ServeSettings {
             poll_interval: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            rate_limit: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::smtp::{self as smtp, Mailer, PreparedMail, TransportOptions};
+use crate::smtp::{self as smtp, Mailer, PreparedMail};
 use crate::template::{source::Loader, Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
@@ -115,26 +115,7 @@ impl Courier {
     async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
         let loader = Loader::new(config.base_dir.clone());
         let routes = route::build(&config, pool.limits(), &loader).await?;
-        let mut mailers = HashMap::new();
-        let mut issues = Vec::new();
-        for ch in &config.smtp_channels {
-            let options = TransportOptions {
-                connect_timeout: config.settings.http.connect_timeout,
-                ..TransportOptions::default()
-            };
-            match Mailer::new(ch, options) {
-                Ok(m) => {
-                    mailers.insert(ch.id.clone(), Arc::new(m));
-                }
-                Err(e) => issues.push((ch.path.clone(), e.to_string())),
-            }
-        }
-        if !issues.is_empty() {
-            return Err(ConfigError {
-                source: None,
-                issues,
-            });
-        }
+        let mailers = route::mailers(&config)?;
         let composer = Composer::load(&config.templates, &loader)
             .await
             .map_err(|e| ConfigError::one(e.origin, e.message))?;

@@ -1,11 +1,12 @@
-//! Routing: each configured channel becomes a [`Route`], its transport and its compiled template,
-//! prepared once when the courier is built.
+//! Routing: each configured HTTP channel becomes a [`Route`], its transport and its compiled
+//! template, and each SMTP channel a [`Mailer`], all prepared once when the courier is built.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{ChannelConfig, Config, ConfigError, DEFAULT_BODY};
 use crate::message::CtxStyle;
+use crate::smtp::{Mailer, TransportOptions};
 use crate::template::style::{self, StyleChoice, StyleReason};
 use crate::template::{default_template, source::Loader, Engine, Limits, Template};
 
@@ -201,4 +202,34 @@ pub(crate) fn with_template(
         );
     }
     Ok(Some(out))
+}
+
+/// The SMTP channels of `config` (email with `delivery_strategy: smtp`, `type: smtp` channels),
+/// keyed by channel id; they are routed before the HTTP channels.
+///
+/// # Errors
+/// Every SMTP channel whose connection settings are invalid, by key path.
+pub(crate) fn mailers(config: &Config) -> Result<HashMap<String, Arc<Mailer>>, ConfigError> {
+    let mut mailers = HashMap::new();
+    let mut issues = Vec::new();
+    for ch in &config.smtp_channels {
+        let options = TransportOptions {
+            connect_timeout: config.settings.http.connect_timeout,
+            ..TransportOptions::default()
+        };
+        match Mailer::new(ch, options) {
+            Ok(m) => {
+                mailers.insert(ch.id.clone(), Arc::new(m));
+            }
+            Err(e) => issues.push((ch.path.clone(), e.to_string())),
+        }
+    }
+    if issues.is_empty() {
+        Ok(mailers)
+    } else {
+        Err(ConfigError {
+            source: None,
+            issues,
+        })
+    }
 }
