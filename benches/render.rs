@@ -5,6 +5,8 @@
 //! JSON conversion in a plain loop on one thread), all from this run's measurements.
 //!
 //! `engine_fast_path` is the compiled fast path (the default template qualifies);
+//! `*_ctx_and_render` against `*_ctx_as_sent_and_render` is what the typed ctx (the reference's
+//! model with its zero values) costs per message, on the evaluator and on the fast path;
 //! `engine_cached` and `engine_cold_compile_and_render` are the evaluator alone. The pool
 //! variants take the fast path on the calling task, as callers get it. `pool_evaluator_2_threads`
 //! and `pool_process_2_children` render the default template made to miss the fast path (a
@@ -105,6 +107,36 @@ fn engine(c: &mut Criterion, ctxs: &[String]) {
             let text = ctx::to_json(&messages[i], CtxStyle::Pascal);
             engine
                 .render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    // The same without the typed model (template data as sent): what the model costs.
+    g.bench_function("engine_ctx_as_sent_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json_as_sent(&messages[i], CtxStyle::Pascal);
+            engine
+                .render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    // The same pair on the fast path (the default template's path in production).
+    g.bench_function("fast_ctx_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json(&messages[i], CtxStyle::Pascal);
+            fast.render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    g.bench_function("fast_ctx_as_sent_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json_as_sent(&messages[i], CtxStyle::Pascal);
+            fast.render_into(&template, CtxRef::Json(&text), &mut out)
                 .unwrap();
             black_box(out.len())
         })
@@ -229,7 +261,25 @@ fn mean_ns(id: &str) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
+/// What the typed ctx costs: each typed ctx+render against the same with data as sent.
+fn typed_summary() {
+    for (typed, as_sent) in [
+        ("engine_ctx_and_render", "engine_ctx_as_sent_and_render"),
+        ("fast_ctx_and_render", "fast_ctx_as_sent_and_render"),
+    ] {
+        if let (Some(t), Some(a)) = (mean_ns(typed), mean_ns(as_sent)) {
+            println!(
+                "typed ctx / as sent, time per ctx+render: {:.3} ({typed}: {:.2} µs vs {:.2} µs)",
+                t / a,
+                t / 1e3,
+                a / 1e3
+            );
+        }
+    }
+}
+
 fn summary() {
+    typed_summary();
     let Some(floor) = mean_ns("floor_bare_jrsonnet") else {
         return;
     };
@@ -244,6 +294,9 @@ fn summary() {
         ("engine_fast_path", 1.0),
         ("engine_cached", 1.0),
         ("engine_ctx_and_render", 1.0),
+        ("engine_ctx_as_sent_and_render", 1.0),
+        ("fast_ctx_and_render", 1.0),
+        ("fast_ctx_as_sent_and_render", 1.0),
         ("engine_cold_compile_and_render", 1.0),
         ("pool_1_threads", BATCH as f64),
         ("pool_2_threads", BATCH as f64),

@@ -106,6 +106,18 @@ pub fn evaluator_process_replaced(reason: &'static str) {
         .inc();
 }
 
+/// Remote template refreshes of this process, by outcome (`unchanged`, `updated`, `failed`,
+/// `rejected`): shared like [`reloads`].
+fn refreshes() -> &'static Family<OutcomeLabel, Counter> {
+    static REFRESHES: OnceLock<Family<OutcomeLabel, Counter>> = OnceLock::new();
+    REFRESHES.get_or_init(Family::default)
+}
+
+/// Counts a remote template refresh.
+pub fn template_refreshed(outcome: &'static str) {
+    refreshes().get_or_create(&OutcomeLabel { outcome }).inc();
+}
+
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -199,6 +211,11 @@ impl Metrics {
             "template_processes_replaced",
             "Evaluator processes (template isolation) replaced, by reason",
             pool.replaced.clone(),
+        );
+        registry.register(
+            "template_refreshes",
+            "Remote template refreshes by outcome (failed and rejected keep the last good copy)",
+            refreshes().clone(),
         );
         let accepted = Counter::default();
         registry.register(

@@ -11,6 +11,7 @@ mod render;
 mod send;
 mod serve;
 mod sink;
+mod watch;
 mod webhook;
 
 use std::io::Read as _;

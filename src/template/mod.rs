@@ -1,7 +1,8 @@
 //! Jsonnet payload templates: where they come from, how they are evaluated, and within what limits.
 //!
 //! - [`source`] reads a template URI (`file://`, `base64://`, `http(s)://`, a bare path) into a
-//!   [`Template`]; remote templates are fetched once per [`source::Loader`].
+//!   [`Template`]; remote templates are fetched once per [`source::Loader`], and [`remote`]
+//!   says how to refresh them.
 //! - [`Engine`] evaluates templates on the current thread, compiling each once.
 //! - [`Pool`] runs engines on dedicated threads for async callers, with a per-render timeout and
 //!   a cap on threads written off at it; or, with [`Isolation::Process`], in child processes with
@@ -19,6 +20,7 @@ mod lazy;
 mod manifest;
 mod pool;
 mod process;
+pub mod remote;
 pub mod source;
 pub mod style;
 mod wire;

@@ -15,6 +15,7 @@ mod hardening;
 mod isolation;
 mod proof;
 mod reference;
+mod remote;
 mod send;
 mod serve;
 mod smtp;
