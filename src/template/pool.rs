@@ -95,7 +95,7 @@ pub(super) struct Shared {
 /// Counters of a [`Pool`]'s life so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Worker threads serving renders now.
+    /// Worker threads serving renders now (0 with process isolation: see `processes`).
     pub threads: usize,
     /// Renders answered by workers (successes and template errors).
     pub renders: u64,
