@@ -200,6 +200,7 @@ async fn written_off_threads_are_capped_and_their_template_is_refused_until_they
     assert_eq!(pool.stats().refused, 1);
 }
 
+#[cfg(target_os = "linux")]
 /// One channel template that misbehaves by recipient: loops, allocates without bound, recurses
 /// without bound, or renders normally.
 const DISPATCH: &str = r#"
@@ -212,6 +213,7 @@ function(ctx)
   else {to: ctx.Recipient, ok: std.isBoolean(true)}
 "#;
 
+#[cfg(target_os = "linux")]
 /// `Name:` field of /proc/PID/status, as a number (kB for memory).
 fn proc_status(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -222,6 +224,7 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+#[cfg(target_os = "linux")]
 /// Children of `pid`: (pid, state letter), from /proc/*/stat.
 fn children_of(pid: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
@@ -247,9 +250,11 @@ fn children_of(pid: u32) -> Vec<(u32, char)> {
     out
 }
 
+#[cfg(target_os = "linux")]
 /// Kills the service when the test ends, pass or fail.
 struct Service(std::process::Child);
 
+#[cfg(target_os = "linux")]
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -257,6 +262,8 @@ impl Drop for Service {
     }
 }
 
+// Reads the service's threads, memory and children from /proc.
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_with_process_isolation_stays_bounded_under_a_hundred_of_each_bomb() {
     use crate::support::{get, post_json, wait_for, Server, Start as _};
