@@ -333,16 +333,22 @@ fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
         started: AtomicU64::new(0),
         current: Mutex::new(None),
     });
+    // Listed before it starts, so that stats never miss a thread already serving renders.
+    if let Ok(mut slots) = shared.slots.lock() {
+        slots.push(Arc::clone(&slot));
+    }
     let shared2 = Arc::clone(shared);
     let slot2 = Arc::clone(&slot);
-    thread::Builder::new()
+    let spawned = thread::Builder::new()
         .name("courier-render".into())
         .stack_size(RENDER_THREAD_STACK)
-        .spawn(move || worker(&shared2, &slot2))?;
-    if let Ok(mut slots) = shared.slots.lock() {
-        slots.push(slot);
+        .spawn(move || worker(&shared2, &slot2));
+    if spawned.is_err() {
+        if let Ok(mut slots) = shared.slots.lock() {
+            slots.retain(|s| !Arc::ptr_eq(s, &slot));
+        }
     }
-    Ok(())
+    spawned.map(|_| ())
 }
 
 fn worker(shared: &Shared, slot: &Slot) {
@@ -451,13 +457,15 @@ fn watchdog(shared: &Arc<Shared>) {
                 template = template.name(),
                 "render timed out; replacing its evaluator thread"
             );
-            let _ = reply.send(Err(RenderError::timeout(&template, timeout)));
+            // Replaced before the caller hears of the timeout: a render it sends next finds the
+            // pool at full capacity.
             if let Ok(mut slots) = shared.slots.lock() {
                 slots.retain(|s| !Arc::ptr_eq(s, &slot));
             }
             if let Err(e) = spawn_worker(shared) {
                 tracing::error!("cannot replace an evaluator thread: {e}");
             }
+            let _ = reply.send(Err(RenderError::timeout(&template, timeout)));
         }
     }
 }
