@@ -38,3 +38,6 @@ pub mod smtp;
 pub mod store;
 pub mod template;
 pub mod webhook;
+
+#[cfg(test)]
+mod fuzz;

@@ -1,8 +1,11 @@
 //! Prometheus metrics of `courier serve`: messages by status, attempts by outcome class, delivery
 //! and render latency, message templates that fell back to the built-in ones, queue depth and the age of the oldest queued message.
+//! Template isolation reports too: renders refused at the cap of written-off evaluator threads,
+//! the written-off threads still running, and evaluator processes replaced.
 //!
 //! Counters and histograms are updated on the hot path; the store-derived gauges are refreshed
-//! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
+//! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped. The render pool's
+//! figures are process-wide (the pool knows no [`Metrics`]), like configuration reloads.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
@@ -50,6 +53,69 @@ fn reloads() -> &'static Family<OutcomeLabel, Counter> {
 pub fn config_reloaded(ok: bool) {
     let outcome = if ok { "ok" } else { "failed" };
     reloads().get_or_create(&OutcomeLabel { outcome }).inc();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabel {
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The render pools' figures, process-wide.
+struct PoolFigures {
+    refused: Family<TemplateLabel, Counter>,
+    written_off: Gauge,
+    replaced: Family<ReasonLabel, Counter>,
+}
+
+fn pool_figures() -> &'static PoolFigures {
+    static FIGURES: OnceLock<PoolFigures> = OnceLock::new();
+    FIGURES.get_or_init(|| PoolFigures {
+        refused: Family::default(),
+        written_off: Gauge::default(),
+        replaced: Family::default(),
+    })
+}
+
+/// Counts a render of `template` refused because its timed-out renders fill the cap of
+/// written-off evaluator threads.
+pub fn render_refused(template: &str) {
+    pool_figures()
+        .refused
+        .get_or_create(&TemplateLabel {
+            template: template.to_owned(),
+        })
+        .inc();
+}
+
+/// Adds `delta` to the written-off evaluator threads still running.
+pub fn written_off_changed(delta: i64) {
+    pool_figures().written_off.inc_by(delta);
+}
+
+/// Counts an evaluator process replaced, by why: `timeout` (killed at the deadline) or
+/// `crashed` (it died: memory limit, signal, crash).
+pub fn evaluator_process_replaced(reason: &'static str) {
+    pool_figures()
+        .replaced
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+}
+
+/// Remote template refreshes of this process, by outcome (`unchanged`, `updated`, `failed`,
+/// `rejected`): shared like [`reloads`].
+fn refreshes() -> &'static Family<OutcomeLabel, Counter> {
+    static REFRESHES: OnceLock<Family<OutcomeLabel, Counter>> = OnceLock::new();
+    REFRESHES.get_or_init(Family::default)
+}
+
+/// Counts a remote template refresh.
+pub fn template_refreshed(outcome: &'static str) {
+    refreshes().get_or_create(&OutcomeLabel { outcome }).inc();
 }
 
 /// The service's metrics.
@@ -129,6 +195,27 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by outcome (a failed one keeps the running configuration)",
             reloads().clone(),
+        );
+        let pool = pool_figures();
+        registry.register(
+            "template_renders_refused",
+            "Renders refused because earlier timed-out renders of the template fill the cap of written-off evaluator threads",
+            pool.refused.clone(),
+        );
+        registry.register(
+            "template_written_off_threads",
+            "Evaluator threads written off at a render timeout and still running",
+            pool.written_off.clone(),
+        );
+        registry.register(
+            "template_processes_replaced",
+            "Evaluator processes (template isolation) replaced, by reason",
+            pool.replaced.clone(),
+        );
+        registry.register(
+            "template_refreshes",
+            "Remote template refreshes by outcome (failed and rejected keep the last good copy)",
+            refreshes().clone(),
         );
         let accepted = Counter::default();
         registry.register(

@@ -83,6 +83,12 @@ impl Settings {
                 "must be more than 0".into(),
             );
         }
+        if self.template.max_written_off == 0 {
+            issue(
+                "jsonnet_courier.template.max_written_off",
+                "must be at least 1".into(),
+            );
+        }
         if self.serve.concurrency == 0 {
             issue(
                 "jsonnet_courier.serve.concurrency",
@@ -126,8 +132,29 @@ pub struct TemplateSettings {
     /// Maximum evaluation time per render (default 1s).
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Evaluator threads; 0 means one per core (default 0).
+    /// Evaluator threads (or processes with `isolation: process`); 0 means one per core
+    /// (default 0).
     pub threads: usize,
+    /// Where templates are evaluated: `thread` (default; in this process) or `process` (child
+    /// processes with a memory cap, killed and replaced at the timeout).
+    pub isolation: IsolationMode,
+    /// With `isolation: process`, each evaluator process's address-space cap in bytes (default
+    /// 2 GiB, as the reference); 0 for none.
+    pub max_memory_bytes: u64,
+    /// With `isolation: thread`, written-off evaluator threads (renders past the timeout, still
+    /// running) at which renders of the templates responsible are refused (default 4).
+    pub max_written_off: usize,
+}
+
+/// `jsonnet_courier.template.isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationMode {
+    /// Evaluator threads in the courier's process.
+    #[default]
+    Thread,
+    /// Evaluator processes (`courier template-worker`).
+    Process,
 }
 
 impl Default for TemplateSettings {
@@ -139,6 +166,9 @@ impl Default for TemplateSettings {
             max_output_bytes: l.max_output_bytes,
             timeout: l.timeout,
             threads: 0,
+            isolation: IsolationMode::Thread,
+            max_memory_bytes: crate::template::DEFAULT_MAX_MEMORY_BYTES,
+            max_written_off: crate::template::DEFAULT_MAX_WRITTEN_OFF,
         }
     }
 }

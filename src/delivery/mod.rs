@@ -15,7 +15,7 @@ pub mod shaped;
 mod smtp;
 pub mod stamp;
 
-pub use courier::{Courier, RouteInfo};
+pub use courier::{Courier, RefreshOutcome, RemoteTemplate, RouteInfo};
 pub use http::SendError;
 pub use policy::{Decision, GiveUp, RetryPolicy};
 pub use report::{rfc3339, Attempt, AttemptClass, DeliveryReport, ErrorKind, Outcome};

@@ -380,7 +380,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
+pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
     // Fast path: straight into messages. Only a failure pays for the element-by-element pass
     // that names the offending element.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
