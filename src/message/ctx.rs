@@ -103,7 +103,11 @@ pub fn to_json_as_sent(message: &Message, style: CtxStyle) -> String {
 /// The ctx of `message` in `style` as a value to serialize: what [`to_json`] writes, for
 /// readers that take it without the text.
 pub(crate) fn view(message: &Message, style: CtxStyle) -> impl Serialize + '_ {
-    View { message, style }
+    View {
+        message,
+        style,
+        typed: true,
+    }
 }
 
 /// A message seen as a ctx in one key style.
