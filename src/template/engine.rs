@@ -131,11 +131,20 @@ impl Engine {
         if let Some(c) = self.cache.get(&template.id()) {
             return Ok(c.clone());
         }
-        let top = self
-            .state
-            .prepare_snippet(template.name(), template.source())
-            .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
-            .map_err(|e| RenderError::from_jsonnet(template, &e, None, None));
+        if let Err(at) = super::nesting::check(template.source()) {
+            return Err(RenderError::at(
+                RenderErrorKind::Syntax,
+                template,
+                at,
+                format!("nested more than {} levels deep", super::nesting::MAX_DEPTH),
+            ));
+        }
+        let state = &self.state;
+        let top = super::nesting::parse_stack(|| {
+            state.prepare_snippet(template.name(), template.source())
+        })
+        .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
+        .map_err(|e| RenderError::from_jsonnet(template, &e, None, None));
         let compiled = match top {
             Ok(Val::Func(func)) => {
                 check_arity(template, &func)?;

@@ -18,6 +18,7 @@ pub mod fast;
 mod jail;
 mod lazy;
 mod manifest;
+pub mod nesting;
 mod pool;
 mod process;
 pub mod remote;

@@ -64,7 +64,13 @@ pub struct Reads {
 pub fn reads(template: &Template) -> Reads {
     let source = Source::new_virtual(template.name().into(), template.source().into());
     let settings = jrsonnet_ir_parser::ParserSettings { source };
-    let Ok(expr) = jrsonnet_ir_parser::parse(template.source(), &settings) else {
+    if crate::template::nesting::check(template.source()).is_err() {
+        return Reads::default();
+    }
+    let parsed = crate::template::nesting::parse_stack(|| {
+        jrsonnet_ir_parser::parse(template.source(), &settings)
+    });
+    let Ok(expr) = parsed else {
         return Reads::default();
     };
     let Some((param, body)) = top_function(&expr) else {

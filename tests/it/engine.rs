@@ -372,3 +372,43 @@ fn a_blocking_caller_gets_the_same_answers() {
     let err = pool.render_blocking(&t, json!({})).unwrap_err();
     assert_eq!(err.field(), Some("a"));
 }
+
+/// jrsonnet's parser recurses on the native stack: a template nested far past any real one is
+/// refused with its location, and one nested deep but within the limit compiles, on the small
+/// stacks of evaluator and runtime threads alike.
+#[test]
+fn deeply_nested_templates_are_refused_not_a_crash() {
+    let deep = jsonnet_courier::template::nesting::MAX_DEPTH;
+    let within = format!(
+        "function(ctx) {}1{}",
+        "[".repeat(deep - 5),
+        "]".repeat(deep - 5)
+    );
+    let bomb = format!(
+        "function(ctx)\n{}1{}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let chain = format!("function(ctx) {}1", "local a = 1; ".repeat(300));
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut engine = Engine::new(Limits::default()).unwrap();
+            for (name, src) in [("within", &within), ("chain", &chain)] {
+                let t = Template::new(name, src.as_str());
+                engine.compile(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            let err = engine
+                .compile(&Template::new("bomb.jsonnet", bomb.as_str()))
+                .unwrap_err();
+            assert_eq!(err.kind(), RenderErrorKind::Syntax);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("bomb.jsonnet:2:{}: nested more than", deep + 1)),
+                "{err}"
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -142,7 +142,13 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
     let settings = ParserSettings {
         source: source.clone(),
     };
-    let expr = jrsonnet_ir_parser::parse(code, &settings).map_err(|e| Unsupported {
+    crate::template::nesting::check(code).map_err(|at| Unsupported {
+        construct: "deep nesting".into(),
+        location: Some(at),
+    })?;
+    let parsed =
+        crate::template::nesting::parse_stack(|| jrsonnet_ir_parser::parse(code, &settings));
+    let expr = parsed.map_err(|e| Unsupported {
         construct: format!("a syntax error ({})", e.message),
         location: locate(&e.location),
     })?;
