@@ -282,6 +282,12 @@ pub trait MessageStore: Send + Sync {
         1
     }
 
+    /// Whether the store itself commits concurrent writes together (one transaction for every
+    /// call waiting), so callers gain nothing by grouping calls first.
+    fn combines_writes(&self) -> bool {
+        false
+    }
+
     /// Bytes the stored messages and attempts take on disk, indexes included (for benches and
     /// capacity planning).
     async fn footprint(&self) -> Result<u64, StoreError>;
@@ -674,16 +680,6 @@ fn unavailable(e: impl std::fmt::Display, secret: Option<&str>) -> StoreError {
         msg = msg.replace(secret, "***");
     }
     StoreError::Unavailable(msg)
-}
-
-/// Maps an insert error: a unique violation means the id exists (or repeats within the batch).
-fn insert_error(e: sqlx::Error, id: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Duplicate(id.to_owned())
-        }
-        _ => unavailable(e, None),
-    }
 }
 
 /// The password in a URL's userinfo or `password=` parameter, for scrubbing error messages.

@@ -39,11 +39,13 @@ pub struct Api {
     wake: Arc<Notify>,
     /// Whether the worker's claim loop runs (for readiness).
     worker_running: Arc<AtomicBool>,
-    inserts: mpsc::Sender<group::Pending>,
+    /// The group-commit task's queue; `None` when the store groups concurrent writes itself.
+    inserts: Option<mpsc::Sender<group::Pending>>,
 }
 
 impl Api {
-    /// The API state; starts the group-commit task on the current runtime.
+    /// The API state; starts the group-commit task on the current runtime (unless the store
+    /// groups concurrent writes itself: then a request's insert goes straight to the store).
     pub fn new(
         store: Arc<dyn MessageStore>,
         metrics: Arc<Metrics>,
@@ -52,9 +54,12 @@ impl Api {
         wake: Arc<Notify>,
         worker_running: Arc<AtomicBool>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        let writers = store.concurrent_writes();
-        tokio::spawn(group::run(Arc::clone(&store), rx, writers));
+        let inserts = (!store.combines_writes()).then(|| {
+            let (tx, rx) = mpsc::channel(4096);
+            let writers = store.concurrent_writes();
+            tokio::spawn(group::run(Arc::clone(&store), rx, writers));
+            tx
+        });
         Self {
             store,
             metrics,
@@ -62,7 +67,7 @@ impl Api {
             max_body_bytes,
             wake,
             worker_running,
-            inserts: tx,
+            inserts,
         }
     }
 
@@ -259,12 +264,17 @@ impl Api {
             };
             return Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)));
         }
-        let (tx, rx) = oneshot::channel();
-        self.inserts
-            .send((messages, tx))
-            .await
-            .map_err(|_| ApiError::shutting_down())?;
-        let ids = rx.await.map_err(|_| ApiError::shutting_down())??;
+        let ids = match &self.inserts {
+            Some(inserts) => {
+                let (tx, rx) = oneshot::channel();
+                inserts
+                    .send((messages, tx))
+                    .await
+                    .map_err(|_| ApiError::shutting_down())?;
+                rx.await.map_err(|_| ApiError::shutting_down())??
+            }
+            None => self.store.insert(&messages).await?,
+        };
         self.metrics.accepted(count);
         self.wake.notify_one();
         Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)))
