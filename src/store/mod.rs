@@ -282,12 +282,6 @@ pub trait MessageStore: Send + Sync {
         1
     }
 
-    /// Whether the store itself commits concurrent writes together (one transaction for every
-    /// call waiting), so callers gain nothing by grouping calls first.
-    fn combines_writes(&self) -> bool {
-        false
-    }
-
     /// Bytes the stored messages and attempts take on disk, indexes included (for benches and
     /// capacity planning).
     async fn footprint(&self) -> Result<u64, StoreError>;

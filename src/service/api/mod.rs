@@ -39,13 +39,11 @@ pub struct Api {
     wake: Arc<Notify>,
     /// Whether the worker's claim loop runs (for readiness).
     worker_running: Arc<AtomicBool>,
-    /// The group-commit task's queue; `None` when the store groups concurrent writes itself.
-    inserts: Option<mpsc::Sender<group::Pending>>,
+    inserts: mpsc::Sender<group::Pending>,
 }
 
 impl Api {
-    /// The API state; starts the group-commit task on the current runtime (unless the store
-    /// groups concurrent writes itself: then a request's insert goes straight to the store).
+    /// The API state; starts the group-commit task on the current runtime.
     pub fn new(
         store: Arc<dyn MessageStore>,
         metrics: Arc<Metrics>,
@@ -54,12 +52,9 @@ impl Api {
         wake: Arc<Notify>,
         worker_running: Arc<AtomicBool>,
     ) -> Self {
-        let inserts = (!store.combines_writes()).then(|| {
-            let (tx, rx) = mpsc::channel(4096);
-            let writers = store.concurrent_writes();
-            tokio::spawn(group::run(Arc::clone(&store), rx, writers));
-            tx
-        });
+        let (tx, rx) = mpsc::channel(4096);
+        let writers = store.concurrent_writes();
+        tokio::spawn(group::run(Arc::clone(&store), rx, writers));
         Self {
             store,
             metrics,
@@ -67,7 +62,7 @@ impl Api {
             max_body_bytes,
             wake,
             worker_running,
-            inserts,
+            inserts: tx,
         }
     }
 
@@ -264,17 +259,12 @@ impl Api {
             };
             return Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)));
         }
-        let ids = match &self.inserts {
-            Some(inserts) => {
-                let (tx, rx) = oneshot::channel();
-                inserts
-                    .send((messages, tx))
-                    .await
-                    .map_err(|_| ApiError::shutting_down())?;
-                rx.await.map_err(|_| ApiError::shutting_down())??
-            }
-            None => self.store.insert(&messages).await?,
-        };
+        let (tx, rx) = oneshot::channel();
+        self.inserts
+            .send((messages, tx))
+            .await
+            .map_err(|_| ApiError::shutting_down())?;
+        let ids = rx.await.map_err(|_| ApiError::shutting_down())??;
         self.metrics.accepted(count);
         self.wake.notify_one();
         Ok(reply(StatusCode::ACCEPTED, &accepted_body(&ids, single)))
