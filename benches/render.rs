@@ -5,8 +5,13 @@
 //! JSON conversion in a plain loop on one thread), all from this run's measurements.
 //!
 //! `engine_fast_path` is the compiled fast path (the default template qualifies);
+//! `*_ctx_and_render` against `*_ctx_as_sent_and_render` is what the typed ctx (the reference's
+//! model with its zero values) costs per message, on the evaluator and on the fast path;
 //! `engine_cached` and `engine_cold_compile_and_render` are the evaluator alone. The pool
-//! variants take the fast path on the calling task, as callers get it.
+//! variants take the fast path on the calling task, as callers get it. `pool_evaluator_2_threads`
+//! and `pool_process_2_children` render the default template made to miss the fast path (a
+//! parameter default), on evaluator threads and on evaluator processes (template isolation,
+//! the `courier` binary of this build): their ratio is the cost of isolation per render.
 
 use std::time::Duration;
 
@@ -22,7 +27,8 @@ use serde_json::Value;
 
 use jsonnet_courier::message::{ctx, samples, CtxStyle};
 use jsonnet_courier::template::{
-    default_template, CtxRef, Engine, Limits, Pool, Template, DEFAULT_PASCAL,
+    default_template, CtxRef, Engine, Isolation, Limits, Pool, PoolOptions, ProcessOptions,
+    Template, DEFAULT_PASCAL,
 };
 
 /// Renders per pool iteration, and the number of callers issuing them concurrently.
@@ -105,6 +111,36 @@ fn engine(c: &mut Criterion, ctxs: &[String]) {
             black_box(out.len())
         })
     });
+    // The same without the typed model (template data as sent): what the model costs.
+    g.bench_function("engine_ctx_as_sent_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json_as_sent(&messages[i], CtxStyle::Pascal);
+            engine
+                .render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    // The same pair on the fast path (the default template's path in production).
+    g.bench_function("fast_ctx_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json(&messages[i], CtxStyle::Pascal);
+            fast.render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    g.bench_function("fast_ctx_as_sent_and_render", |b| {
+        b.iter(|| {
+            i = (i + 1) % messages.len();
+            let text = ctx::to_json_as_sent(&messages[i], CtxStyle::Pascal);
+            fast.render_into(&template, CtxRef::Json(&text), &mut out)
+                .unwrap();
+            black_box(out.len())
+        })
+    });
     g.bench_function("engine_cold_compile_and_render", |b| {
         b.iter(|| {
             i = (i + 1) % ctxs.len();
@@ -127,10 +163,71 @@ fn pool(c: &mut Criterion, ctxs: &[String], threads: usize) {
         .unwrap();
     let pool = Pool::new(threads, Limits::default()).unwrap();
     let template = default_template(CtxStyle::Pascal);
+    bench_pool(
+        c,
+        &rt,
+        &format!("pool_{threads}_threads"),
+        &pool,
+        &template,
+        ctxs,
+    );
+}
+
+/// The evaluator behind a pool, in process and isolated.
+fn isolation(c: &mut Criterion, ctxs: &[String]) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = DEFAULT_PASCAL.replacen("function(ctx)", "function(ctx={})", 1);
+    let template = Template::new("default.jsonnet", source);
+    assert!(template.fast_path().is_err());
+    let threads = Pool::new(2, Limits::default()).unwrap();
+    bench_pool(
+        c,
+        &rt,
+        "pool_evaluator_2_threads",
+        &threads,
+        &template,
+        ctxs,
+    );
+    drop(threads);
+    let processes = Pool::with_options(
+        Limits::default(),
+        PoolOptions {
+            threads: 2,
+            isolation: Isolation::Process(ProcessOptions {
+                program: Some(env!("CARGO_BIN_EXE_courier").into()),
+                ..ProcessOptions::default()
+            }),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    bench_pool(
+        c,
+        &rt,
+        "pool_process_2_children",
+        &processes,
+        &template,
+        ctxs,
+    );
+}
+
+/// `BATCH` renders of `template` per iteration, from `CALLERS` concurrent tasks.
+fn bench_pool(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    pool: &Pool,
+    template: &Template,
+    ctxs: &[String],
+) {
     let ctxs: std::sync::Arc<Vec<String>> = std::sync::Arc::new(ctxs.to_vec());
     let mut g = c.benchmark_group("render");
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function(format!("pool_{threads}_threads"), |b| {
+    g.bench_function(id, |b| {
         b.iter(|| {
             rt.block_on(async {
                 let mut set = tokio::task::JoinSet::new();
@@ -164,7 +261,25 @@ fn mean_ns(id: &str) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
+/// What the typed ctx costs: each typed ctx+render against the same with data as sent.
+fn typed_summary() {
+    for (typed, as_sent) in [
+        ("engine_ctx_and_render", "engine_ctx_as_sent_and_render"),
+        ("fast_ctx_and_render", "fast_ctx_as_sent_and_render"),
+    ] {
+        if let (Some(t), Some(a)) = (mean_ns(typed), mean_ns(as_sent)) {
+            println!(
+                "typed ctx / as sent, time per ctx+render: {:.3} ({typed}: {:.2} µs vs {:.2} µs)",
+                t / a,
+                t / 1e3,
+                a / 1e3
+            );
+        }
+    }
+}
+
 fn summary() {
+    typed_summary();
     let Some(floor) = mean_ns("floor_bare_jrsonnet") else {
         return;
     };
@@ -179,9 +294,14 @@ fn summary() {
         ("engine_fast_path", 1.0),
         ("engine_cached", 1.0),
         ("engine_ctx_and_render", 1.0),
+        ("engine_ctx_as_sent_and_render", 1.0),
+        ("fast_ctx_and_render", 1.0),
+        ("fast_ctx_as_sent_and_render", 1.0),
         ("engine_cold_compile_and_render", 1.0),
         ("pool_1_threads", BATCH as f64),
         ("pool_2_threads", BATCH as f64),
+        ("pool_evaluator_2_threads", BATCH as f64),
+        ("pool_process_2_children", BATCH as f64),
     ] {
         if let Some(ns) = mean_ns(id) {
             let rate = 1e9 * per_iter / ns;
@@ -202,6 +322,20 @@ fn summary() {
     }
 }
 
+fn isolation_summary() {
+    if let (Some(threads), Some(processes)) = (
+        mean_ns("pool_evaluator_2_threads"),
+        mean_ns("pool_process_2_children"),
+    ) {
+        println!(
+            "evaluator processes / evaluator threads, time per render: {:.3} ({:.2} µs vs {:.2} µs)",
+            processes / threads,
+            processes / BATCH as f64 / 1e3,
+            threads / BATCH as f64 / 1e3
+        );
+    }
+}
+
 fn main() {
     let ctxs = ctxs();
     let mut c = Criterion::default()
@@ -212,6 +346,8 @@ fn main() {
     engine(&mut c, &ctxs);
     pool(&mut c, &ctxs, 1);
     pool(&mut c, &ctxs, 2);
+    isolation(&mut c, &ctxs);
     c.final_summary();
     summary();
+    isolation_summary();
 }

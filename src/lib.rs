@@ -34,9 +34,10 @@ pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod service;
-pub mod shaped;
 pub mod smtp;
-pub mod stamp;
 pub mod store;
 pub mod template;
 pub mod webhook;
+
+#[cfg(test)]
+mod fuzz;

@@ -1,8 +1,11 @@
 //! Prometheus metrics of `courier serve`: messages by status, attempts by outcome class, delivery
 //! and render latency, message templates that fell back to the built-in ones, queue depth and the age of the oldest queued message.
+//! Template isolation reports too: renders refused at the cap of written-off evaluator threads,
+//! the written-off threads still running, and evaluator processes replaced.
 //!
 //! Counters and histograms are updated on the hot path; the store-derived gauges are refreshed
-//! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped.
+//! from [`crate::store::MessageStore::stats`] when `/metrics` is scraped. The render pool's
+//! figures are process-wide (the pool knows no [`Metrics`]), like configuration reloads.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
@@ -30,6 +33,11 @@ struct ClassLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -47,6 +55,69 @@ pub fn config_reloaded(ok: bool) {
     reloads().get_or_create(&OutcomeLabel { outcome }).inc();
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabel {
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The render pools' figures, process-wide.
+struct PoolFigures {
+    refused: Family<TemplateLabel, Counter>,
+    written_off: Gauge,
+    replaced: Family<ReasonLabel, Counter>,
+}
+
+fn pool_figures() -> &'static PoolFigures {
+    static FIGURES: OnceLock<PoolFigures> = OnceLock::new();
+    FIGURES.get_or_init(|| PoolFigures {
+        refused: Family::default(),
+        written_off: Gauge::default(),
+        replaced: Family::default(),
+    })
+}
+
+/// Counts a render of `template` refused because its timed-out renders fill the cap of
+/// written-off evaluator threads.
+pub fn render_refused(template: &str) {
+    pool_figures()
+        .refused
+        .get_or_create(&TemplateLabel {
+            template: template.to_owned(),
+        })
+        .inc();
+}
+
+/// Adds `delta` to the written-off evaluator threads still running.
+pub fn written_off_changed(delta: i64) {
+    pool_figures().written_off.inc_by(delta);
+}
+
+/// Counts an evaluator process replaced, by why: `timeout` (killed at the deadline) or
+/// `crashed` (it died: memory limit, signal, crash).
+pub fn evaluator_process_replaced(reason: &'static str) {
+    pool_figures()
+        .replaced
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+}
+
+/// Remote template refreshes of this process, by outcome (`unchanged`, `updated`, `failed`,
+/// `rejected`): shared like [`reloads`].
+fn refreshes() -> &'static Family<OutcomeLabel, Counter> {
+    static REFRESHES: OnceLock<Family<OutcomeLabel, Counter>> = OnceLock::new();
+    REFRESHES.get_or_init(Family::default)
+}
+
+/// Counts a remote template refresh.
+pub fn template_refreshed(outcome: &'static str) {
+    refreshes().get_or_create(&OutcomeLabel { outcome }).inc();
+}
+
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +130,41 @@ pub struct Metrics {
     render_latency: Histogram,
     template_fallbacks: Counter,
     recent: Recent,
+    api: ApiLimits,
+}
+
+/// What the API's abuse limits did.
+#[derive(Default)]
+struct ApiLimits {
+    connections: Gauge,
+    refused: Counter,
+    timeouts: Family<PhaseLabel, Counter>,
+    rate_limited: Counter,
+}
+
+impl ApiLimits {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "api_connections",
+            "Open API connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "API connections answered 503 and closed because max_connections were open",
+            self.refused.clone(),
+        );
+        registry.register(
+            "api_timeouts",
+            "API connections cut for sending a request too slowly, by phase (header: the request head, or an idle keep-alive connection; body)",
+            self.timeouts.clone(),
+        );
+        registry.register(
+            "api_rate_limited",
+            "API requests answered 429 by the per-token rate limit",
+            self.rate_limited.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -89,6 +195,27 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by outcome (a failed one keeps the running configuration)",
             reloads().clone(),
+        );
+        let pool = pool_figures();
+        registry.register(
+            "template_renders_refused",
+            "Renders refused because earlier timed-out renders of the template fill the cap of written-off evaluator threads",
+            pool.refused.clone(),
+        );
+        registry.register(
+            "template_written_off_threads",
+            "Evaluator threads written off at a render timeout and still running",
+            pool.written_off.clone(),
+        );
+        registry.register(
+            "template_processes_replaced",
+            "Evaluator processes (template isolation) replaced, by reason",
+            pool.replaced.clone(),
+        );
+        registry.register(
+            "template_refreshes",
+            "Remote template refreshes by outcome (failed and rejected keep the last good copy)",
+            refreshes().clone(),
         );
         let accepted = Counter::default();
         registry.register(
@@ -122,6 +249,8 @@ impl Metrics {
             "Custom message templates that failed and were replaced by the built-in ones",
             template_fallbacks.clone(),
         );
+        let api = ApiLimits::default();
+        api.register(&mut registry);
         Self {
             registry,
             messages,
@@ -133,7 +262,29 @@ impl Metrics {
             render_latency,
             template_fallbacks,
             recent: Recent::default(),
+            api,
         }
+    }
+
+    /// Counts an API connection opened (`+1`) or closed (`-1`).
+    pub fn api_connections(&self, delta: i64) {
+        self.api.connections.inc_by(delta);
+    }
+
+    /// Counts a connection refused at the connection cap.
+    pub fn api_connection_refused(&self) {
+        self.api.refused.inc();
+    }
+
+    /// Counts a connection cut for a slow request `head` (or idle keep-alive) or body.
+    pub fn api_timeout(&self, head: bool) {
+        let phase = if head { "header" } else { "body" };
+        self.api.timeouts.get_or_create(&PhaseLabel { phase }).inc();
+    }
+
+    /// Counts a request refused by the rate limit.
+    pub fn api_rate_limited(&self) {
+        self.api.rate_limited.inc();
     }
 
     /// Counts messages accepted by the API.

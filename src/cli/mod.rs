@@ -11,6 +11,7 @@ mod render;
 mod send;
 mod serve;
 mod sink;
+mod watch;
 mod webhook;
 
 use std::io::Read as _;
@@ -109,6 +110,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Sign and verify Standard Webhooks signatures (`webhook-signature`), as receivers check them.
     Webhook(webhook::WebhookArgs),
+    /// An evaluator process of template isolation, started by the render pool: renders requests
+    /// from stdin to stdout (a length-prefixed protocol), not for interactive use.
+    #[command(name = "template-worker", hide = true)]
+    TemplateWorker,
 }
 
 /// Sandbox settings shared by every subcommand that renders.
@@ -208,6 +213,17 @@ impl Cli {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    // No async runtime for an evaluator process: its threads would only take address space
+    // from under the memory cap.
+    if let Command::TemplateWorker = cli.command {
+        return match jsonnet_courier::template::run_worker() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("courier template-worker: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,6 +246,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Sink(args) => sink::run(args).await,
             Command::Webhook(args) => webhook::run(args).await,
+            Command::TemplateWorker => unreachable!("served before the runtime starts"),
         }
     });
     match result {

@@ -3,15 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use clap::Args;
 
-use super::{CmdResult, Failure};
+use super::{watch, CmdResult, Failure};
 use jsonnet_courier::config::{ChannelConfig, Config, Secret, SecretUrl};
 use jsonnet_courier::delivery::Courier;
 use jsonnet_courier::service::Service;
-use jsonnet_courier::template::source::TemplateUri;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -109,6 +108,11 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
         settings.database
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let courier = Arc::clone(&courier);
+        let rx = rx.clone();
+        async move { courier.keep_remotes_fresh(rx).await }
+    });
     tokio::spawn(reload_loop(args, courier, rx.clone()));
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -121,12 +125,10 @@ pub(crate) async fn run(args: ServeArgs) -> CmdResult {
 
 /// How often file templates are checked for changes.
 const FILE_CHECK: Duration = Duration::from_secs(1);
-/// How often remote templates are fetched again.
-const REMOTE_REFRESH: Duration = Duration::from_secs(300);
 
-/// Reloads configuration and templates on SIGHUP, when a file template changes on disk, and
-/// every few minutes when a template is remote. A configuration that fails to load or compile is
-/// logged and counted, and the running one stays.
+/// Reloads configuration and templates on SIGHUP and when a template file changes on disk (remote
+/// templates refresh on their own, see [`Courier::keep_remotes_fresh`]). A configuration that
+/// fails to load or compile is logged and counted, and the running one stays.
 async fn reload_loop(
     args: ServeArgs,
     courier: Arc<Courier>,
@@ -135,24 +137,20 @@ async fn reload_loop(
     let mut hangup = hangups();
     let mut tick = tokio::time::interval(FILE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut files = stamps(&courier.config());
-    let mut last_remote = Instant::now();
+    let mut files = watch::stamps(&courier.config());
     loop {
         let why = tokio::select! {
             _ = shutdown.changed() => return,
             Some(()) = recv(&mut hangup) => "SIGHUP",
             _ = tick.tick() => {
                 let config = courier.config();
-                if stamps(&config) != files {
+                if watch::stamps(&config) != files {
                     "a template file changed"
-                } else if has_remote(&config) && last_remote.elapsed() >= REMOTE_REFRESH {
-                    "remote template refresh"
                 } else {
                     continue;
                 }
             }
         };
-        last_remote = Instant::now();
         let result = match load_config(&args) {
             Ok(config) => courier.reload(config).await.map_err(|e| e.to_string()),
             Err(e) => Err(format!("{:#}", e.error)),
@@ -170,37 +168,8 @@ async fn reload_loop(
             }
         }
         // After a failed reload too: the same broken file is not retried every second.
-        files = stamps(&courier.config());
+        files = watch::stamps(&courier.config());
     }
-}
-
-/// The modification time and size of every file template of `config` (relative paths resolved
-/// as the template loader resolves them).
-fn stamps(config: &Config) -> Vec<Option<(SystemTime, u64)>> {
-    config
-        .channels
-        .iter()
-        .filter_map(|c| c.body.as_deref())
-        .filter_map(|uri| match TemplateUri::parse(uri, None) {
-            Ok(TemplateUri::File(p) | TemplateUri::BarePath(p)) => Some(p),
-            _ => None,
-        })
-        .map(|path| {
-            let beside = config.base_dir.as_ref().map(|b| b.join(&path));
-            let meta = std::fs::metadata(&path)
-                .or_else(|e| beside.map_or(Err(e), std::fs::metadata))
-                .ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        })
-        .collect()
-}
-
-fn has_remote(config: &Config) -> bool {
-    config.channels.iter().any(|c| {
-        c.body
-            .as_deref()
-            .is_some_and(|b| matches!(TemplateUri::parse(b, None), Ok(TemplateUri::Remote(_))))
-    })
 }
 
 #[cfg(unix)]

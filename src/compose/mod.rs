@@ -189,6 +189,42 @@ impl Composer {
         })
     }
 
+    /// This composer with `source` as the text of every `courier.templates` entry of `config`
+    /// whose URI is `uri` (a remote template refreshed); `Ok(None)` when no entry reads `uri`.
+    ///
+    /// # Errors
+    /// The new text does not parse, naming the key.
+    pub fn with_source(
+        &self,
+        config: &TemplatesConfig,
+        uri: &str,
+        source: &str,
+    ) -> Result<Option<Self>, LoadError> {
+        let mut custom: Option<HashMap<(TemplateType, Part), Custom>> = None;
+        for ((t, part), setting) in config.uris.iter().filter(|(_, s)| s.uri == uri) {
+            let compiled = GoTemplate::parse(
+                &setting.key,
+                source,
+                part.is_html(),
+                Funcs::of(true, part.is_html()),
+            )
+            .map_err(|e| LoadError {
+                origin: setting.key.clone(),
+                message: e.to_string(),
+            })?;
+            custom.get_or_insert_with(|| (*self.custom).clone()).insert(
+                (*t, *part),
+                Custom {
+                    origin: Origin::Config(setting.key.clone()),
+                    template: compiled,
+                },
+            );
+        }
+        Ok(custom.map(|c| Self {
+            custom: Arc::new(c),
+        }))
+    }
+
     /// The custom template for `t`'s `part`, if one is configured.
     pub fn custom(&self, t: TemplateType, part: Part) -> Option<&Custom> {
         self.custom.get(&(t, part))

@@ -595,6 +595,27 @@ impl Config {
             trace_to_stderr: false,
         }
     }
+
+    /// The render pool these settings describe: evaluator count, isolation, written-off cap.
+    pub fn pool_options(&self) -> crate::template::PoolOptions {
+        use crate::template::{Isolation, PoolOptions, ProcessOptions};
+        let t = &self.settings.template;
+        let defaults = PoolOptions::default();
+        PoolOptions {
+            threads: match t.threads {
+                0 => defaults.threads,
+                n => n,
+            },
+            max_written_off: t.max_written_off,
+            isolation: match t.isolation {
+                settings::IsolationMode::Thread => Isolation::Thread,
+                settings::IsolationMode::Process => Isolation::Process(ProcessOptions {
+                    max_memory_bytes: t.max_memory_bytes,
+                    ..ProcessOptions::default()
+                }),
+            },
+        }
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value, section: &str) -> Result<T, ConfigError> {
@@ -879,5 +900,34 @@ courier:
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn template_isolation_settings_describe_the_pool() {
+        use crate::template::{Isolation, DEFAULT_MAX_MEMORY_BYTES};
+        let c = parse("").unwrap();
+        let p = c.pool_options();
+        assert_eq!((p.isolation, p.max_written_off), (Isolation::Thread, 4));
+        let c = parse(
+            "jsonnet_courier:\n  template:\n    isolation: process\n    threads: 3\n    max_memory_bytes: 1048576\n",
+        )
+        .unwrap();
+        let p = c.pool_options();
+        assert_eq!(p.threads, 3);
+        let Isolation::Process(opts) = p.isolation else {
+            panic!("{p:?}")
+        };
+        assert_eq!(opts.max_memory_bytes, 1 << 20);
+        assert_ne!(opts.max_memory_bytes, DEFAULT_MAX_MEMORY_BYTES);
+        let got = issues("jsonnet_courier:\n  template:\n    isolation: container\n");
+        assert!(
+            got[0].starts_with("jsonnet_courier.template.isolation: unknown variant `container`"),
+            "{got:?}"
+        );
+        let got = issues("jsonnet_courier:\n  template:\n    max_written_off: 0\n");
+        assert_eq!(
+            got,
+            ["jsonnet_courier.template.max_written_off: must be at least 1"]
+        );
     }
 }

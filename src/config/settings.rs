@@ -83,12 +83,19 @@ impl Settings {
                 "must be more than 0".into(),
             );
         }
+        if self.template.max_written_off == 0 {
+            issue(
+                "jsonnet_courier.template.max_written_off",
+                "must be at least 1".into(),
+            );
+        }
         if self.serve.concurrency == 0 {
             issue(
                 "jsonnet_courier.serve.concurrency",
                 "must be at least 1".into(),
             );
         }
+        self.serve.validate(issue);
         if let Some(dir) = &self.template.import_dir {
             let dir = match base_dir {
                 Some(base) if dir.is_relative() => base.join(dir),
@@ -125,8 +132,29 @@ pub struct TemplateSettings {
     /// Maximum evaluation time per render (default 1s).
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Evaluator threads; 0 means one per core (default 0).
+    /// Evaluator threads (or processes with `isolation: process`); 0 means one per core
+    /// (default 0).
     pub threads: usize,
+    /// Where templates are evaluated: `thread` (default; in this process) or `process` (child
+    /// processes with a memory cap, killed and replaced at the timeout).
+    pub isolation: IsolationMode,
+    /// With `isolation: process`, each evaluator process's address-space cap in bytes (default
+    /// 2 GiB, as the reference); 0 for none.
+    pub max_memory_bytes: u64,
+    /// With `isolation: thread`, written-off evaluator threads (renders past the timeout, still
+    /// running) at which renders of the templates responsible are refused (default 4).
+    pub max_written_off: usize,
+}
+
+/// `jsonnet_courier.template.isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationMode {
+    /// Evaluator threads in the courier's process.
+    #[default]
+    Thread,
+    /// Evaluator processes (`courier template-worker`).
+    Process,
 }
 
 impl Default for TemplateSettings {
@@ -138,6 +166,9 @@ impl Default for TemplateSettings {
             max_output_bytes: l.max_output_bytes,
             timeout: l.timeout,
             threads: 0,
+            isolation: IsolationMode::Thread,
+            max_memory_bytes: crate::template::DEFAULT_MAX_MEMORY_BYTES,
+            max_written_off: crate::template::DEFAULT_MAX_WRITTEN_OFF,
         }
     }
 }
@@ -357,6 +388,72 @@ pub struct ServeSettings {
     /// Sent and cancelled messages are deleted after this long (default 7 days).
     #[serde(with = "duration")]
     pub retention: Duration,
+    /// Time a client has to send a request head, from connecting or from its previous answer;
+    /// past it the connection is closed (default 10s). Also how long an idle keep-alive
+    /// connection stays open.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request body once its head is in; past it the answer is 408
+    /// and the connection is closed (default 30s).
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Open API connections at most (default 1024); past it a new connection is answered 503
+    /// and closed at once.
+    pub max_connections: usize,
+    /// Requests per API token, as a token bucket (off by default).
+    pub rate_limit: Option<RateLimitSettings>,
+}
+
+/// `jsonnet_courier.serve.rate_limit`: a token bucket per API token (one shared bucket when the
+/// API has no tokens). Health probes and the dashboard are not counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second refilled (may be fractional: `0.5` is one every 2 s).
+    pub rate: f64,
+    /// Requests allowed at once when the bucket is full (default: one second's worth, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    /// The bucket's size.
+    pub fn capacity(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| self.rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32)
+    }
+}
+
+impl ServeSettings {
+    /// The API's abuse limits: values serde accepts that would switch a protection off.
+    fn validate(&self, issue: &mut dyn FnMut(&str, String)) {
+        let key = |k: &str| format!("jsonnet_courier.serve.{k}");
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                issue(&key(name), "must be more than 0".into());
+            }
+        }
+        if self.max_connections == 0 {
+            issue(&key("max_connections"), "must be at least 1".into());
+        }
+        if let Some(limit) = &self.rate_limit {
+            if !(limit.rate.is_finite() && limit.rate > 0.0) {
+                issue(
+                    &key("rate_limit.rate"),
+                    format!(
+                        "{} is not a rate: use requests per second, more than 0",
+                        limit.rate
+                    ),
+                );
+            }
+            if limit.burst == Some(0) {
+                issue(&key("rate_limit.burst"), "must be at least 1".into());
+            }
+        }
+    }
 }
 
 impl Default for ServeSettings {
@@ -371,6 +468,10 @@ impl Default for ServeSettings {
             poll_interval: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            rate_limit: None,
         }
     }
 }

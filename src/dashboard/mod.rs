@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{watch, Notify};
 
-use crate::config::Secret;
+use crate::config::settings::ServeSettings;
 use crate::delivery::Courier;
 use crate::metrics::Metrics;
 use crate::service::api::decode;
@@ -49,6 +49,7 @@ pub struct Dashboard {
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     auth: auth::Auth,
 }
 
@@ -61,8 +62,7 @@ impl Dashboard {
         store: Arc<dyn MessageStore>,
         courier: Arc<Courier>,
         metrics: Arc<Metrics>,
-        tokens: Vec<Secret>,
-        max_body_bytes: usize,
+        settings: &ServeSettings,
         wake: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -76,8 +76,9 @@ impl Dashboard {
             courier,
             metrics,
             wake,
-            max_body_bytes,
-            auth: auth::Auth::new(tokens),
+            max_body_bytes: settings.max_body_bytes,
+            body_read_timeout: settings.body_read_timeout,
+            auth: auth::Auth::new(settings.tokens.clone()),
         }
     }
 
@@ -132,7 +133,7 @@ impl Dashboard {
                 html(StatusCode::OK, playground::page(&ctx, &self.courier))
             }
             (&Method::POST, ["ui", "playground", action]) => {
-                let body = match read_body(req, self.max_body_bytes).await {
+                let body = match self.read_body(req, self.max_body_bytes).await {
                     Ok(b) => b,
                     Err(resp) => return resp,
                 };
@@ -149,8 +150,43 @@ impl Dashboard {
         }
     }
 
+    /// The body of `req` under `limit` bytes and the body deadline; a JSON 413, 408 or 400 if not.
+    async fn read_body(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+    ) -> Result<Bytes, Response<Full<Bytes>>> {
+        use crate::service::api::body::{self, BodyError};
+        let (status, reason) =
+            match body::read(req.into_body(), limit, self.body_read_timeout).await {
+                Ok(b) => return Ok(b),
+                Err(BodyError::TooLarge(n)) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {n} bytes"),
+                ),
+                Err(BodyError::TimedOut(d)) => {
+                    self.metrics.api_timeout(false);
+                    (
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {}",
+                            humantime::format_duration(d)
+                        ),
+                    )
+                }
+                Err(BodyError::Broken(e)) => (
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body failed: {e}"),
+                ),
+            };
+        Err(json(
+            status,
+            &serde_json::json!({"error": {"reason": reason}}),
+        ))
+    }
+
     async fn login(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let body = match read_body(req, 16 * 1024).await {
+        let body = match self.read_body(req, 16 * 1024).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
@@ -323,29 +359,6 @@ fn same_origin(req: &Request<Incoming>) -> bool {
         .or_else(|| origin.strip_prefix("https://"))
         .unwrap_or("");
     !host.is_empty() && origin_host == host
-}
-
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            Err(json(
-                if too_large {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                },
-                &serde_json::json!({"error": {"reason": if too_large {
-                    format!("the body is larger than {limit} bytes")
-                } else {
-                    format!("reading the body failed: {e}")
-                }}}),
-            ))
-        }
-    }
 }
 
 /// Only local paths under `/ui/`: a login link cannot send the browser elsewhere.

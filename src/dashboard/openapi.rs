@@ -24,6 +24,10 @@ pub fn document() -> Value {
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let types: Vec<&str> = TemplateType::ALL.iter().map(|t| t.as_str()).collect();
     let unauthorized = error_response("Missing or invalid bearer token");
+    // Only when `jsonnet_courier.serve.rate_limit` is set.
+    let limited = json!({"description": "The token's rate limit is exceeded; retry after `Retry-After` seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -48,8 +52,10 @@ pub fn document() -> Value {
                             "required": ["ids"]})),
                         "400": error_response("Malformed or invalid messages; nothing stored"),
                         "401": unauthorized,
+                        "408": error_response("The body did not arrive within body_read_timeout; nothing stored"),
                         "409": error_response("A message id already exists"),
                         "413": error_response("The body is too large"),
+                        "429": limited,
                         "503": error_response("The store is unavailable; nothing stored")
                     }
                 },
@@ -66,7 +72,8 @@ pub fn document() -> Value {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/StoredMessage"}},
                             "next_page_token": {"type": ["string", "null"]}}, "required": ["messages", "next_page_token"]})),
                         "400": error_response("A bad query parameter"),
-                        "401": unauthorized
+                        "401": unauthorized,
+                        "429": limited
                     }
                 }
             },
@@ -77,7 +84,8 @@ pub fn document() -> Value {
                     "responses": {
                         "200": ok_json("The message", json!({"$ref": "#/components/schemas/StoredMessage"})),
                         "401": unauthorized,
-                        "404": error_response("No such message")
+                        "404": error_response("No such message"),
+                        "429": limited
                     }
                 }
             },
@@ -89,7 +97,8 @@ pub fn document() -> Value {
                         "200": ok_json("Queued", json!({"type": "object", "properties": {"id": {"type": "string"}, "status": {"const": "queued"}}})),
                         "401": unauthorized,
                         "404": error_response("No such message"),
-                        "409": error_response("The message is not abandoned or cancelled")
+                        "409": error_response("The message is not abandoned or cancelled"),
+                        "429": limited
                     }
                 }
             },
@@ -98,7 +107,8 @@ pub fn document() -> Value {
                     "summary": "Prometheus metrics (OpenMetrics text)",
                     "responses": {
                         "200": {"description": "Metrics", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
-                        "401": unauthorized
+                        "401": unauthorized,
+                        "429": limited
                     }
                 }
             },

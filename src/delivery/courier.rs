@@ -11,13 +11,17 @@ use std::time::{Instant, SystemTime};
 use crate::compose::{self, ComposeError, Composer};
 use crate::config::{Config, ConfigError};
 use crate::message::{ctx, CtxStyle, Message};
-use crate::smtp::{self as smtp, Mailer, PreparedMail, TransportOptions};
+use crate::smtp::{self as smtp, Mailer, PreparedMail};
 use crate::template::{source::Loader, Ctx, Pool, RenderError, StyleChoice, Template};
 
 use super::http::{Answer, SendError};
 use super::policy::{parse_retry_after, Decision, RetryPolicy};
 use super::route::{self, Route};
 use super::{Attempt, AttemptClass, DeliveryReport, ErrorKind};
+
+mod refresh;
+
+pub use refresh::{RefreshOutcome, RemoteTemplate};
 
 /// Renders and delivers messages over the configured channels. Cheap to share (`Arc` it);
 /// all methods take `&self`.
@@ -44,13 +48,16 @@ pub struct Courier {
 
 /// Channels with their compiled templates, the message templates, the client, the retry policy.
 struct Setup {
-    routes: HashMap<String, Route>,
+    routes: HashMap<String, Arc<Route>>,
     /// SMTP channels (email with `delivery_strategy: smtp`, `type: smtp` channels).
     mailers: HashMap<String, Arc<Mailer>>,
     /// The message templates (`courier.templates`, `template_override_path`, built-ins).
     composer: Composer,
     policy: RetryPolicy,
     config: Arc<Config>,
+    /// The remote templates of this configuration and when each is due for a refresh; shared
+    /// by the setups that only swap a refreshed template in.
+    remotes: refresh::Remotes,
 }
 
 /// What a configured channel renders with: for `config check` and the logs.
@@ -70,11 +77,7 @@ impl Courier {
     /// # Errors
     /// A template that cannot be loaded or does not compile, named by its key path.
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
-        let threads = match config.settings.template.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let pool = Pool::new(threads, config.limits())
+        let pool = Pool::with_options(config.limits(), config.pool_options())
             .map_err(|e| ConfigError::one("jsonnet_courier.template", e.to_string()))?;
         Self::with_pool(config, pool).await
     }
@@ -106,28 +109,10 @@ impl Courier {
     }
 
     async fn setup(config: Config, pool: &Pool) -> Result<Setup, ConfigError> {
-        let routes = route::build(&config, pool.limits()).await?;
-        let mut mailers = HashMap::new();
-        let mut issues = Vec::new();
-        for ch in &config.smtp_channels {
-            let options = TransportOptions {
-                connect_timeout: config.settings.http.connect_timeout,
-                ..TransportOptions::default()
-            };
-            match Mailer::new(ch, options) {
-                Ok(m) => {
-                    mailers.insert(ch.id.clone(), Arc::new(m));
-                }
-                Err(e) => issues.push((ch.path.clone(), e.to_string())),
-            }
-        }
-        if !issues.is_empty() {
-            return Err(ConfigError {
-                source: None,
-                issues,
-            });
-        }
-        let composer = Composer::load(&config.templates, &Loader::new(config.base_dir.clone()))
+        let loader = Loader::new(config.base_dir.clone());
+        let routes = route::build(&config, pool.limits(), &loader).await?;
+        let mailers = route::mailers(&config)?;
+        let composer = Composer::load(&config.templates, &loader)
             .await
             .map_err(|e| ConfigError::one(e.origin, e.message))?;
         Ok(Setup {
@@ -136,6 +121,7 @@ impl Courier {
             mailers,
             policy: RetryPolicy::new(config.message_retries, config.settings.retry.clone()),
             config: Arc::new(config),
+            remotes: refresh::Remotes::new(loader.remote_copies()),
         })
     }
 
@@ -436,7 +422,7 @@ fn record_error(a: &mut Attempt, e: &SendError) {
 impl Setup {
     /// Route phase: the channel's route, or why there is none.
     fn route(&self, channel: &str) -> Result<&Route, String> {
-        self.routes.get(channel).ok_or_else(|| {
+        self.routes.get(channel).map(AsRef::as_ref).ok_or_else(|| {
             let mut known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
             known.sort_unstable();
             if channel == "email" {

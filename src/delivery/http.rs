@@ -6,11 +6,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+use super::shaped::ShapeError;
 use crate::encode::EncodeError;
 use crate::http::guard::Refused;
 use crate::http::oauth2::TokenError;
 use crate::http::{error_chain, HttpClient};
-use crate::shaped::ShapeError;
 
 use super::ErrorKind;
 

@@ -138,7 +138,7 @@ impl RetryPolicy {
     pub fn classify_render(kind: RenderErrorKind) -> (ErrorKind, AttemptClass) {
         match kind {
             RenderErrorKind::Cancelled => (ErrorKind::Cancelled, AttemptClass::Cancelled),
-            RenderErrorKind::Timeout | RenderErrorKind::PoolClosed => {
+            RenderErrorKind::Timeout | RenderErrorKind::PoolClosed | RenderErrorKind::Refused => {
                 (ErrorKind::Render, AttemptClass::Retryable)
             }
             _ => (ErrorKind::Render, AttemptClass::Permanent),

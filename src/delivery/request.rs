@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use hyper::header::HeaderName;
 
+use super::shaped::{self, Shaped, ShapedBody};
+use super::stamp::Stamp;
 use crate::config::{Auth, ChannelConfig, KeyLocation, TemplateRequest};
 use crate::encode::{self, EncodeError, Encoding};
-use crate::shaped::{self, Shaped, ShapedBody};
-use crate::stamp::Stamp;
 
 use super::http::SendError;
 

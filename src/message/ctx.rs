@@ -69,19 +69,43 @@ pub use super::keys::{TEMPLATE_DATA, TOP_LEVEL};
 /// nothing).
 pub fn build(message: &Message, style: CtxStyle) -> Value {
     // Serializing a view cannot fail: every part is plain JSON data with string keys.
-    serde_json::to_value(View { message, style }).unwrap_or(Value::Null)
+    serde_json::to_value(View {
+        message,
+        style,
+        typed: true,
+    })
+    .unwrap_or(Value::Null)
 }
 
 /// The same ctx as [`build`], written directly as JSON text: the cheapest form to hand to a
 /// render pool (no intermediate value to allocate, clone or drop).
 pub fn to_json(message: &Message, style: CtxStyle) -> String {
-    serde_json::to_string(&View { message, style }).unwrap_or_default()
+    serde_json::to_string(&View {
+        message,
+        style,
+        typed: true,
+    })
+    .unwrap_or_default()
+}
+
+/// [`to_json`] without the typed model: template data as the producer sent it, no zero values.
+/// Only for the render bench, which measures what the typed model costs.
+#[doc(hidden)]
+pub fn to_json_as_sent(message: &Message, style: CtxStyle) -> String {
+    serde_json::to_string(&View {
+        message,
+        style,
+        typed: false,
+    })
+    .unwrap_or_default()
 }
 
 /// A message seen as a ctx in one key style.
 struct View<'a> {
     message: &'a Message,
     style: CtxStyle,
+    /// Template data in the type's model (else as sent).
+    typed: bool,
 }
 
 impl Serialize for View<'_> {
@@ -99,7 +123,11 @@ impl Serialize for View<'_> {
             TopKey::TemplateData.name(style),
             &DataView {
                 data: &m.template_data,
-                model: model::of(m.template_type, m.message_type),
+                model: if self.typed {
+                    model::of(m.template_type, m.message_type)
+                } else {
+                    model::AS_SENT
+                },
                 style,
             },
         )?;

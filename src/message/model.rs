@@ -159,6 +159,9 @@ const SMS_REGISTRATION_CODE_VALID: Model = model(&[
 ]);
 const SMS_STUB: Model = model(&[f(To), f(Body), f(Identity)]);
 
+/// No model: template data as sent (what the typed model is measured against).
+pub(crate) const AS_SENT: Model = model(&[]);
+
 /// The model of `template_type` sent as `kind`. Types the reference sends only by email use the
 /// email model whatever the kind.
 pub fn of(template_type: TemplateType, kind: MessageType) -> Model {

@@ -3,6 +3,7 @@
 //! persisted retries. Several processes may share one PostgreSQL database.
 
 pub mod api;
+mod conn;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -10,7 +11,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -120,19 +120,18 @@ impl Service {
             Arc::clone(&self.store),
             Arc::clone(&self.courier),
             Arc::clone(&metrics),
-            self.settings.tokens.clone(),
-            self.settings.max_body_bytes,
+            &self.settings,
             Arc::clone(&wake),
             shutdown.clone(),
         ));
         let api = Arc::new(api::Api::new(
             Arc::clone(&self.store),
-            metrics,
-            self.settings.tokens.clone(),
-            self.settings.max_body_bytes,
+            Arc::clone(&metrics),
+            &self.settings,
             wake,
             running,
         ));
+        let connections = conn::Connections::new(&self.settings, metrics);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "courier API listening");
         }
@@ -140,26 +139,27 @@ impl Service {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors, typically: give closing ones a moment
+                            // rather than spinning.
+                            tracing::warn!("accepting an API connection failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
                     let (api, dashboard) = (Arc::clone(&api), Arc::clone(&dashboard));
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    connections.admit(stream, &graceful, move |req: hyper::Request<hyper::body::Incoming>| {
                         let (api, dashboard) = (Arc::clone(&api), Arc::clone(&dashboard));
                         async move {
                             // The browser pages and /openapi.json; everything else is the JSON API.
-                            Ok::<_, std::convert::Infallible>(if crate::dashboard::serves(req.uri().path()) {
+                            if crate::dashboard::serves(req.uri().path()) {
                                 dashboard.handle(req).await
                             } else {
                                 api.handle(req).await
-                            })
+                            }
                         }
-                    });
-                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let watched = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = watched.await;
                     });
                 }
                 _ = shutdown.changed() => break,

@@ -11,7 +11,7 @@ use super::Template;
 use crate::message::ctx::{TEMPLATE_DATA, TOP_LEVEL};
 
 /// What kind of failure a [`RenderError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum RenderErrorKind {
     /// The template does not parse.
@@ -34,6 +34,13 @@ pub enum RenderErrorKind {
     Panic,
     /// The render pool is shut down.
     PoolClosed,
+    /// Refused without evaluating: earlier renders of this template timed out and their
+    /// evaluator threads, still running, fill the pool's cap of written-off threads. Renders are
+    /// admitted again as those threads finish.
+    Refused,
+    /// With process isolation, the evaluator process died during the render: past its memory
+    /// limit, killed, or crashed.
+    Crashed,
 }
 
 /// A failed render. `Display` starts with `name:line:col: message` (as go-jsonnet and rustc print
@@ -43,7 +50,7 @@ pub enum RenderErrorKind {
 #[derive(Debug, Clone)]
 pub struct RenderError(Box<Detail>);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Detail {
     kind: RenderErrorKind,
     template: String,
@@ -152,6 +159,16 @@ impl RenderError {
             .get(loc.line_start_offset..loc.line_end_offset)
             .unwrap_or("");
         self.0.snippet = Some(snippet(loc.line, loc.column, line));
+    }
+
+    /// The error as JSON text, to cross a process boundary (see [`RenderError::from_wire`]).
+    pub(crate) fn to_wire(&self) -> String {
+        serde_json::to_string(&*self.0).unwrap_or_default()
+    }
+
+    /// The error [`RenderError::to_wire`] wrote; `None` if `text` is not one.
+    pub(crate) fn from_wire(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok().map(|d| Self(Box::new(d)))
     }
 
     pub(crate) fn with_field(mut self, field: Option<String>) -> Self {

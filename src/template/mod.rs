@@ -1,9 +1,12 @@
 //! Jsonnet payload templates: where they come from, how they are evaluated, and within what limits.
 //!
 //! - [`source`] reads a template URI (`file://`, `base64://`, `http(s)://`, a bare path) into a
-//!   [`Template`]; remote templates are fetched once per [`source::Loader`].
+//!   [`Template`]; remote templates are fetched once per [`source::Loader`], and [`remote`]
+//!   says how to refresh them.
 //! - [`Engine`] evaluates templates on the current thread, compiling each once.
-//! - [`Pool`] runs engines on dedicated threads for async callers, with a per-render timeout.
+//! - [`Pool`] runs engines on dedicated threads for async callers, with a per-render timeout and
+//!   a cap on threads written off at it; or, with [`Isolation::Process`], in child processes with
+//!   a memory cap, killed at the timeout ([`process`], [`worker`], [`wire`]).
 //! - [`RenderError`] says what went wrong, in which template, where, and in which output field.
 //!
 //! jrsonnet values are neither `Send` nor `Sync`: only [`Template`] (an `Arc` of the source), JSON
@@ -16,8 +19,12 @@ mod jail;
 mod lazy;
 mod manifest;
 mod pool;
+mod process;
+pub mod remote;
 pub mod source;
 pub mod style;
+mod wire;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +33,10 @@ use std::time::Duration;
 
 pub use engine::{Ctx, CtxRef, Engine, TopLevel};
 pub use error::{RenderError, RenderErrorKind};
-pub use pool::{Pool, PoolStats};
+pub use pool::{Pool, PoolOptions, PoolStats, DEFAULT_MAX_WRITTEN_OFF};
+pub use process::{Isolation, ProcessOptions, DEFAULT_MAX_MEMORY_BYTES};
 pub use style::{StyleChoice, StyleReason};
+pub use worker::run_worker;
 
 /// A template's source text and the name errors use for it. Cloning is cheap.
 ///

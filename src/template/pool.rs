@@ -1,4 +1,5 @@
-//! A pool of evaluator threads for async (and blocking) callers.
+//! A pool of evaluators for async (and blocking) callers: threads in this process (the default),
+//! or child processes ([`Isolation::Process`], see [`super::process`]).
 //!
 //! Each worker thread owns an [`Engine`] on its own stack (never in a thread-local: jrsonnet values
 //! destroyed by thread-local destructors crash). Jobs arrive over one channel; the answer goes back
@@ -6,7 +7,18 @@
 //! deadline gets a timeout error at once, and its worker is written off and replaced, so the pool
 //! keeps its full capacity. A written-off thread exits when its evaluation ends; jrsonnet offers no
 //! way to interrupt one sooner.
+//!
+//! Written-off threads are capped ([`PoolOptions::max_written_off`]): once that many are still
+//! running, the pool refuses renders of every template that has one of them (a
+//! [`RenderErrorKind::Refused`] error, counted by [`crate::metrics::render_refused`]) rather
+//! than grow. Each written-off thread gives its place back when its evaluation ends, and the
+//! template's renders are admitted again. A template not yet responsible for any is still
+//! admitted, so at most `max_written_off - 1` plus one per distinct timed-out template run.
+//!
+//! The compiled fast path ([`super::fast`]) does bounded work and always runs on the caller's
+//! thread, before any of this.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -16,14 +28,41 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::process::{self, Isolation};
 use super::{fast, Ctx, Engine, Limits, RenderError, RenderErrorKind, Template};
 
-type Reply = oneshot::Sender<Result<String, RenderError>>;
+pub(super) type Reply = oneshot::Sender<Result<String, RenderError>>;
 
-struct Job {
-    template: Template,
-    ctx: Ctx,
-    reply: Reply,
+pub(super) struct Job {
+    pub(super) template: Template,
+    pub(super) ctx: Ctx,
+    pub(super) reply: Reply,
+}
+
+/// How a [`Pool`] evaluates: how many evaluators, how many written-off threads it tolerates,
+/// and whether templates run in this process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOptions {
+    /// Evaluator threads, or evaluator processes with [`Isolation::Process`] (at least one).
+    pub threads: usize,
+    /// Written-off threads (renders past the timeout, still evaluating) at which the pool
+    /// refuses renders of the templates responsible (default 4, at least 1). Threads only.
+    pub max_written_off: usize,
+    /// Threads in this process (default) or child processes.
+    pub isolation: Isolation,
+}
+
+/// The default cap of written-off threads.
+pub const DEFAULT_MAX_WRITTEN_OFF: usize = 4;
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            max_written_off: DEFAULT_MAX_WRITTEN_OFF,
+            isolation: Isolation::Thread,
+        }
+    }
 }
 
 /// One worker's view for the watchdog: when its current job started, and the job's reply sender.
@@ -34,21 +73,29 @@ struct Slot {
     current: Mutex<Option<(Template, Reply, u64)>>,
 }
 
-struct Shared {
-    jobs: Mutex<mpsc::Receiver<Job>>,
-    limits: Limits,
+pub(super) struct Shared {
+    pub(super) jobs: Mutex<mpsc::Receiver<Job>>,
+    pub(super) limits: Limits,
     epoch: Instant,
     slots: Mutex<Vec<Arc<Slot>>>,
     closed: AtomicBool,
-    renders: AtomicU64,
-    timeouts: AtomicU64,
+    pub(super) renders: AtomicU64,
+    pub(super) timeouts: AtomicU64,
     panics: AtomicU64,
+    /// Evaluator processes running now (process isolation).
+    pub(super) processes: AtomicU64,
+    /// Processes replaced after a timeout or a death.
+    pub(super) replaced: AtomicU64,
+    max_written_off: usize,
+    /// Written-off threads still running, by template id.
+    written_off: Mutex<HashMap<u64, usize>>,
+    refused: AtomicU64,
 }
 
 /// Counters of a [`Pool`]'s life so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Worker threads serving renders now.
+    /// Worker threads serving renders now (0 with process isolation: see `processes`).
     pub threads: usize,
     /// Renders answered by workers (successes and template errors).
     pub renders: u64,
@@ -56,6 +103,14 @@ pub struct PoolStats {
     pub timeouts: u64,
     /// Evaluations that panicked (the worker's engine was rebuilt).
     pub panics: u64,
+    /// Written-off threads still running.
+    pub written_off: usize,
+    /// Renders refused at the cap of written-off threads.
+    pub refused: u64,
+    /// Evaluator processes running (process isolation).
+    pub processes: usize,
+    /// Evaluator processes killed at a timeout or found dead, and replaced.
+    pub replaced: u64,
 }
 
 /// Evaluator threads with a job queue. Cheap to clone; the threads stop when the last clone is
@@ -82,8 +137,24 @@ impl Pool {
     /// An engine cannot be built (the import directory does not exist), or a thread cannot be
     /// spawned.
     pub fn new(threads: usize, limits: Limits) -> std::io::Result<Self> {
+        Self::with_options(
+            limits,
+            PoolOptions {
+                threads,
+                ..PoolOptions::default()
+            },
+        )
+    }
+
+    /// Starts the evaluators `options` describe, enforcing `limits`.
+    ///
+    /// # Errors
+    /// As [`Pool::new`]; with process isolation, also when the program cannot be found or its
+    /// first evaluator process does not start.
+    pub fn with_options(limits: Limits, options: PoolOptions) -> std::io::Result<Self> {
         // Fail here, not in a worker, when the limits cannot be honoured.
         drop(Engine::new(limits.clone())?);
+        let threads = options.threads.max(1);
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             jobs: Mutex::new(rx),
@@ -94,8 +165,21 @@ impl Pool {
             renders: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            processes: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            max_written_off: options.max_written_off.max(1),
+            written_off: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
         });
-        for _ in 0..threads.max(1) {
+        if let Isolation::Process(opts) = options.isolation {
+            process::start(&shared, threads, opts)?;
+            return Ok(Self {
+                tx,
+                _closer: Arc::new(Closer(Arc::clone(&shared))),
+                shared,
+            });
+        }
+        for _ in 0..threads {
             spawn_worker(&shared)?;
         }
         let watched = Arc::clone(&shared);
@@ -154,6 +238,7 @@ impl Pool {
         if let Some(out) = self.fast(template, &ctx) {
             return Ok(out);
         }
+        self.admit(template)?;
         self.submit(template, ctx)
             .await
             .unwrap_or_else(|_| Err(closed(template)))
@@ -172,6 +257,7 @@ impl Pool {
         if let Some(out) = self.fast(template, &ctx) {
             return Ok(out);
         }
+        self.admit(template)?;
         self.submit(template, ctx)
             .blocking_recv()
             .unwrap_or_else(|_| Err(closed(template)))
@@ -186,6 +272,32 @@ impl Pool {
         Some(out)
     }
 
+    /// Refuses `template` while written-off threads fill the cap and it has one of them.
+    fn admit(&self, template: &Template) -> Result<(), RenderError> {
+        let s = &self.shared;
+        let Ok(map) = s.written_off.lock() else {
+            return Ok(());
+        };
+        let total: usize = map.values().sum();
+        let Some(&mine) = map.get(&template.id()) else {
+            return Ok(());
+        };
+        if total < s.max_written_off {
+            return Ok(());
+        }
+        drop(map);
+        s.refused.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::render_refused(template.name());
+        Err(RenderError::new(
+            RenderErrorKind::Refused,
+            template,
+            format!(
+                "render refused: {mine} evaluator thread(s) are still running earlier renders of this template that timed out, and the pool's cap of {} written-off threads (max_written_off) is reached; renders of this template resume as they finish",
+                s.max_written_off
+            ),
+        ))
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> PoolStats {
         let s = &self.shared;
@@ -194,11 +306,15 @@ impl Pool {
             renders: s.renders.load(Ordering::Relaxed),
             timeouts: s.timeouts.load(Ordering::Relaxed),
             panics: s.panics.load(Ordering::Relaxed),
+            written_off: s.written_off.lock().map_or(0, |m| m.values().sum()),
+            refused: s.refused.load(Ordering::Relaxed),
+            processes: s.processes.load(Ordering::Relaxed) as usize,
+            replaced: s.replaced.load(Ordering::Relaxed),
         }
     }
 }
 
-fn closed(template: &Template) -> RenderError {
+pub(super) fn closed(template: &Template) -> RenderError {
     RenderError::new(
         RenderErrorKind::PoolClosed,
         template,
@@ -283,8 +399,12 @@ fn worker(shared: &Shared, slot: &Slot) {
                 shared.renders.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(result);
             }
-            // The watchdog answered this job with a timeout and replaced this worker.
-            None => return,
+            // The watchdog answered this job with a timeout and replaced this worker: give its
+            // place among the written-off back, and end.
+            None => {
+                release_written_off(shared, template.id());
+                return;
+            }
         }
         drop(ctx);
     }
@@ -307,9 +427,18 @@ fn watchdog(shared: &Arc<Shared>) {
         };
         for (slot, started) in expired {
             // Take the job only if it is still the one that expired, not a newer one.
+            // Counted as written off before the lock is released: the worker, when it ends,
+            // finds its job gone only after this and gives the place back.
             let taken = slot.current.lock().ok().and_then(|mut c| {
                 if c.as_ref().is_some_and(|(_, _, t)| *t == started) {
-                    c.take()
+                    let taken = c.take();
+                    if let Some((template, _, _)) = &taken {
+                        if let Ok(mut map) = shared.written_off.lock() {
+                            *map.entry(template.id()).or_default() += 1;
+                        }
+                        crate::metrics::written_off_changed(1);
+                    }
+                    taken
                 } else {
                     None
                 }
@@ -331,4 +460,17 @@ fn watchdog(shared: &Arc<Shared>) {
             }
         }
     }
+}
+
+/// A written-off thread of `template_id` has ended.
+fn release_written_off(shared: &Shared, template_id: u64) {
+    if let Ok(mut map) = shared.written_off.lock() {
+        if let Some(n) = map.get_mut(&template_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&template_id);
+            }
+        }
+    }
+    crate::metrics::written_off_changed(-1);
 }

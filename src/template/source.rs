@@ -1,8 +1,9 @@
 //! Template URIs: `file://`, `base64://`, `http://`, `https://`, and (deprecated) bare paths.
 //!
 //! A [`Loader`] reads each URI once and hands out the same [`Template`] for it afterwards, so a
-//! remote template is fetched once per process (the reference re-fetches it on every send) and
-//! engines compile it once.
+//! remote template is fetched once per load (the reference re-fetches it on every send) and
+//! engines compile it once. It keeps what the server said about each remote copy
+//! ([`RemoteCopy`]), so `courier serve` can refresh it when it expires (see [`super::remote`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::remote::{self, Fetched, Validators};
 use super::Template;
 use crate::http::{self, HttpClient};
 
@@ -18,7 +20,21 @@ use crate::http::{self, HttpClient};
 pub const SCHEMES: &str = "file://, base64://, http://, https://";
 
 /// Largest template accepted from a remote server.
-const MAX_REMOTE_BYTES: usize = 1024 * 1024;
+pub const MAX_REMOTE_BYTES: usize = 1024 * 1024;
+
+/// How long a remote template fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A remote template as loaded: its text and what the server said about it.
+#[derive(Debug, Clone)]
+pub struct RemoteCopy {
+    /// The template text as served.
+    pub source: String,
+    /// The validators for the next, conditional, fetch.
+    pub validators: Validators,
+    /// How long the server said the copy is good.
+    pub fresh_for: Duration,
+}
 
 /// A parsed template URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +157,7 @@ pub fn redact(uri: &str) -> String {
 pub struct Loader {
     base_dir: Option<PathBuf>,
     cache: Mutex<HashMap<String, Template>>,
+    remotes: Mutex<HashMap<String, RemoteCopy>>,
     client: Mutex<Option<HttpClient>>,
     fetch_timeout: Duration,
 }
@@ -152,8 +169,9 @@ impl Loader {
         Self {
             base_dir,
             cache: Mutex::new(HashMap::new()),
+            remotes: Mutex::new(HashMap::new()),
             client: Mutex::new(None),
-            fetch_timeout: Duration::from_secs(10),
+            fetch_timeout: FETCH_TIMEOUT,
         }
     }
 
@@ -217,14 +235,37 @@ impl Loader {
                             .clone()
                     })
                     .unwrap_or_else(|_| http::client(self.fetch_timeout));
-                let body = http::get(&client, &url, self.fetch_timeout, MAX_REMOTE_BYTES)
-                    .await
-                    .map_err(|source| SourceError::Fetch {
-                        uri: shown.clone(),
-                        source,
-                    })?;
+                let fetched =
+                    remote::fetch(&client, &url, self.fetch_timeout, MAX_REMOTE_BYTES, None)
+                        .await
+                        .map_err(|source| SourceError::Fetch {
+                            uri: shown.clone(),
+                            source,
+                        })?;
+                // An unconditional GET is answered 200 or fails: `fetch` refuses a 304 then.
+                let Fetched::Modified {
+                    body,
+                    validators,
+                    fresh_for,
+                } = fetched
+                else {
+                    return Err(SourceError::Fetch {
+                        uri: shown,
+                        source: http::FetchError::Status(hyper::StatusCode::NOT_MODIFIED),
+                    });
+                };
                 let code = String::from_utf8(body.to_vec())
                     .map_err(|_| SourceError::NotUtf8 { uri: shown.clone() })?;
+                if let Ok(mut remotes) = self.remotes.lock() {
+                    remotes.insert(
+                        uri.to_owned(),
+                        RemoteCopy {
+                            source: code.clone(),
+                            validators,
+                            fresh_for,
+                        },
+                    );
+                }
                 Template::new(shown, code)
             }
         };
@@ -232,6 +273,13 @@ impl Loader {
             cache.insert(uri.to_owned(), template.clone());
         }
         Ok(template)
+    }
+}
+
+impl Loader {
+    /// The remote templates read so far, by URI.
+    pub fn remote_copies(&self) -> HashMap<String, RemoteCopy> {
+        self.remotes.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 

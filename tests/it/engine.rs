@@ -66,6 +66,24 @@ fn recursion_depth_is_go_jsonnets() {
     assert!(text.contains("stack overflow"), "{text}");
 }
 
+/// The same depths on the render pool's evaluator threads, as deliveries render.
+#[tokio::test]
+async fn recursion_depth_is_go_jsonnets_on_the_pool() {
+    let pool = Pool::new(1, Limits::default()).unwrap();
+    let t = Template::new(
+        "deep.jsonnet",
+        "function(ctx)\n  local f(n) = if n == 0 then 0 else 1 + f(n - 1);\n  {depth: f(ctx.n)}",
+    );
+    let out = pool.render(&t, r#"{"n": 450}"#.to_owned()).await.unwrap();
+    assert_eq!(out, r#"{"depth":450}"#);
+    let err = pool
+        .render(&t, r#"{"n": 600}"#.to_owned())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), RenderErrorKind::StackOverflow);
+    assert!(err.to_string().starts_with("deep.jsonnet:2:"), "{err}");
+}
+
 #[test]
 fn cancel_is_its_own_outcome() {
     let err = render("function(ctx) error 'cancel'", json!({}), Limits::default()).unwrap_err();

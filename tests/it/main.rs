@@ -1,6 +1,7 @@
 //! Integration tests: one binary. A real HTTP server on 127.0.0.1 stands in for every remote
 //! endpoint; the CLI tests run the real `courier` binary.
 
+mod abuse;
 mod backend;
 mod browser;
 mod cli;
@@ -11,8 +12,10 @@ mod deliver;
 mod engine;
 mod guard;
 mod hardening;
+mod isolation;
 mod proof;
 mod reference;
+mod remote;
 mod send;
 mod serve;
 mod smtp;

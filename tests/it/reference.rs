@@ -566,3 +566,65 @@ async fn serve_reloads_on_sighup_and_on_template_edits_and_keeps_a_good_config()
     wait_log(&proc, "configuration reloaded (a template file changed)", 1).await;
     assert_eq!(send_and_read(3).await, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_picks_up_edited_message_templates_from_the_override_folder_and_template_uris() {
+    let server = Server::start(|_, _| Reply::status(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("overrides/verification_code/valid");
+    std::fs::create_dir_all(&folder).unwrap();
+    let subject = folder.join("email.subject.gotmpl");
+    std::fs::write(&subject, "A {{ .VerificationCode }}").unwrap();
+    let text = dir.path().join("text.gotmpl");
+    std::fs::write(&text, "one {{ .VerificationCode }}").unwrap();
+    let cfg = dir.path().join("courier.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "courier:\n  template_override_path: {}\n  templates:\n    verification_code:\n      valid:\n        email:\n          body:\n            plaintext: file://{}\n  delivery_strategy: http\n  http:\n    request_config:\n      url: {}\n      body: base64://{}\njsonnet_courier:\n  serve:\n    listen: 127.0.0.1:0\n    database: sqlite://{}\n    poll_interval: 20ms\n",
+            dir.path().join("overrides").display(),
+            text.display(),
+            server.url("/mail"),
+            b64("function(ctx) {subject: ctx.subject, body: ctx.body}"),
+            dir.path().join("courier.db").display()
+        ),
+    )
+    .unwrap();
+    let proc = Proc::start("serve", &cfg, &[]).await;
+    let send_and_read = |n: usize| {
+        let server = &server;
+        let proc = &proc;
+        async move {
+            let msg = json!({
+                "recipient": "lea@example.org",
+                "template_type": "verification_code_valid",
+                "template_data": {"to": "lea@example.org", "verification_code": format!("{n}")}
+            });
+            let id =
+                ids_of(&post_json(proc.addr, "/messages", &[], msg.to_string()).await).remove(0);
+            wait_status(proc.addr, &id, Status::Sent, Duration::from_secs(20)).await;
+            assert_eq!(server.count(), n + 1);
+            serde_json::from_slice::<Value>(&server.request(n).body).unwrap()
+        }
+    };
+    assert_eq!(
+        send_and_read(0).await,
+        json!({"subject": "A 0", "body": "one 0"})
+    );
+
+    // An override file edited on disk: the next composed mail changes.
+    std::fs::write(&subject, "B {{ .VerificationCode }} (edited)").unwrap();
+    wait_log(&proc, "configuration reloaded (a template file changed)", 1).await;
+    assert_eq!(
+        send_and_read(1).await,
+        json!({"subject": "B 1 (edited)", "body": "one 1"})
+    );
+
+    // A `courier.templates` file:// template edited on disk, likewise.
+    std::fs::write(&text, "two {{ .VerificationCode }}").unwrap();
+    wait_log(&proc, "configuration reloaded (a template file changed)", 2).await;
+    assert_eq!(
+        send_and_read(2).await,
+        json!({"subject": "B 2 (edited)", "body": "two 2"})
+    );
+}

@@ -14,8 +14,9 @@ use crate::store::StoreError;
 pub(crate) struct ApiError {
     status: StatusCode,
     reason: String,
-    /// An extra header: `Allow` for 405, `WWW-Authenticate` for 401.
-    header: Option<(header::HeaderName, &'static str)>,
+    /// An extra header: `Allow` for 405, `WWW-Authenticate` for 401, `Retry-After` for 429,
+    /// `Connection: close` for 408.
+    header: Option<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -45,7 +46,7 @@ impl ApiError {
     /// 405 naming the methods `allow`ed on the path.
     pub(crate) fn not_allowed(allow: &'static str) -> Self {
         Self {
-            header: Some((header::ALLOW, allow)),
+            header: Some((header::ALLOW, HeaderValue::from_static(allow))),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("method not allowed; allowed: {allow}"),
@@ -56,8 +57,38 @@ impl ApiError {
     /// 401 with the `WWW-Authenticate` challenge `challenge`.
     pub(crate) fn unauthorized(reason: &str, challenge: &'static str) -> Self {
         Self {
-            header: Some((header::WWW_AUTHENTICATE, challenge)),
+            header: Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            )),
             ..Self::new(StatusCode::UNAUTHORIZED, reason)
+        }
+    }
+
+    /// 408: the body did not arrive within `limit`; the connection is closed after the answer.
+    pub(crate) fn body_timeout(limit: std::time::Duration) -> Self {
+        Self {
+            header: Some((header::CONNECTION, HeaderValue::from_static("close"))),
+            ..Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(limit)
+                ),
+            )
+        }
+    }
+
+    /// 429 with `Retry-After`: the whole seconds until `wait` has passed (at least 1).
+    pub(crate) fn rate_limited(limit: &str, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        Self {
+            header: Some((header::RETRY_AFTER, HeaderValue::from(secs))),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("rate limit exceeded ({limit}); retry in {secs} s"),
+            )
         }
     }
 
@@ -70,8 +101,7 @@ impl ApiError {
         }});
         let mut r = json_response(self.status, &body);
         if let Some((name, value)) = self.header {
-            r.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+            r.headers_mut().insert(name, value);
         }
         r
     }

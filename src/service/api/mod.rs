@@ -7,10 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,13 +18,16 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::config::settings::ServeSettings;
 use crate::config::Secret;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::store::{self, ListFilter, MessageStore, Requeue, Status};
 
+pub(crate) mod body;
 mod error;
 mod group;
+mod rate;
 
 use error::{json_response as reply, ApiError};
 
@@ -35,6 +38,9 @@ pub struct Api {
     /// Accepted bearer tokens; empty means no authentication (loopback only).
     tokens: Vec<Secret>,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    /// Per-token rate limit, when configured.
+    limiter: Option<rate::RateLimiter>,
     /// Wakes the local worker after an insert.
     wake: Arc<Notify>,
     /// Whether the worker's claim loop runs (for readiness).
@@ -43,23 +49,29 @@ pub struct Api {
 }
 
 impl Api {
-    /// The API state; starts the group-commit task on the current runtime.
+    /// The API state under `settings` (tokens, body limits, rate limit); starts the group-commit
+    /// task on the current runtime.
     pub fn new(
         store: Arc<dyn MessageStore>,
         metrics: Arc<Metrics>,
-        tokens: Vec<Secret>,
-        max_body_bytes: usize,
+        settings: &ServeSettings,
         wake: Arc<Notify>,
         worker_running: Arc<AtomicBool>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         let writers = store.concurrent_writes();
         tokio::spawn(group::run(Arc::clone(&store), rx, writers));
+        let tokens = settings.tokens.clone();
         Self {
             store,
             metrics,
+            limiter: settings
+                .rate_limit
+                .as_ref()
+                .map(|limit| rate::RateLimiter::new(limit, tokens.len())),
             tokens,
-            max_body_bytes,
+            max_body_bytes: settings.max_body_bytes,
+            body_read_timeout: settings.body_read_timeout,
             wake,
             worker_running,
             inserts: tx,
@@ -79,7 +91,7 @@ impl Api {
             (&Method::GET, ["health", "ready"]) => return self.ready().await,
             _ => {}
         }
-        if let Err(rejection) = self.authorize(&req) {
+        if let Err(rejection) = self.authorize(&req).and_then(|token| self.limit(token)) {
             return rejection.into_response();
         }
         let result = match (&method, segments.as_slice()) {
@@ -142,10 +154,22 @@ impl Api {
         }))
     }
 
-    /// A 401 when tokens are required and the request has no valid one.
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
-        if self.tokens.is_empty() {
+    /// A 429 when the rate limit is on and the bucket of API token `token` is empty.
+    fn limit(&self, token: usize) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        limiter.take(token, Instant::now()).map_err(|wait| {
+            self.metrics.api_rate_limited();
+            ApiError::rate_limited(&limiter.describe(), wait)
+        })
+    }
+
+    /// The position of the request's API token in the configured list (0 when the API has no
+    /// tokens); a 401 when tokens are required and the request has no valid one.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<usize, ApiError> {
+        if self.tokens.is_empty() {
+            return Ok(0);
         }
         let given = req
             .headers()
@@ -160,18 +184,15 @@ impl Api {
             ));
         };
         // Compare against every token without stopping early, each in constant time.
-        let mut ok = false;
-        for t in &self.tokens {
-            ok |= constant_time_eq(given.as_bytes(), t.expose().as_bytes());
+        let mut matched = None;
+        for (i, t) in self.tokens.iter().enumerate() {
+            if constant_time_eq(given.as_bytes(), t.expose().as_bytes()) {
+                matched = Some(i);
+            }
         }
-        if ok {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized(
-                "invalid bearer token",
-                "Bearer error=\"invalid_token\"",
-            ))
-        }
+        matched.ok_or_else(|| {
+            ApiError::unauthorized("invalid bearer token", "Bearer error=\"invalid_token\"")
+        })
     }
 
     async fn ready(&self) -> Response<Full<Bytes>> {
@@ -212,19 +233,18 @@ impl Api {
         if declared.is_some_and(|n| n > self.max_body_bytes) {
             return Err(too_large());
         }
-        let body = Limited::new(req.into_body(), self.max_body_bytes)
-            .collect()
+        let body = body::read(req.into_body(), self.max_body_bytes, self.body_read_timeout)
             .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    too_large()
-                } else {
+            .map_err(|e| match e {
+                body::BodyError::TooLarge(_) => too_large(),
+                body::BodyError::TimedOut(limit) => {
+                    self.metrics.api_timeout(false);
+                    ApiError::body_timeout(limit)
+                }
+                body::BodyError::Broken(e) => {
                     ApiError::bad_request(format!("reading the body failed: {e}"))
                 }
-            })?
-            .to_bytes();
+            })?;
         let (mut messages, single) = parse_messages(&body).map_err(ApiError::bad_request)?;
         if let Some(ch) = &channel {
             for m in messages.iter_mut().filter(|m| m.channel.is_none()) {
@@ -360,7 +380,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
+pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<Message>, bool), String> {
     // Fast path: straight into messages. Only a failure pays for the element-by-element pass
     // that names the offending element.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());

@@ -1,0 +1,468 @@
+//! Template isolation: a [`super::Pool`] whose evaluators are child processes.
+//!
+//! Each evaluator process is driven by one manager thread. The manager takes a job from the
+//! pool's queue and, without waiting, every job queued behind it (up to
+//! [`ProcessOptions::max_batch`]), and sends them in one frame (see [`super::wire`]); the child
+//! answers each as soon as it is rendered. Each render has the pool's timeout from the moment the
+//! child can start it (the previous reply); at the deadline the child is killed (SIGKILL),
+//! reaped, and replaced, and the rest of the batch goes to the replacement. A child that dies
+//! during a render (its memory limit, a crash) fails that render with
+//! [`RenderErrorKind::Crashed`] and is replaced the same way. So a runaway template costs one
+//! process for at most the timeout, and never memory beyond the child's cap.
+//!
+//! The child sets its own limits at startup (see [`super::worker`]): RLIMIT_AS at
+//! [`ProcessOptions::max_memory_bytes`]; the CPU it may spend is bounded by the timeout.
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::pool::{Job, Shared};
+use super::wire::{self, Hello};
+use super::{Ctx, RenderError, RenderErrorKind, Template};
+
+/// The reference's memory cap for its Jsonnet subprocess, and ours by default: 2 GiB.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// How long a new evaluator process may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Templates a parent remembers having sent to one child; past it both sides start over.
+const SENT_CAPACITY: usize = 512;
+
+/// Where templates are evaluated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Isolation {
+    /// On threads of this process (the default): fastest; a runaway render's thread is written
+    /// off at the timeout, and a template's memory is not capped.
+    #[default]
+    Thread,
+    /// In child processes, each with a memory cap, killed and replaced at the timeout.
+    Process(ProcessOptions),
+}
+
+/// The evaluator processes of [`Isolation::Process`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessOptions {
+    /// The program to run. `None`: the current executable, when it is `courier` (whose hidden
+    /// `template-worker` subcommand serves the pool); any other program must call
+    /// [`super::run_worker`] when given [`ProcessOptions::args`].
+    pub program: Option<PathBuf>,
+    /// Its arguments (default `template-worker`).
+    pub args: Vec<OsString>,
+    /// Address-space cap of each process, RLIMIT_AS (default 2 GiB, as the reference); 0 for
+    /// none.
+    pub max_memory_bytes: u64,
+    /// Most renders sent to a process in one round trip (default 16).
+    pub max_batch: usize,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            program: None,
+            args: vec!["template-worker".into()],
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_batch: 16,
+        }
+    }
+}
+
+impl ProcessOptions {
+    /// The program to run: the one set, else the current executable if it is `courier`.
+    fn resolve(&self) -> io::Result<PathBuf> {
+        if let Some(p) = &self.program {
+            return Ok(p.clone());
+        }
+        let exe = std::env::current_exe()?;
+        if exe.file_stem().is_some_and(|s| s == "courier") {
+            return Ok(exe);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "template isolation needs an evaluator program: {} is not `courier`; set ProcessOptions::program to the courier binary (or to a program that calls template::run_worker)",
+                exe.display()
+            ),
+        ))
+    }
+}
+
+/// What managers need to start a child.
+struct Spawner {
+    program: PathBuf,
+    args: Vec<OsString>,
+    hello: Vec<u8>,
+    max_memory_bytes: u64,
+    max_batch: usize,
+}
+
+/// Starts `n` managers, each with a running child (so that a program that cannot start fails
+/// here, at pool creation).
+pub(super) fn start(shared: &Arc<Shared>, n: usize, opts: ProcessOptions) -> io::Result<()> {
+    let hello = serde_json::to_vec(&Hello::new(&shared.limits, opts.max_memory_bytes))
+        .map_err(io::Error::other)?;
+    let spawner = Arc::new(Spawner {
+        program: opts.resolve()?,
+        args: opts.args,
+        hello,
+        max_memory_bytes: opts.max_memory_bytes,
+        max_batch: opts.max_batch.max(1),
+    });
+    for _ in 0..n {
+        let child = Evaluator::spawn(&spawner, shared)?;
+        let (shared, spawner) = (Arc::clone(shared), Arc::clone(&spawner));
+        thread::Builder::new()
+            .name("courier-render-process".into())
+            .spawn(move || manage(&shared, &spawner, Some(child)))?;
+    }
+    Ok(())
+}
+
+/// One manager: batches from the queue to its child, until the pool is gone.
+fn manage(shared: &Arc<Shared>, spawner: &Spawner, mut child: Option<Evaluator>) {
+    loop {
+        let mut batch = VecDeque::new();
+        {
+            let Ok(rx) = shared.jobs.lock() else { return };
+            match rx.recv() {
+                Ok(job) => batch.push_back(job),
+                Err(_) => return, // every sender dropped: the pool is gone
+            }
+            while batch.len() < spawner.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        serve(shared, spawner, &mut child, batch);
+        // Replace a killed or dead child now, not when the next render waits for it.
+        if child.is_none() {
+            child = Evaluator::spawn(spawner, shared).ok();
+        }
+    }
+}
+
+/// Renders `pending` on `slot`'s child, replacing the child as often as it times out or dies.
+fn serve(
+    shared: &Arc<Shared>,
+    spawner: &Spawner,
+    slot: &mut Option<Evaluator>,
+    mut pending: VecDeque<Job>,
+) {
+    let timeout = shared.limits.timeout;
+    while !pending.is_empty() {
+        if slot.is_none() {
+            match Evaluator::spawn(spawner, shared) {
+                Ok(c) => *slot = Some(c),
+                Err(e) => {
+                    let msg = format!(
+                        "cannot start the evaluator process {}: {e}",
+                        spawner.program.display()
+                    );
+                    tracing::error!("{msg}");
+                    for job in pending {
+                        let err = RenderError::new(RenderErrorKind::Crashed, &job.template, &msg);
+                        let _ = job.reply.send(Err(err));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(child) = slot.as_mut() else { return };
+        if child.send(&pending).is_err() {
+            // It died between batches: replace it and send again.
+            retire(shared, slot, "crashed");
+            continue;
+        }
+        let mut deadline = Instant::now() + timeout;
+        while let Some(job) = pending.pop_front() {
+            let Some(child) = slot.as_mut() else {
+                pending.push_front(job);
+                break;
+            };
+            match child
+                .replies
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(frame) => {
+                    shared.renders.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(decode(&job.template, &frame));
+                    deadline = Instant::now() + timeout;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        template = job.template.name(),
+                        "render timed out; killing and replacing its evaluator process"
+                    );
+                    let _ = job.reply.send(Err(RenderError::new(
+                        RenderErrorKind::Timeout,
+                        &job.template,
+                        format!(
+                            "evaluation took longer than {timeout:?}; the evaluator process was killed and replaced"
+                        ),
+                    )));
+                    retire(shared, slot, "timeout");
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let why = retire(shared, slot, "crashed");
+                    tracing::warn!(
+                        template = job.template.name(),
+                        "evaluator process died: {why}"
+                    );
+                    let msg = format!(
+                        "the evaluator process died during this render ({why}); {}",
+                        spawner.limit_note()
+                    );
+                    let _ = job.reply.send(Err(RenderError::new(
+                        RenderErrorKind::Crashed,
+                        &job.template,
+                        msg,
+                    )));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Spawner {
+    fn limit_note(&self) -> String {
+        match self.max_memory_bytes {
+            0 => "it has no memory limit".into(),
+            n => format!("its memory limit is {} MiB", n / (1024 * 1024)),
+        }
+    }
+}
+
+/// Kills and reaps `slot`'s child, counting it as replaced for `reason`; says how it ended.
+fn retire(shared: &Shared, slot: &mut Option<Evaluator>, reason: &'static str) -> String {
+    shared.replaced.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::evaluator_process_replaced(reason);
+    slot.take().map_or_else(String::new, Evaluator::end)
+}
+
+/// The reply frame of `template`'s render.
+fn decode(template: &Template, frame: &[u8]) -> Result<String, RenderError> {
+    match wire::parse_reply(frame) {
+        Ok(Ok(payload)) => Ok(payload),
+        Ok(Err(text)) => Err(RenderError::from_wire(&text).unwrap_or_else(|| {
+            RenderError::new(RenderErrorKind::Crashed, template, "unreadable error reply")
+        })),
+        Err(e) => Err(RenderError::new(
+            RenderErrorKind::Crashed,
+            template,
+            format!("unreadable reply from the evaluator process: {e}"),
+        )),
+    }
+}
+
+/// One running child, with threads reading its stdout (reply frames) and stderr (its last line,
+/// for the error when it dies; every line to the debug log).
+struct Evaluator {
+    process: Child,
+    stdin: BufWriter<ChildStdin>,
+    replies: mpsc::Receiver<Vec<u8>>,
+    last_stderr: Arc<Mutex<String>>,
+    /// Disconnected when the stderr thread has read everything.
+    stderr_done: mpsc::Receiver<()>,
+    /// Template ids whose source this child has.
+    sent: HashSet<u64>,
+    counted: Arc<Shared>,
+    frame: Vec<u8>,
+    ended: bool,
+}
+
+impl Evaluator {
+    fn spawn(spawner: &Spawner, shared: &Arc<Shared>) -> io::Result<Self> {
+        let mut process = Command::new(&spawner.program)
+            .args(&spawner.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its last stderr line goes into the error when it dies: the reason, not a
+            // backtrace.
+            .env("RUST_BACKTRACE", "0")
+            // mimalloc (courier's allocator) otherwise reserves 1 GiB of address space at
+            // startup, which would count against RLIMIT_AS.
+            .env("MIMALLOC_ARENA_RESERVE", "0")
+            .spawn()?;
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        ) else {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err(io::Error::other("the child's pipes are missing"));
+        };
+        let (tx, replies) = mpsc::channel();
+        thread::Builder::new()
+            .name("courier-render-pipe".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut r = BufReader::with_capacity(64 * 1024, stdout);
+                let mut buf = Vec::new();
+                while let Ok(true) = wire::read_frame(&mut r, &mut buf) {
+                    if tx.send(std::mem::take(&mut buf)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let last_stderr = Arc::new(Mutex::new(String::new()));
+        let last = Arc::clone(&last_stderr);
+        let (done, stderr_done) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name("courier-render-stderr".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                forward_stderr(stderr, &last);
+                drop(done);
+            })?;
+        let mut child = Self {
+            process,
+            stdin: BufWriter::with_capacity(64 * 1024, stdin),
+            replies,
+            last_stderr,
+            stderr_done,
+            sent: HashSet::new(),
+            counted: Arc::clone(shared),
+            frame: Vec::new(),
+            ended: false,
+        };
+        child.counted.processes.fetch_add(1, Ordering::Relaxed);
+        let ready = wire::write_frame(&mut child.stdin, &spawner.hello)
+            .and_then(|()| child.stdin.flush())
+            .ok()
+            .and_then(|()| child.replies.recv_timeout(START_TIMEOUT).ok());
+        if ready.as_deref() != Some(b"ready".as_slice()) {
+            let why = child.end();
+            return Err(io::Error::other(format!("it did not start ({why})")));
+        }
+        Ok(child)
+    }
+
+    /// Writes `jobs` as one batch frame.
+    fn send(&mut self, jobs: &VecDeque<Job>) -> io::Result<()> {
+        let frame = &mut self.frame;
+        frame.clear();
+        frame.extend_from_slice(&(jobs.len() as u32).to_le_bytes());
+        for job in jobs {
+            let t = &job.template;
+            let (source, reset) = if self.sent.contains(&t.id()) {
+                (None, false)
+            } else {
+                let reset = self.sent.len() >= SENT_CAPACITY;
+                if reset {
+                    self.sent.clear();
+                }
+                self.sent.insert(t.id());
+                (Some((t.name(), t.source())), reset)
+            };
+            let json;
+            let ctx = match &job.ctx {
+                Ctx::Json(text) => text.as_str(),
+                Ctx::Value(v) => {
+                    json = v.to_string();
+                    json.as_str()
+                }
+            };
+            wire::put_request(frame, t.id(), source, reset, ctx);
+        }
+        wire::write_frame(&mut self.stdin, frame)?;
+        self.stdin.flush()
+    }
+
+    /// Kills the child (if still running) and reaps it; says how it ended.
+    fn end(mut self) -> String {
+        let status = self.reap();
+        // Its stderr is closed now; let the forwarding thread read the last line.
+        let _ = self.stderr_done.recv_timeout(Duration::from_millis(200));
+        let last = self
+            .last_stderr
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let status = status.map_or_else(|e| format!("wait failed: {e}"), describe);
+        if last.is_empty() {
+            status
+        } else {
+            format!("{status}: {last}")
+        }
+    }
+
+    /// Kills and waits for the child, once: no zombie is left.
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        let _ = self.process.kill();
+        let status = self.process.wait();
+        if !self.ended {
+            self.ended = true;
+            self.counted.processes.fetch_sub(1, Ordering::Relaxed);
+        }
+        status
+    }
+}
+
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.reap();
+        }
+    }
+}
+
+/// Keeps the child's last stderr line and sends every line to the debug log.
+fn forward_stderr(stderr: impl Read, last: &Mutex<String>) {
+    let mut r = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bounded: a huge trace line is cut, not buffered whole.
+        match r.by_ref().take(4096).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        tracing::debug!(target: "courier::template", "evaluator process: {text}");
+        // Rust's hint about RUST_BACKTRACE says nothing about the failure.
+        if text.starts_with("note: ") {
+            continue;
+        }
+        if let Ok(mut l) = last.lock() {
+            *l = text;
+        }
+    }
+}
+
+/// An exit status in words: `exit status 70`, `killed by signal 6 (SIGABRT)`.
+fn describe(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(sig) = status.signal() {
+            let name = match sig {
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                24 => " (SIGXCPU)",
+                _ => "",
+            };
+            return format!("killed by signal {sig}{name}");
+        }
+    }
+    status.to_string()
+}
