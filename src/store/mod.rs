@@ -676,16 +676,6 @@ fn unavailable(e: impl std::fmt::Display, secret: Option<&str>) -> StoreError {
     StoreError::Unavailable(msg)
 }
 
-/// Maps an insert error: a unique violation means the id exists (or repeats within the batch).
-fn insert_error(e: sqlx::Error, id: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Duplicate(id.to_owned())
-        }
-        _ => unavailable(e, None),
-    }
-}
-
 /// The password in a URL's userinfo or `password=` parameter, for scrubbing error messages.
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
