@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use super::need::Need;
 use super::node::{self, Node};
-use crate::template::lazy::scan::{find_special, skip_ws, PLAIN_MAX_DEPTH};
+use crate::template::lazy::scan::{find_special, skip_ws, validate_string, PLAIN_MAX_DEPTH};
 
 /// Integers with at most this many digits are converted here (exactly, as serde_json does).
 const SHORT_INT_DIGITS: usize = 15;
@@ -244,20 +244,8 @@ impl<'t> Scan<'t> {
 
     /// Validates the string starting at the current `"` and steps past it.
     fn skip_string(&mut self) -> Option<()> {
-        self.i += 1;
-        loop {
-            self.i = find_special(self.b, self.i, true);
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                b'\\' => {
-                    self.escape()?;
-                }
-                _ => return None,
-            }
-        }
+        self.i = validate_string(self.b, self.i)?;
+        Some(())
     }
 
     /// The character of the escape at the current `\`, stepping past it; `None` for invalid

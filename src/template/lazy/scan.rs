@@ -141,37 +141,43 @@ impl Check<'_> {
     }
 
     fn string(&mut self) -> Option<()> {
-        self.i += 1;
-        loop {
-            self.i = find_special(self.b, self.i, true);
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                b'\\' => {
-                    self.i += 2;
-                    match *self.b.get(self.i - 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            let hex = self.b.get(self.i..self.i + 4)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            let unit = hex
-                                .iter()
-                                .fold(0u32, |n, &h| n * 16 + (h as char).to_digit(16).unwrap_or(0));
-                            if (0xD800..=0xDFFF).contains(&unit) {
-                                return None;
-                            }
-                            self.i += 4;
-                        }
-                        _ => return None,
-                    }
-                }
-                // A control character, which JSON strings may not contain.
-                _ => return None,
+        self.i = validate_string(self.b, self.i)?;
+        Some(())
+    }
+}
+
+/// Validates the JSON string whose opening `"` is at `i`; the index just past its closing quote.
+pub(in crate::template) fn validate_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        i = find_special(b, i, true);
+        match *b.get(i)? {
+            b'"' => {
+                i += 1;
+                return Some(i);
             }
+            b'\\' => {
+                i += 2;
+                match *b.get(i - 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        let hex = b.get(i..i + 4)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        let unit = hex
+                            .iter()
+                            .fold(0u32, |n, &h| n * 16 + (h as char).to_digit(16).unwrap_or(0));
+                        if (0xD800..=0xDFFF).contains(&unit) {
+                            return None;
+                        }
+                        i += 4;
+                    }
+                    _ => return None,
+                }
+            }
+            // A control character, which JSON strings may not contain.
+            _ => return None,
         }
     }
 }
