@@ -154,23 +154,7 @@ impl Composer {
                 origin: setting.key.clone(),
                 message: e.to_string(),
             })?;
-            let compiled = GoTemplate::parse(
-                &setting.key,
-                tpl.source(),
-                part.is_html(),
-                Funcs::of(true, part.is_html()),
-            )
-            .map_err(|e| LoadError {
-                origin: setting.key.clone(),
-                message: e.to_string(),
-            })?;
-            custom.insert(
-                (*t, *part),
-                Custom {
-                    origin: Origin::Config(setting.key.clone()),
-                    template: compiled,
-                },
-            );
+            custom.insert((*t, *part), configured(&setting.key, *part, tpl.source())?);
         }
         if let Some(dir) = &config.override_dir {
             for t in TemplateType::ALL {
@@ -202,23 +186,10 @@ impl Composer {
     ) -> Result<Option<Self>, LoadError> {
         let mut custom: Option<HashMap<(TemplateType, Part), Custom>> = None;
         for ((t, part), setting) in config.uris.iter().filter(|(_, s)| s.uri == uri) {
-            let compiled = GoTemplate::parse(
-                &setting.key,
-                source,
-                part.is_html(),
-                Funcs::of(true, part.is_html()),
-            )
-            .map_err(|e| LoadError {
-                origin: setting.key.clone(),
-                message: e.to_string(),
-            })?;
-            custom.get_or_insert_with(|| (*self.custom).clone()).insert(
-                (*t, *part),
-                Custom {
-                    origin: Origin::Config(setting.key.clone()),
-                    template: compiled,
-                },
-            );
+            let compiled = configured(&setting.key, *part, source)?;
+            custom
+                .get_or_insert_with(|| (*self.custom).clone())
+                .insert((*t, *part), compiled);
         }
         Ok(custom.map(|c| Self {
             custom: Arc::new(c),
@@ -365,6 +336,19 @@ fn stub(message: &Message) -> Composed {
             ..Composed::default()
         },
     }
+}
+
+/// A `courier.templates` entry's text, parsed for `part`; errors name the entry's key.
+fn configured(key: &str, part: Part, source: &str) -> Result<Custom, LoadError> {
+    let template = GoTemplate::parse(key, source, part.is_html(), Funcs::of(true, part.is_html()))
+        .map_err(|e| LoadError {
+            origin: key.to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok(Custom {
+        origin: Origin::Config(key.to_owned()),
+        template,
+    })
 }
 
 /// Loads `t`'s `part` from the override folder, as the reference does: when
