@@ -162,10 +162,16 @@ static SUBJECTS: &[&str] = &[
     "code {{ .VerificationCode ",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_templates_refresh_conditionally_when_they_expire_and_keep_the_last_good_copy() {
-    let sink = Server::status(200).await;
-    let templates = Templates::start(BODIES, SUBJECTS).await;
+/// A courier over the templates server with its background refresher running; send `true` on
+/// the returned sender to stop the refresher.
+async fn refreshing(
+    sink: &Server,
+    templates: &Templates,
+) -> (
+    Arc<Courier>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let courier = Arc::new(
         Courier::new(config(&sink.url("/"), &templates.server))
             .await
@@ -176,6 +182,14 @@ async fn remote_templates_refresh_conditionally_when_they_expire_and_keep_the_la
         let courier = Arc::clone(&courier);
         async move { courier.keep_remotes_fresh(rx).await }
     });
+    (courier, stop, refresher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_templates_refresh_conditionally_when_they_expire_and_keep_the_last_good_copy() {
+    let sink = Server::status(200).await;
+    let templates = Templates::start(BODIES, SUBJECTS).await;
+    let (courier, stop, refresher) = refreshing(&sink, &templates).await;
     assert_eq!(
         templates.requests("/body.jsonnet").len(),
         1,
@@ -265,16 +279,7 @@ async fn remote_templates_refresh_conditionally_when_they_expire_and_keep_the_la
 async fn a_template_server_that_says_no_cache_is_fetched_again_after_the_default_interval() {
     let sink = Server::status(200).await;
     let templates = Templates::start_with(BODIES, SUBJECTS, "no-cache").await;
-    let courier = Arc::new(
-        Courier::new(config(&sink.url("/"), &templates.server))
-            .await
-            .unwrap(),
-    );
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let refresher = tokio::spawn({
-        let courier = Arc::clone(&courier);
-        async move { courier.keep_remotes_fresh(rx).await }
-    });
+    let (courier, stop, refresher) = refreshing(&sink, &templates).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(templates.requests("/body.jsonnet").len(), 1);
     let s = status(&courier, "/body.jsonnet");
