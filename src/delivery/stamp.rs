@@ -48,23 +48,48 @@ impl Stamp {
         if self.is_empty() {
             return;
         }
+        // Every value goes into one buffer, written once: the id (percent-encoded if needed),
+        // the timestamp's digits (what gets signed is the header's own text) and the signature.
+        // The header values are slices of it, so a request pays one allocation for them all
+        // (and one for the shared count) instead of one or two per value.
+        let mut digits = [0; 20];
+        let ts = webhook::itoa_u64(timestamp, &mut digits);
+        let signed_len = self
+            .signer
+            .as_ref()
+            .map_or(0, |s| ts.len() + s.signature_len());
+        // Borrowed on the common path (ids are UUIDs or similar): no allocation.
         let id = safe_id(id);
-        let Ok(id_value) = HeaderValue::from_str(&id) else {
-            return;
-        };
-        if let Some(name) = &self.idempotency {
-            headers.insert(name.clone(), id_value.clone());
-        }
+        let mut buf = Vec::with_capacity(id.len() + signed_len);
+        buf.extend_from_slice(id.as_bytes());
+        let id_end = buf.len();
         if let Some(signer) = &self.signer {
-            // The header's own digits are what gets signed: written once.
-            let ts = HeaderValue::from(timestamp);
-            let signature = signer.sign_text(&id, ts.as_bytes(), body);
+            buf.extend_from_slice(ts);
+            let ts_end = buf.len();
+            signer.sign_into(id.as_bytes(), ts, body, &mut buf);
+            // With the exact capacity, the Vec becomes `Bytes` without another allocation.
+            let buf = Bytes::from(buf);
+            let value = |range: std::ops::Range<usize>| {
+                // Only visible ASCII was written: the check cannot fail, and is cheap.
+                HeaderValue::from_maybe_shared(buf.slice(range)).ok()
+            };
+            let (Some(id_value), Some(ts_value), Some(mut sig_value)) = (
+                value(0..id_end),
+                value(id_end..ts_end),
+                value(ts_end..buf.len()),
+            ) else {
+                return;
+            };
+            sig_value.set_sensitive(true);
+            if let Some(name) = &self.idempotency {
+                headers.insert(name.clone(), id_value.clone());
+            }
             headers.insert(ID_HEADER, id_value);
-            headers.insert(TIMESTAMP_HEADER, ts);
-            // The signature's text becomes the header value without a copy.
-            if let Ok(mut v) = HeaderValue::from_maybe_shared(Bytes::from(signature)) {
-                v.set_sensitive(true);
-                headers.insert(SIGNATURE_HEADER, v);
+            headers.insert(TIMESTAMP_HEADER, ts_value);
+            headers.insert(SIGNATURE_HEADER, sig_value);
+        } else if let Some(name) = &self.idempotency {
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(buf)) {
+                headers.insert(name.clone(), v);
             }
         }
     }
