@@ -6,14 +6,16 @@
 //! after criterion's report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 
 use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
+use hyper::header::HeaderMap;
 use jsonnet_courier::config::{ChannelConfig, ChannelOptions, Config, Secret, Signing};
-use jsonnet_courier::delivery::{Courier, Outcome};
+use jsonnet_courier::delivery::stamp::Stamp;
+use jsonnet_courier::delivery::{Courier, Outcome, RequestTemplate};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
 use jsonnet_courier::template::{default_template, Engine, Limits};
 use jsonnet_courier::webhook::Signer;
@@ -37,8 +39,7 @@ fn main() {
         .push(ChannelConfig::default_post("email", &sink.url("/deliver")));
     let courier = Arc::new(rt.block_on(Courier::new(config)).unwrap());
     let secrets = vec![Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
-    let mut signed_config = Config::default();
-    signed_config.channels.push(ChannelConfig {
+    let signed_channel = |url: &str| ChannelConfig {
         options: ChannelOptions {
             signing: Some(Signing {
                 secrets: secrets.clone(),
@@ -46,9 +47,15 @@ fn main() {
             idempotency_header: Some(hyper::header::HeaderName::from_static("idempotency-key")),
             ..ChannelOptions::default()
         },
-        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
-    });
+        ..ChannelConfig::default_post("email", url)
+    };
+    let mut signed_config = Config::default();
+    signed_config
+        .channels
+        .push(signed_channel(&sink.url("/deliver")));
     let signed = Arc::new(rt.block_on(Courier::new(signed_config)).unwrap());
+    let unsigned_channel = ChannelConfig::default_post("email", &sink.url("/deliver"));
+    let signed_channel = signed_channel(&sink.url("/deliver"));
     // The samples, from which every delivered message is made distinct (as `courier bench`).
     let messages: Vec<Message> = samples::all()
         .map(|(_, _, mut m)| {
@@ -118,6 +125,29 @@ fn main() {
             )
         })
     });
+    // One request built for each kind of channel (the payload's copy in both), and the stamp
+    // alone, so the signed path's extra cost is seen without the network.
+    let unsigned_request =
+        RequestTemplate::new(&unsigned_channel, "courier-bench").expect("unsigned channel");
+    let signed_request =
+        RequestTemplate::new(&signed_channel, "courier-bench").expect("signed channel");
+    let msg_id = "0193a5c2-7f4e-7d38-9b1a-5c2f0e8d4a61";
+    for (name, template) in [
+        ("request_build_unsigned", &unsigned_request),
+        ("request_build_signed", &signed_request),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| template.build_for(Some(payload.clone()), msg_id, 1674087231))
+        });
+    }
+    let stamp = Stamp::new(&signed_channel.options).expect("signed channel");
+    g.bench_function("stamp_apply", |b| {
+        b.iter(|| {
+            let mut h = HeaderMap::with_capacity(8);
+            stamp.apply(&mut h, msg_id, 1674087231, payload.as_bytes());
+            h
+        })
+    });
     g.finish();
     c.final_summary();
 
@@ -159,6 +189,185 @@ fn main() {
             );
         }
     }
+    let signing = |id: &str| -> Option<f64> {
+        let text =
+            std::fs::read_to_string(format!("target/criterion/signing/{id}/new/estimates.json"))
+                .ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["mean"]["point_estimate"].as_f64()
+    };
+    if let (Some(u), Some(s), Some(stamp)) = (
+        signing("request_build_unsigned"),
+        signing("request_build_signed"),
+        signing("stamp_apply"),
+    ) {
+        println!(
+            "request build: unsigned {u:.0} ns, signed {s:.0} ns (+{:.0} ns); Stamp::apply alone {stamp:.0} ns",
+            s - u
+        );
+    }
+    // The criterion runs' runtime, clients and sink go: idle, they would still hold threads.
+    drop((courier, signed, sink));
+    drop(rt);
+    let pairs = std::env::var("SIGNING_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    if pairs > 0 {
+        signing_cost(&secrets, pairs);
+    }
+}
+
+/// The signing target's measurement: the courier's own CPU time per message, signed against
+/// unsigned. The sink runs on a runtime of its own whose threads' CPU clocks are read, so that
+/// the receiver's work (which grows with every extra header) is not counted as the send path's;
+/// the courier side is the rest of the process (its runtime, the render pool, the load
+/// generator). Signed and unsigned batches alternate (A B, B A, ...) so that load drift on a
+/// shared machine falls on both alike. Wall time per message is reported too.
+fn signing_cost(secrets: &[Secret], pairs: usize) {
+    let sink_clocks: Arc<Mutex<Vec<libc::clockid_t>>> = Arc::default();
+    let clocks = sink_clocks.clone();
+    let sink_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-sink")
+        .on_thread_start(move || {
+            let mut id: libc::clockid_t = 0;
+            // SAFETY: pthread_self is the calling thread, alive while its clock is read (the
+            // runtime outlives every read).
+            if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) } == 0 {
+                clocks.lock().unwrap().push(id);
+            }
+        })
+        .enable_all()
+        .build()
+        .unwrap();
+    let sink = sink_rt.block_on(Sink::ok()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = sink.url("/deliver");
+    let channel = |sign: bool| ChannelConfig {
+        options: ChannelOptions {
+            signing: sign.then(|| Signing {
+                secrets: secrets.to_vec(),
+            }),
+            idempotency_header: sign
+                .then(|| hyper::header::HeaderName::from_static("idempotency-key")),
+            ..ChannelOptions::default()
+        },
+        ..ChannelConfig::default_post("email", &url)
+    };
+    let courier = |sign: bool| {
+        let mut config = Config::default();
+        config.channels.push(channel(sign));
+        Arc::new(rt.block_on(Courier::new(config)).unwrap())
+    };
+    let couriers = [courier(false), courier(true)];
+    let messages: Arc<Vec<Message>> = Arc::new(
+        samples::all()
+            .map(|(_, _, mut m)| {
+                m.channel = Some("email".into());
+                m
+            })
+            .collect(),
+    );
+    let sink_cpu = || -> f64 {
+        sink_clocks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|&c| cpu_seconds(c))
+            .sum()
+    };
+    // One batch: (wall, courier CPU, sink CPU) in seconds.
+    let batch = |courier: &Arc<Courier>| -> [f64; 3] {
+        let (p0, s0) = (cpu_seconds(libc::CLOCK_PROCESS_CPUTIME_ID), sink_cpu());
+        let stats = rt.block_on(run_courier(
+            courier.clone(),
+            messages.clone(),
+            BATCH,
+            CONCURRENCY,
+            Arc::new(AtomicU64::new(0)),
+        ));
+        assert_eq!(stats.failed, 0, "a delivery failed");
+        let (p1, s1) = (cpu_seconds(libc::CLOCK_PROCESS_CPUTIME_ID), sink_cpu());
+        [stats.seconds, (p1 - p0) - (s1 - s0), s1 - s0]
+    };
+    for c in &couriers {
+        batch(c);
+        batch(c);
+    }
+    // Per side: the sums of each figure; per pair: signed / unsigned of each figure.
+    let mut sums = [[0.0; 3]; 2];
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for pair in 0..pairs {
+        let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut got = [[0.0; 3]; 2];
+        for side in order {
+            got[side] = batch(&couriers[side]);
+        }
+        for (side, figures) in got.iter().enumerate() {
+            for (sum, f) in sums[side].iter_mut().zip(figures) {
+                *sum += f;
+            }
+        }
+        for (r, (s, u)) in ratios.iter_mut().zip(got[1].iter().zip(&got[0])) {
+            r.push(s / u);
+        }
+    }
+    let per_msg_us = |x: f64| x / (pairs as f64 * BATCH as f64) * 1e6;
+    println!(
+        "\nsigning cost ({pairs} interleaved pairs of {BATCH} messages, sink on its own runtime; \
+         load average {}):",
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    for (name, side) in [("unsigned", 0), ("signed", 1)] {
+        let [wall, ours, sink] = sums[side].map(per_msg_us);
+        println!(
+            "  {name:<8} wall {wall:6.2} µs/msg   courier CPU {ours:6.2} µs/msg   sink CPU {sink:6.2} µs/msg"
+        );
+    }
+    for (i, what) in [
+        "wall time per message",
+        "courier CPU per message (the target's figure)",
+        "sink CPU per message (the receiver's, not ours)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = &mut ratios[i];
+        r.sort_by(f64::total_cmp);
+        let q = |p: f64| (r[((r.len() - 1) as f64 * p).round() as usize] - 1.0) * 100.0;
+        // The standard error of the pairs' mean ratio: how far the sums' figure may be off.
+        let n = r.len() as f64;
+        let mean = r.iter().sum::<f64>() / n;
+        let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        println!(
+            "  signed {what}: {:+.2}% (sums), mean of pairs {:+.2}% ± {:.2}% (standard error), \
+             median {:+.2}%, quartiles {:+.2}% .. {:+.2}%",
+            (sums[1][i] / sums[0][i] - 1.0) * 100.0,
+            (mean - 1.0) * 100.0,
+            (var / n).sqrt() * 100.0,
+            q(0.5),
+            q(0.25),
+            q(0.75)
+        );
+    }
+}
+
+/// A CPU clock's reading in seconds. Per-thread clocks, not `/proc`'s ticks (as
+/// `courier_loadgen::cpu` reads): a batch takes ~0.1 s, and ticks are 10 ms.
+fn cpu_seconds(clock: libc::clockid_t) -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 /// Numbers every message of the process, so that messages stay distinct across iterations.
