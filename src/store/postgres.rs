@@ -412,9 +412,14 @@ impl MessageStore for PostgresStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let Some((sql, before)) =
-            list_plan(filter, page_token, limit, |n| format!("${n}"), PG_CHANNEL, PG_MESSAGES)
-        else {
+        let Some((sql, before)) = list_plan(
+            filter,
+            page_token,
+            limit,
+            |n| format!("${n}"),
+            PG_CHANNEL,
+            PG_MESSAGES,
+        ) else {
             return Ok(empty_page());
         };
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);

@@ -946,7 +946,11 @@ async fn postgres_database_from_0003_migrates() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
     for entry in std::fs::read_dir(&dir).expect("migrations") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         if name.as_str() < "0004" {
             std::fs::copy(&path, earlier.path().join(&name)).expect("copy migration");
         }
