@@ -192,6 +192,7 @@ fn isolation(c: &mut Criterion, ctxs: &[String]) {
         &template,
         ctxs,
     );
+    report_renders("pool_evaluator_2_threads", &threads);
     drop(threads);
     let processes = Pool::with_options(
         Limits::default(),
@@ -213,6 +214,16 @@ fn isolation(c: &mut Criterion, ctxs: &[String]) {
         &template,
         ctxs,
     );
+    report_renders("pool_process_2_children", &processes);
+}
+
+/// Renders a pool answered in this run: the divisor for per-render counts taken from outside
+/// (`perf stat -e context-switches`, `strace -c -f`) on a run filtered to one variant.
+fn report_renders(id: &str, pool: &Pool) {
+    let renders = pool.stats().renders;
+    if renders > 0 {
+        println!("{id}: {renders} renders on the pool");
+    }
 }
 
 /// `BATCH` renders of `template` per iteration, from `CALLERS` concurrent tasks.

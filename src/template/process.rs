@@ -15,7 +15,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
@@ -126,40 +126,121 @@ pub(super) fn start(shared: &Arc<Shared>, n: usize, opts: ProcessOptions) -> io:
     Ok(())
 }
 
-/// One manager: batches from the queue to its child, until the pool is gone.
-fn manage(shared: &Arc<Shared>, spawner: &Spawner, mut child: Option<Evaluator>) {
+/// One manager: jobs from the queue to its child, until the pool is gone. The child is kept fed:
+/// while it renders one batch, the next is already in its pipe (up to two batches outstanding),
+/// so it never waits for the manager between batches.
+fn manage(shared: &Arc<Shared>, spawner: &Spawner, mut slot: Option<Evaluator>) {
+    let timeout = shared.limits.timeout;
+    // Jobs sent to the child, in the order it answers them.
+    let mut inflight: VecDeque<Job> = VecDeque::new();
+    // When the front job's time is up: the timeout from the moment the child can start it.
+    let mut deadline = Instant::now();
     loop {
-        let mut batch = VecDeque::new();
-        {
-            let Ok(rx) = shared.jobs.lock() else { return };
-            match rx.recv() {
-                Ok(job) => batch.push_back(job),
-                Err(_) => return, // every sender dropped: the pool is gone
-            }
-            while batch.len() < spawner.max_batch {
-                match rx.try_recv() {
+        if inflight.is_empty() {
+            let mut batch = VecDeque::new();
+            {
+                let Ok(rx) = shared.jobs.lock() else { return };
+                match rx.recv() {
                     Ok(job) => batch.push_back(job),
-                    Err(_) => break,
+                    Err(_) => return, // every sender dropped: the pool is gone
+                }
+                take_queued(&rx, &mut batch, spawner.max_batch);
+            }
+            dispatch(shared, spawner, &mut slot, &mut inflight, batch);
+            deadline = Instant::now() + timeout;
+        } else if inflight.len() <= spawner.max_batch {
+            // Top up before the child runs dry. A queue locked by another manager is one that
+            // manager waits on, idle: it is empty.
+            if let Ok(rx) = shared.jobs.try_lock() {
+                let mut batch = VecDeque::new();
+                take_queued(&rx, &mut batch, spawner.max_batch);
+                drop(rx);
+                if !batch.is_empty() {
+                    dispatch(shared, spawner, &mut slot, &mut inflight, batch);
                 }
             }
         }
-        serve(shared, spawner, &mut child, batch);
-        // Replace a killed or dead child now, not when the next render waits for it.
-        if child.is_none() {
-            child = Evaluator::spawn(spawner, shared).ok();
+        let Some(child) = slot.as_mut() else {
+            continue; // it could not start: `dispatch` failed the jobs
+        };
+        if inflight.is_empty() {
+            continue;
+        }
+        let outcome = child.next_reply(deadline);
+        let Some(job) = inflight.pop_front() else {
+            continue;
+        };
+        match outcome {
+            Ok(frame) => {
+                shared.renders.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(decode(&job.template, frame));
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    template = job.template.name(),
+                    "render timed out; killing and replacing its evaluator process"
+                );
+                let _ = job.reply.send(Err(RenderError::new(
+                    RenderErrorKind::Timeout,
+                    &job.template,
+                    format!(
+                        "evaluation took longer than {timeout:?}; the evaluator process was killed and replaced"
+                    ),
+                )));
+                retire(shared, &mut slot, "timeout");
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let why = retire(shared, &mut slot, "crashed");
+                tracing::warn!(
+                    template = job.template.name(),
+                    "evaluator process died: {why}"
+                );
+                let msg = format!(
+                    "the evaluator process died during this render ({why}); {}",
+                    spawner.limit_note()
+                );
+                let _ = job.reply.send(Err(RenderError::new(
+                    RenderErrorKind::Crashed,
+                    &job.template,
+                    msg,
+                )));
+            }
+        }
+        // The jobs behind the one blamed go to the replacement; with none, it is started now
+        // rather than when the next render waits for it.
+        let rest = std::mem::take(&mut inflight);
+        if rest.is_empty() {
+            slot = Evaluator::spawn(spawner, shared).ok();
+        } else {
+            dispatch(shared, spawner, &mut slot, &mut inflight, rest);
+            deadline = Instant::now() + timeout;
         }
     }
 }
 
-/// Renders `pending` on `slot`'s child, replacing the child as often as it times out or dies.
-fn serve(
+/// Moves jobs already queued into `batch`, without waiting, until it holds `max`.
+fn take_queued(rx: &mpsc::Receiver<Job>, batch: &mut VecDeque<Job>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push_back(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Sends `batch` to `slot`'s child behind `inflight`, starting a child if there is none; the
+/// jobs join `inflight`. When no child can start, every job fails (`inflight` included).
+fn dispatch(
     shared: &Arc<Shared>,
     spawner: &Spawner,
     slot: &mut Option<Evaluator>,
-    mut pending: VecDeque<Job>,
+    inflight: &mut VecDeque<Job>,
+    batch: VecDeque<Job>,
 ) {
-    let timeout = shared.limits.timeout;
-    while !pending.is_empty() {
+    loop {
         if slot.is_none() {
             match Evaluator::spawn(spawner, shared) {
                 Ok(c) => *slot = Some(c),
@@ -169,7 +250,7 @@ fn serve(
                         spawner.program.display()
                     );
                     tracing::error!("{msg}");
-                    for job in pending {
+                    for job in inflight.drain(..).chain(batch) {
                         let err = RenderError::new(RenderErrorKind::Crashed, &job.template, &msg);
                         let _ = job.reply.send(Err(err));
                     }
@@ -178,62 +259,17 @@ fn serve(
             }
         }
         let Some(child) = slot.as_mut() else { return };
-        if child.send(&pending).is_err() {
-            // It died between batches: replace it and send again.
-            retire(shared, slot, "crashed");
-            continue;
-        }
-        let mut deadline = Instant::now() + timeout;
-        while let Some(job) = pending.pop_front() {
-            let Some(child) = slot.as_mut() else {
-                pending.push_front(job);
-                break;
-            };
-            match child
-                .replies
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(frame) => {
-                    shared.renders.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.reply.send(decode(&job.template, &frame));
-                    deadline = Instant::now() + timeout;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        template = job.template.name(),
-                        "render timed out; killing and replacing its evaluator process"
-                    );
-                    let _ = job.reply.send(Err(RenderError::new(
-                        RenderErrorKind::Timeout,
-                        &job.template,
-                        format!(
-                            "evaluation took longer than {timeout:?}; the evaluator process was killed and replaced"
-                        ),
-                    )));
-                    retire(shared, slot, "timeout");
-                    break;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let why = retire(shared, slot, "crashed");
-                    tracing::warn!(
-                        template = job.template.name(),
-                        "evaluator process died: {why}"
-                    );
-                    let msg = format!(
-                        "the evaluator process died during this render ({why}); {}",
-                        spawner.limit_note()
-                    );
-                    let _ = job.reply.send(Err(RenderError::new(
-                        RenderErrorKind::Crashed,
-                        &job.template,
-                        msg,
-                    )));
-                    break;
-                }
+        match child.send(&batch) {
+            Ok(()) => break,
+            // It died between batches, blaming no render: replace it and send again.
+            Err(_) if inflight.is_empty() => {
+                retire(shared, slot, "crashed");
             }
+            // It died during the render in front, which the end of its replies will blame.
+            Err(_) => break,
         }
     }
+    inflight.extend(batch);
 }
 
 impl Spawner {
@@ -253,7 +289,7 @@ fn retire(shared: &Shared, slot: &mut Option<Evaluator>, reason: &'static str) -
 }
 
 /// The reply frame of `template`'s render.
-fn decode(template: &Template, frame: &[u8]) -> Result<String, RenderError> {
+fn decode(template: &Template, frame: Vec<u8>) -> Result<String, RenderError> {
     match wire::parse_reply(frame) {
         Ok(Ok(payload)) => Ok(payload),
         Ok(Err(text)) => Err(RenderError::from_wire(&text).unwrap_or_else(|| {
@@ -267,11 +303,11 @@ fn decode(template: &Template, frame: &[u8]) -> Result<String, RenderError> {
     }
 }
 
-/// One running child, with threads reading its stdout (reply frames) and stderr (its last line,
-/// for the error when it dies; every line to the debug log).
+/// One running child: its stdin (batches), its stdout (reply frames), and a thread reading its
+/// stderr (its last line, for the error when it dies; every line to the debug log).
 struct Evaluator {
     process: Child,
-    stdin: BufWriter<ChildStdin>,
+    stdin: Input,
     replies: Replies,
     last_stderr: Arc<Mutex<String>>,
     /// Disconnected when the stderr thread has read everything.
@@ -279,7 +315,6 @@ struct Evaluator {
     /// Template ids whose source this child has.
     sent: HashSet<u64>,
     counted: Arc<Shared>,
-    frame: Vec<u8>,
     ended: bool,
 }
 
@@ -319,20 +354,22 @@ impl Evaluator {
             })?;
         let mut child = Self {
             process,
-            stdin: BufWriter::with_capacity(64 * 1024, stdin),
+            stdin: Input::new(stdin)?,
             replies,
             last_stderr,
             stderr_done,
             sent: HashSet::new(),
             counted: Arc::clone(shared),
-            frame: Vec::new(),
             ended: false,
         };
         child.counted.processes.fetch_add(1, Ordering::Relaxed);
-        let ready = wire::write_frame(&mut child.stdin, &spawner.hello)
-            .and_then(|()| child.stdin.flush())
+        let buf = child.stdin.frame_start();
+        buf.extend_from_slice(&spawner.hello);
+        let ready = child
+            .stdin
+            .frame_end()
             .ok()
-            .and_then(|()| child.replies.recv_timeout(START_TIMEOUT).ok());
+            .and_then(|()| child.next_reply(Instant::now() + START_TIMEOUT).ok());
         if ready.as_deref() != Some(b"ready".as_slice()) {
             let why = child.end();
             return Err(io::Error::other(format!("it did not start ({why})")));
@@ -340,10 +377,10 @@ impl Evaluator {
         Ok(child)
     }
 
-    /// Writes `jobs` as one batch frame.
+    /// Sends `jobs` as one batch frame, built in place in the pipe's buffer; what the pipe
+    /// cannot take now goes while the manager waits for replies.
     fn send(&mut self, jobs: &VecDeque<Job>) -> io::Result<()> {
-        let frame = &mut self.frame;
-        frame.clear();
+        let frame = self.stdin.frame_start();
         frame.extend_from_slice(&(jobs.len() as u32).to_le_bytes());
         for job in jobs {
             let t = &job.template;
@@ -367,8 +404,7 @@ impl Evaluator {
             };
             wire::put_request(frame, t.id(), source, reset, ctx);
         }
-        wire::write_frame(&mut self.stdin, frame)?;
-        self.stdin.flush()
+        self.stdin.frame_end()
     }
 
     /// Kills the child (if still running) and reaps it; says how it ended.
@@ -455,6 +491,83 @@ fn describe(status: ExitStatus) -> String {
     status.to_string()
 }
 
+/// The child's stdin. Batches are built in its buffer and written without blocking (on Unix):
+/// a batch may wait for room in the pipe while the child writes the replies of the previous
+/// one, and the manager must keep reading those meanwhile, or both would wait for ever.
+struct Input {
+    pipe: ChildStdin,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    written: usize,
+    /// Where the frame being built starts.
+    frame: usize,
+}
+
+impl Input {
+    fn new(pipe: ChildStdin) -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = pipe.as_raw_fd();
+            // SAFETY: fcntl on a descriptor we own, changing only its status flags.
+            let ok = unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+            };
+            if !ok {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Self {
+            pipe,
+            buf: Vec::with_capacity(64 * 1024),
+            written: 0,
+            frame: 0,
+        })
+    }
+
+    /// Starts a frame: the caller appends its payload to the returned buffer.
+    fn frame_start(&mut self) -> &mut Vec<u8> {
+        if self.written == self.buf.len() {
+            self.buf.clear();
+            self.written = 0;
+        }
+        self.frame = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        &mut self.buf
+    }
+
+    /// Ends the frame begun by [`Input::frame_start`] and writes what the pipe takes.
+    fn frame_end(&mut self) -> io::Result<()> {
+        let len = u32::try_from(self.buf.len() - self.frame - 4)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+        self.buf[self.frame..self.frame + 4].copy_from_slice(&len.to_le_bytes());
+        self.write_some()
+    }
+
+    /// Writes until the pipe is full or the buffer written.
+    fn write_some(&mut self) -> io::Result<()> {
+        while self.written < self.buf.len() {
+            match self.pipe.write(&self.buf[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The child is gone: nothing more will be read.
+                    self.written = self.buf.len();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn waiting(&self) -> bool {
+        self.written < self.buf.len()
+    }
+}
+
 /// The child's replies. On Unix the manager reads them itself, waiting with `poll` for the
 /// deadline: no thread between the pipe and the manager, so a reply costs no extra wake-up.
 #[cfg(unix)]
@@ -469,36 +582,57 @@ impl Replies {
             reader: BufReader::with_capacity(64 * 1024, stdout),
         })
     }
+}
 
-    /// The next reply frame, waiting at most `wait` for it to start arriving (the child writes
-    /// each frame whole).
-    fn recv_timeout(&mut self, wait: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+#[cfg(unix)]
+impl Evaluator {
+    /// The next reply frame, waiting until `deadline` for it to start arriving (the child
+    /// writes each frame whole); meanwhile the rest of a batch goes into the pipe as it drains.
+    fn next_reply(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvTimeoutError> {
         use std::os::fd::AsRawFd;
-        if self.reader.buffer().is_empty() {
-            let mut fd = libc::pollfd {
-                fd: self.reader.get_ref().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let deadline = Instant::now() + wait;
+        if self.replies.reader.buffer().is_empty() {
             loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: self.replies.reader.get_ref().as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        // A negative descriptor is ignored: nothing waits to be written.
+                        fd: if self.stdin.waiting() {
+                            self.stdin.pipe.as_raw_fd()
+                        } else {
+                            -1
+                        },
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    },
+                ];
                 let left = deadline.saturating_duration_since(Instant::now());
                 let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                // SAFETY: one valid pollfd, borrowed for the duration of the call.
-                let n = unsafe { libc::poll(&mut fd, 1, ms) };
-                if n > 0 {
-                    break;
-                }
+                // SAFETY: two valid pollfds, borrowed for the duration of the call.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
                 if n == 0 {
                     return Err(RecvTimeoutError::Timeout);
                 }
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    return Err(RecvTimeoutError::Disconnected);
+                if n < 0 {
+                    if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                        return Err(RecvTimeoutError::Disconnected);
+                    }
+                    continue;
+                }
+                if fds[1].revents != 0 {
+                    // A write error means the child is gone: its replies' end will say so.
+                    let _ = self.stdin.write_some();
+                }
+                if fds[0].revents != 0 {
+                    break;
                 }
             }
         }
         let mut frame = Vec::new();
-        match wire::read_frame(&mut self.reader, &mut frame) {
+        match wire::read_frame(&mut self.replies.reader, &mut frame) {
             Ok(true) => Ok(frame),
             _ => Err(RecvTimeoutError::Disconnected),
         }
@@ -527,8 +661,15 @@ impl Replies {
             })?;
         Ok(Self(rx))
     }
+}
 
-    fn recv_timeout(&mut self, wait: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
-        self.0.recv_timeout(wait)
+#[cfg(not(unix))]
+impl Evaluator {
+    /// The next reply frame, waiting until `deadline` (writes block here: a batch is in the
+    /// pipe when `send` returns, and the reading thread keeps the child from blocking).
+    fn next_reply(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.replies
+            .0
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 }

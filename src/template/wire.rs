@@ -2,7 +2,8 @@
 //!
 //! Every frame is a little-endian `u32` length, then that many bytes. The parent writes a
 //! [`Hello`] (JSON) first, then batches of render requests; the child answers each request with
-//! one reply frame, in order, as soon as it is rendered (so the parent can time each render).
+//! one reply frame, in order, as soon as it is rendered (so the parent can time each render). The
+//! parent may send the next batch before the previous one is answered: the child reads it when done.
 //!
 //! A batch: `u32` count, then per request a template reference and the ctx as JSON text. A
 //! template's source crosses once per child: later requests name it by id only (see
@@ -67,13 +68,13 @@ pub(crate) enum TemplateRef {
     ResetAndSource,
 }
 
-/// One render request as the child reads it.
-pub(crate) struct Request {
+/// One render request as the child reads it; the ctx is borrowed from the batch frame.
+pub(crate) struct Request<'a> {
     pub template_id: u64,
     /// Name and source, when the request carries them.
     pub source: Option<(String, String)>,
     pub reset: bool,
-    pub ctx: String,
+    pub ctx: &'a str,
 }
 
 /// Writes one frame.
@@ -133,7 +134,7 @@ pub(crate) fn put_request(
 }
 
 /// Reads a batch's requests.
-pub(crate) fn parse_batch(frame: &[u8]) -> io::Result<Vec<Request>> {
+pub(crate) fn parse_batch(frame: &[u8]) -> io::Result<Vec<Request<'_>>> {
     let mut r = Cursor(frame);
     let count = r.u32()? as usize;
     let mut out = Vec::with_capacity(count.min(1024));
@@ -150,36 +151,41 @@ pub(crate) fn parse_batch(frame: &[u8]) -> io::Result<Vec<Request>> {
             template_id,
             source,
             reset,
-            ctx: r.string()?,
+            ctx: r.str()?,
         });
     }
     Ok(out)
 }
 
-/// A reply frame's payload.
-pub(crate) fn reply(result: &Result<String, RenderError>) -> Vec<u8> {
-    let mut out = Vec::new();
-    match result {
-        Ok(payload) => {
-            out.push(0);
-            out.extend_from_slice(payload.as_bytes());
-        }
+/// Writes one reply frame: the payload, or the error, straight from where it lies (no copy
+/// into a frame of its own).
+pub(crate) fn write_reply(
+    w: &mut impl Write,
+    result: Result<&str, &RenderError>,
+) -> io::Result<()> {
+    let wire;
+    let (tag, text) = match result {
+        Ok(payload) => (0u8, payload),
         Err(e) => {
-            out.push(1);
-            out.extend_from_slice(e.to_wire().as_bytes());
+            wire = e.to_wire();
+            (1, wire.as_str())
         }
-    }
-    out
+    };
+    let len = u32::try_from(text.len() + 1)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&[tag])?;
+    w.write_all(text.as_bytes())
 }
 
-/// Decodes a reply: the payload, or the error's wire form.
-pub(crate) fn parse_reply(frame: &[u8]) -> io::Result<Result<String, String>> {
-    let (&tag, rest) = frame
-        .split_first()
-        .ok_or_else(|| bad("empty reply".into()))?;
-    let text = std::str::from_utf8(rest)
-        .map_err(|_| bad("reply is not UTF-8".into()))?
-        .to_owned();
+/// Decodes a reply in place: the payload, or the error's wire form.
+pub(crate) fn parse_reply(mut frame: Vec<u8>) -> io::Result<Result<String, String>> {
+    let Some(&tag) = frame.first() else {
+        return Err(bad("empty reply".into()));
+    };
+    // Shifting the text down one byte is cheaper than copying it into a new string.
+    frame.remove(0);
+    let text = String::from_utf8(frame).map_err(|_| bad("reply is not UTF-8".into()))?;
     match tag {
         0 => Ok(Ok(text)),
         1 => Ok(Err(text)),
@@ -193,8 +199,8 @@ fn bad(msg: String) -> io::Error {
 
 struct Cursor<'a>(&'a [u8]);
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
         if self.0.len() < n {
             return Err(bad("truncated frame".into()));
         }
@@ -218,9 +224,13 @@ impl Cursor<'_> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn string(&mut self) -> io::Result<String> {
+    fn str(&mut self) -> io::Result<&'a str> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| bad("string is not UTF-8".into()))
+        std::str::from_utf8(self.take(n)?).map_err(|_| bad("string is not UTF-8".into()))
+    }
+
+    fn string(&mut self) -> io::Result<String> {
+        self.str().map(str::to_owned)
     }
 }
 
@@ -249,6 +259,18 @@ mod tests {
         assert_eq!((got[1].template_id, got[1].source.is_none()), (7, true));
         assert_eq!(got[1].ctx, r#"{"a":1}"#);
         assert!(parse_batch(&frame[..frame.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn replies_read_back_as_written() {
+        let mut pipe = Vec::new();
+        write_reply(&mut pipe, Ok(r#"{"a":1}"#)).unwrap();
+        let mut r = &pipe[..];
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut r, &mut buf).unwrap());
+        assert_eq!(parse_reply(buf).unwrap(), Ok(r#"{"a":1}"#.to_owned()));
+        assert!(parse_reply(Vec::new()).is_err());
+        assert!(parse_reply(vec![9, b'x']).is_err());
     }
 
     #[test]

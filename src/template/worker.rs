@@ -57,9 +57,7 @@ pub fn run_worker() -> io::Result<()> {
                 Some(template) => {
                     let now = epoch.elapsed().as_millis() as u64;
                     started.store(now.max(1), Ordering::Release);
-                    let r = engine
-                        .render_into(template, CtxRef::Json(&request.ctx), &mut out)
-                        .map(|()| out.clone());
+                    let r = engine.render_into(template, CtxRef::Json(request.ctx), &mut out);
                     started.store(0, Ordering::Release);
                     r
                 }
@@ -69,7 +67,7 @@ pub fn run_worker() -> io::Result<()> {
                     "the evaluator process was sent a template it does not know",
                 )),
             };
-            wire::write_frame(&mut output, &wire::reply(&result))?;
+            wire::write_reply(&mut output, result.as_ref().map(|()| out.as_str()))?;
             // Each reply leaves at once: the parent times every render from the previous reply.
             output.flush()?;
         }
