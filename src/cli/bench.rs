@@ -12,7 +12,8 @@ mod service;
 mod storage;
 
 use super::{load_template, CmdResult, Failure, StyleArg};
-use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
+use bytes::Bytes;
+use courier_loadgen::{drive_run, Ceiling, Run, RunStats, Sink, SinkThread};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
@@ -35,6 +36,10 @@ pub(crate) struct BenchArgs {
     /// Evaluator threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Rounds: the messages are split into this many, each run next to a ceiling round of the
+    /// same size; the ratio reported is the median of the rounds'.
+    #[arg(long, default_value_t = 6)]
+    rounds: u64,
     /// Skip the ceiling run.
     #[arg(long)]
     no_ceiling: bool,
@@ -138,7 +143,8 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         return run_smtp(args).await;
     }
     let style = CtxStyle::from(args.style);
-    let sink = Sink::ok().await.map_err(Failure::failed)?;
+    let sink = BenchSink::start().await.map_err(Failure::failed)?;
+    let url = sink.url("/deliver");
     let body = match &args.template {
         Some(t) => {
             // Validate early, with the CLI's path-or-URI rules.
@@ -157,7 +163,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     config.channels.push(ChannelConfig {
         path: "bench".into(),
         body,
-        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
+        ..ChannelConfig::default_post("email", &url)
     });
     let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
     // Every sample, email and SMS, through the one channel.
@@ -167,13 +173,23 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             m
         })
         .collect();
+    // The ceiling posts what the courier posts, pre-rendered: the default template over each
+    // sample made distinct, in the order the courier cycles through them, so both post bodies
+    // of the same sizes.
     let template = jsonnet_courier::template::default_template(style);
-    let payload = Engine::new(Default::default())
+    let payloads = Engine::new(Default::default())
         .and_then(|mut e| {
-            e.render(&template, &ctx::build(&messages[0], style))
-                .map_err(std::io::Error::other)
+            (0..messages.len() as u64)
+                .map(|i| {
+                    let m = samples::distinct(&messages, i);
+                    e.render(&template, &ctx::build(&m, style))
+                        .map(Bytes::from)
+                        .map_err(std::io::Error::other)
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .map_err(Failure::failed)?;
+    let ceiling = Ceiling::new(&url, payloads).map_err(Failure::failed)?;
     let messages = Arc::new(messages);
     let quiet = args.json;
     // What building the distinct messages costs the load generator (inside the courier figure).
@@ -182,61 +198,77 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         std::hint::black_box(samples::distinct(&messages, i));
     }
     let build_us = built.elapsed().as_secs_f64() * 1e6 / 10_000.0;
+    let rounds = args.rounds.clamp(1, args.messages.max(1));
     if !quiet {
         eprintln!(
             "delivering {} distinct messages (each its own recipient and code, over the {} samples), \
-             {} in flight, to an in-process sink at {}; building one costs the load generator {build_us:.2} µs",
-            args.messages, messages.len(), args.concurrency, sink.addr
+             {} in flight, to an in-process sink at {} (a thread of its own), in {rounds} rounds \
+             alternating with the ceiling; building one costs the load generator {build_us:.2} µs",
+            args.messages, messages.len(), args.concurrency, sink.addr()
         );
     }
-    // A short warm-up fills the connection pools and the template caches.
+    // A warm-up of both sides fills their connection pools and the template caches.
     let warm = (args.messages / 50).clamp(100, 2000);
-    run_courier(
-        courier.clone(),
-        messages.clone(),
-        warm,
-        args.concurrency,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await;
+    let zero = || Arc::new(AtomicU64::new(0));
+    run_courier(&courier, &messages, 0, warm, args.concurrency, zero()).await;
+    if !args.no_ceiling {
+        ceiling.run(warm, args.concurrency, zero()).await;
+    }
 
-    let ceiling = if args.no_ceiling {
-        None
+    // Rounds alternate the two sides (ceiling first in even rounds, courier first in odd ones),
+    // so a slow spell of the machine falls on both; the ratio is the median of the rounds'.
+    let total = if args.no_ceiling {
+        args.messages
     } else {
-        run_ceiling(
-            &sink.url("/deliver"),
-            payload.clone().into(),
-            warm,
-            args.concurrency,
-            Arc::new(AtomicU64::new(0)),
-        )
-        .await;
-        let (bar, count, ticker) = progress(args.messages, "ceiling", quiet);
-        let s = run_ceiling(
-            &sink.url("/deliver"),
-            payload.into(),
-            args.messages,
-            args.concurrency,
-            count,
-        )
-        .await;
-        ticker.abort();
-        bar.finish_and_clear();
-        Some(s)
+        args.messages * 2
     };
-    let (bar, count, ticker) = progress(args.messages, "courier", quiet);
-    let ours = run_courier(courier, messages, args.messages, args.concurrency, count).await;
+    let (bar, count, ticker) = progress(total, "bench", quiet);
+    let (mut ours, mut theirs) = (Run::default(), Run::default());
+    let mut per_round = Vec::with_capacity(rounds as usize);
+    let mut next = warm;
+    for r in 0..rounds {
+        // Round r's share of the messages: the first `messages % rounds` rounds take one more.
+        let n = args.messages / rounds + u64::from(r < args.messages % rounds);
+        let base = next;
+        next += n;
+        let deliver = || run_courier(&courier, &messages, base, n, args.concurrency, count.clone());
+        let (o, t) = if args.no_ceiling {
+            (deliver().await, None)
+        } else if r % 2 == 0 {
+            let t = ceiling.run(n, args.concurrency, count.clone()).await;
+            (deliver().await, Some(t))
+        } else {
+            let o = deliver().await;
+            (o, Some(ceiling.run(n, args.concurrency, count.clone()).await))
+        };
+        let (os, ts) = (o.stats(), t.as_ref().map(Run::stats));
+        per_round.push(serde_json::json!({
+            "courier_per_second": os.per_second,
+            "ceiling_per_second": ts.as_ref().map(|t| t.per_second),
+            "ratio": ts.as_ref().map(|t| os.per_second / t.per_second.max(1e-9)),
+        }));
+        ours.merge(o);
+        if let Some(t) = t {
+            theirs.merge(t);
+        }
+    }
     ticker.abort();
     bar.finish_and_clear();
-
-    let ratio = ceiling
-        .as_ref()
-        .map(|c| ours.per_second / c.per_second.max(1e-9));
+    let ours = ours.stats();
+    let ceiling = (!args.no_ceiling).then(|| theirs.stats());
+    let mut ratios: Vec<f64> = per_round
+        .iter()
+        .filter_map(|r| r["ratio"].as_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = median(&ratios);
     if args.json {
         let out = serde_json::json!({
             "messages": args.messages, "concurrency": args.concurrency, "distinct": true,
             "build_message_us": build_us,
             "courier": ours, "ceiling": ceiling, "ratio": ratio,
+            "ratio_of_totals": ceiling.as_ref().map(|c| ours.per_second / c.per_second.max(1e-9)),
+            "rounds": per_round,
         });
         println!("{out:#}");
     } else {
@@ -245,7 +277,13 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             println!("{}", line("ceiling", c));
         }
         if let Some(r) = ratio {
-            println!("ratio     {r:.2} of the ceiling (render + deliver vs a bare client posting a pre-rendered payload)");
+            println!("ratio     {r:.2} of the ceiling (render + deliver vs a bare client posting the pre-rendered payloads; median of {rounds} rounds)");
+            let each: Vec<String> = per_round
+                .iter()
+                .filter_map(|r| r["ratio"].as_f64())
+                .map(|r| format!("{r:.2}"))
+                .collect();
+            println!("rounds    {}", each.join(" "));
         }
     }
     if ours.failed > 0 {
@@ -255,6 +293,44 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+// TEMPORARY: layout experiment.
+enum BenchSink {
+    Shared(Sink),
+    Thread(SinkThread),
+}
+
+impl BenchSink {
+    async fn start() -> std::io::Result<BenchSink> {
+        if std::env::var("COURIER_BENCH_SINK").as_deref() == Ok("shared") {
+            Ok(BenchSink::Shared(Sink::ok().await?))
+        } else {
+            Ok(BenchSink::Thread(SinkThread::ok()?))
+        }
+    }
+    fn url(&self, p: &str) -> String {
+        match self {
+            BenchSink::Shared(s) => s.url(p),
+            BenchSink::Thread(s) => s.url(p),
+        }
+    }
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            BenchSink::Shared(s) => s.addr,
+            BenchSink::Thread(s) => s.addr,
+        }
+    }
+}
+
+/// The median of sorted `values`, if any.
+fn median(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 async fn run_smtp(args: BenchArgs) -> CmdResult {
@@ -295,7 +371,7 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
     }
     let warm = (args.messages / 50).clamp(100, 2000);
     let zero = || Arc::new(AtomicU64::new(0));
-    run_courier(courier.clone(), messages.clone(), warm, conns, zero()).await;
+    run_courier(&courier, &messages, 0, warm, conns, zero()).await;
     let ceiling = if args.no_ceiling {
         None
     } else {
@@ -317,7 +393,9 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
         Some(s)
     };
     let (bar, count, ticker) = progress(args.messages, "courier", quiet);
-    let ours = run_courier(courier, messages, args.messages, conns, count).await;
+    let ours = run_courier(&courier, &messages, 0, args.messages, conns, count)
+        .await
+        .stats();
     ticker.abort();
     bar.finish_and_clear();
     let ratio = ceiling
@@ -347,20 +425,23 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
     Ok(())
 }
 
-/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: message `i`
-/// is sample `i` (cycling through `samples`) with its own recipient and code, so no cache keyed
-/// on the message can help. Building it (a clone and three strings) is the load generator's cost.
+/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: message
+/// `base + i` is sample `base + i` (cycling through `samples`) with its own recipient and code,
+/// so no cache keyed on the message can help. Building it (a clone and three strings) is the load
+/// generator's cost.
 async fn run_courier(
-    courier: Arc<Courier>,
-    samples: Arc<Vec<Message>>,
+    courier: &Arc<Courier>,
+    samples: &Arc<Vec<Message>>,
+    base: u64,
     total: u64,
     concurrency: usize,
     progress: Arc<AtomicU64>,
-) -> RunStats {
-    drive(total, concurrency, progress, move |i| {
+) -> Run {
+    let (courier, samples) = (courier.clone(), samples.clone());
+    drive_run(total, concurrency, progress, move |i| {
         let (courier, samples) = (courier.clone(), samples.clone());
         async move {
-            let msg = samples::distinct(&samples, i);
+            let msg = samples::distinct(&samples, base + i);
             courier.deliver(&msg).await.outcome == Outcome::Delivered
         }
     })

@@ -9,5 +9,5 @@ mod drive;
 pub mod service;
 mod sink;
 
-pub use drive::{drive, run_ceiling, RunStats};
-pub use sink::{Record, Recorded, Reply, Sink};
+pub use drive::{drive, drive_run, run_ceiling, Ceiling, Run, RunStats};
+pub use sink::{Record, Recorded, Reply, Sink, SinkThread};

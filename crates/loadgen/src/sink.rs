@@ -266,3 +266,76 @@ impl State {
         Ok(reply.into_response())
     }
 }
+
+/// A counting [`Sink::ok`] on a thread of its own, with a single-threaded runtime: a load run's
+/// client side then has its runtime's workers to itself, and the sink's share of the CPU is one
+/// thread, the same whichever client (a courier or a bare one) it answers. Dropping it stops the
+/// sink and joins its thread.
+pub struct SinkThread {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests answered.
+    answered: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SinkThread {
+    /// Starts the sink on an ephemeral loopback port.
+    ///
+    /// # Errors
+    /// The runtime or the thread cannot be started, or the port cannot be bound.
+    pub fn ok() -> std::io::Result<SinkThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, bound) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sink".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match Sink::ok().await {
+                        Ok(sink) => {
+                            let _ = ready.send(Ok((sink.addr, Arc::clone(&sink.answered))));
+                            let _ = stopped.await;
+                            drop(sink);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let (addr, answered) = bound
+            .recv()
+            .map_err(|_| std::io::Error::other("the sink thread ended before binding"))??;
+        Ok(SinkThread {
+            addr,
+            answered,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests answered so far.
+    pub fn count(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SinkThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
