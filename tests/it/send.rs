@@ -187,6 +187,52 @@ fn bench_runs_and_reports_the_ratio() {
 }
 
 #[test]
+fn service_bench_delivers_everything_and_accounts_for_the_cpu() {
+    let out = courier(&[
+        "bench",
+        "--service",
+        "--batch",
+        "10",
+        "-n",
+        "300",
+        "--posters",
+        "4",
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["throughput"][0];
+    assert_eq!(t["posters"], 4);
+    assert_eq!(t["stats"]["missing"], 0);
+    assert_eq!(t["stats"]["duplicates"], 0);
+    let l = &v["latency"][0];
+    assert_eq!(l["missing"], 0);
+    // Every core-second of the latency phase is someone's: the parts, the rest of the machine
+    // and idle add up to wall time × cores (within /proc's 10 ms ticks and the read's skew).
+    let cpu = &l["cpu"];
+    let parts = cpu["parts"].as_array().unwrap();
+    let names: Vec<&str> = parts.iter().map(|p| p["part"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"idle") && names.contains(&"rest of the machine"),
+        "{names:?}"
+    );
+    let sum: f64 = parts.iter().map(|p| p["seconds"].as_f64().unwrap()).sum();
+    let capacity = cpu["wall_seconds"].as_f64().unwrap() * cpu["machine_cores"].as_f64().unwrap();
+    assert!(
+        (sum - capacity).abs() < 0.2 * capacity,
+        "parts add up to {sum} core-seconds of {capacity}: {cpu}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("service")) && names.contains(&"load generator + sink"),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn sink_prints_what_send_delivers_with_secrets_masked() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

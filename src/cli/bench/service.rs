@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_loadgen::cpu::CpuClock;
 use courier_loadgen::drain::{rss_bytes, watch_drain, DrainSample, DrainSink};
 use courier_loadgen::service::{
     run_service_latency, run_service_throughput, MessageMaker, RecordingSink, Target,
 };
+use courier_loadgen::LoadThread;
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::message::{samples, Message, MessageType, TemplateType};
 use jsonnet_courier::service::Service;
@@ -29,9 +31,14 @@ pub(super) async fn run(args: BenchArgs) -> CmdResult {
     } else {
         ([127, 0, 0, 1], 0).into()
     };
-    let sink = RecordingSink::start(sink_addr)
-        .await
-        .map_err(Failure::failed)?;
+    // The posters and the sink run on a thread of their own, apart from the service's runtime,
+    // so that the CPU time of each can be reported.
+    let load = LoadThread::start().map_err(Failure::failed)?;
+    let sink = Arc::new(
+        load.run(RecordingSink::start(sink_addr))
+            .await
+            .map_err(Failure::failed)?,
+    );
     let tmp = tempfile_dir().map_err(Failure::failed)?;
     let (api, running, store_shown) = match &args.api {
         Some(api) => (api.clone(), None, "external".to_owned()),
@@ -44,6 +51,7 @@ pub(super) async fn run(args: BenchArgs) -> CmdResult {
             (api, Some(running), jsonnet_courier::config::mask_url(&db))
         }
     };
+    let postgres = counts_postgres(&args);
     let run_id = run_id();
     let maker = maker()?;
     let target = |kind: &str| Target {
@@ -62,40 +70,51 @@ pub(super) async fn run(args: BenchArgs) -> CmdResult {
     let wait = Duration::from_secs(300);
     let mut throughput = Vec::new();
     for &posters in &args.posters {
-        let t = run_service_throughput(
-            &target(&format!("t{posters}")),
-            &sink,
+        let (target, sink2, n, batch) = (
+            target(&format!("t{posters}")),
+            Arc::clone(&sink),
             args.messages,
             args.batch,
-            posters,
-            wait,
-        )
-        .await;
+        );
+        let clock = CpuClock::start(postgres);
+        let t =
+            load.run(async move {
+                run_service_throughput(&target, &sink2, n, batch, posters, wait).await
+            })
+            .await;
+        let cpu = clock.stop();
         if !args.json {
             println!(
                 "posters {posters:>3}  accepted {:>9.0} msgs/s   delivered {:>9.0} msgs/s   (duplicates {}, missing {})",
                 t.accepted_per_second, t.delivered_per_second, t.duplicates, t.missing
             );
+            println!("            {cpu}");
         }
-        throughput.push(serde_json::json!({"posters": posters, "batch": args.batch, "stats": t}));
+        throughput.push(
+            serde_json::json!({"posters": posters, "batch": args.batch, "stats": t, "cpu": cpu}),
+        );
     }
     let mut latency = Vec::new();
     for &rate in &args.rate {
-        let l = run_service_latency(
-            &target(&format!("l{rate}")),
-            &sink,
-            rate,
-            args.seconds,
-            Duration::from_secs(60),
-        )
-        .await;
+        let (target, sink2, seconds) =
+            (target(&format!("l{rate}")), Arc::clone(&sink), args.seconds);
+        let clock = CpuClock::start(postgres);
+        let l = load
+            .run(async move {
+                run_service_latency(&target, &sink2, rate, seconds, Duration::from_secs(60)).await
+            })
+            .await;
+        let cpu = clock.stop();
         if !args.json {
             println!(
                 "latency    at {} msgs/s: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (missing {})",
                 l.rate, l.p50_ms, l.p99_ms, l.max_ms, l.missing
             );
+            println!("            {cpu}");
         }
-        latency.push(l);
+        let mut entry = serde_json::to_value(&l).map_err(Failure::failed)?;
+        entry["cpu"] = serde_json::to_value(&cpu).map_err(Failure::failed)?;
+        latency.push(entry);
     }
     if let Some(running) = running {
         running.stop().await;
@@ -111,7 +130,10 @@ pub(super) async fn run(args: BenchArgs) -> CmdResult {
         .iter()
         .filter_map(|t| t["stats"]["missing"].as_u64())
         .sum::<u64>()
-        + latency.iter().map(|l| l.missing).sum::<u64>();
+        + latency
+            .iter()
+            .filter_map(|l| l["missing"].as_u64())
+            .sum::<u64>();
     if missing > 0 {
         return Err(Failure::failed(anyhow::anyhow!(
             "{missing} messages were not delivered"
@@ -148,9 +170,13 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
         from = to;
     }
     let fill_s = filling.elapsed().as_secs_f64();
-    let sink = DrainSink::start(&prefix, n)
-        .await
-        .map_err(Failure::failed)?;
+    let load = LoadThread::start().map_err(Failure::failed)?;
+    let sink = {
+        let prefix = prefix.clone();
+        load.run(async move { DrainSink::start(&prefix, n).await })
+            .await
+            .map_err(Failure::failed)?
+    };
     let rss_before = rss_bytes();
     if !args.json {
         eprintln!(
@@ -164,6 +190,8 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
         );
     }
     let (_, running) = start(args, store, &sink.sink.url("/deliver")).await?;
+    let postgres = counts_postgres(args);
+    let clock = CpuClock::start(postgres);
     let quiet = args.json;
     let samples = watch_drain(
         &sink,
@@ -183,6 +211,7 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
         },
     )
     .await;
+    let cpu = clock.stop();
     running.stop().await;
     let _ = std::fs::remove_dir_all(&tmp);
     let summary = summarize(&samples, n);
@@ -193,6 +222,7 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
                 "store": jsonnet_courier::config::mask_url(&db), "messages": n,
                 "fill_per_second": n as f64 / fill_s.max(1e-9), "rss_before_bytes": rss_before,
                 "summary": summary, "duplicates": sink.duplicates(), "foreign": sink.foreign(),
+                "cpu": cpu,
                 "samples": samples,
             })
         );
@@ -209,6 +239,7 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
             mb(sink.footprint() as u64),
             sink.duplicates()
         );
+        println!("{cpu}");
     }
     if summary.delivered < n {
         return Err(Failure::failed(anyhow::anyhow!(
@@ -297,6 +328,13 @@ async fn start(
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(service.run(listener, rx));
     Ok((format!("http://{addr}"), Running { stop, task }))
+}
+
+/// Whether PostgreSQL's server processes are part of what is measured.
+fn counts_postgres(args: &BenchArgs) -> bool {
+    args.database
+        .as_deref()
+        .is_some_and(|d| d.starts_with("postgres"))
 }
 
 fn database(args: &BenchArgs, tmp: &std::path::Path) -> String {
