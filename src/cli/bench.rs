@@ -13,7 +13,7 @@ mod storage;
 
 use super::{load_template, CmdResult, Failure, StyleArg};
 use bytes::Bytes;
-use courier_loadgen::{drive_run, Ceiling, Run, RunStats, Sink, SinkThread};
+use courier_loadgen::{drive_run, Ceiling, LoadThread, Run, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
@@ -143,7 +143,17 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         return run_smtp(args).await;
     }
     let style = CtxStyle::from(args.style);
-    let sink = BenchSink::start().await.map_err(Failure::failed)?;
+    // Layout: the sink on a thread of its own and the client side (the courier, or the bare
+    // client) on another, each with a single-threaded runtime: on the 2 cores the benches run on,
+    // each side has a core, the same for both phases. In one multi-threaded runtime shared by
+    // all three, tasks and their connections hop between the workers, and a process settled
+    // into a faster or a slower mode (courier and ceiling alike) by where they landed.
+    let sink_thread = LoadThread::start().map_err(Failure::failed)?;
+    let sink = sink_thread
+        .run(Sink::ok())
+        .await
+        .map_err(Failure::failed)?;
+    let client = LoadThread::start().map_err(Failure::failed)?;
     let url = sink.url("/deliver");
     let body = match &args.template {
         Some(t) => {
@@ -202,17 +212,21 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     if !quiet {
         eprintln!(
             "delivering {} distinct messages (each its own recipient and code, over the {} samples), \
-             {} in flight, to an in-process sink at {} (a thread of its own), in {rounds} rounds \
-             alternating with the ceiling; building one costs the load generator {build_us:.2} µs",
-            args.messages, messages.len(), args.concurrency, sink.addr()
+             {} in flight, to an in-process sink at {} (a thread of its own; the client side on another), \
+             in {rounds} rounds alternating with the ceiling; building one costs the load generator {build_us:.2} µs",
+            args.messages, messages.len(), args.concurrency, sink.addr
         );
     }
     // A warm-up of both sides fills their connection pools and the template caches.
     let warm = (args.messages / 50).clamp(100, 2000);
     let zero = || Arc::new(AtomicU64::new(0));
-    run_courier(&courier, &messages, 0, warm, args.concurrency, zero()).await;
+    client
+        .run(courier_phase(&courier, &messages, 0, warm, args.concurrency, &zero()))
+        .await;
     if !args.no_ceiling {
-        ceiling.run(warm, args.concurrency, zero()).await;
+        client
+            .run(ceiling_phase(&ceiling, warm, args.concurrency, &zero()))
+            .await;
     }
 
     // Rounds alternate the two sides (ceiling first in even rounds, courier first in odd ones),
@@ -224,6 +238,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     };
     let (bar, count, ticker) = progress(total, "bench", quiet);
     let (mut ours, mut theirs) = (Run::default(), Run::default());
+    let (mut ours_cpu, mut theirs_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut per_round = Vec::with_capacity(rounds as usize);
     let mut next = warm;
     for r in 0..rounds {
@@ -231,25 +246,32 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         let n = args.messages / rounds + u64::from(r < args.messages % rounds);
         let base = next;
         next += n;
-        let deliver = || run_courier(&courier, &messages, base, n, args.concurrency, count.clone());
-        let (o, t) = if args.no_ceiling {
+        let deliver =
+            || client.run(courier_phase(&courier, &messages, base, n, args.concurrency, &count));
+        let bare = || client.run(ceiling_phase(&ceiling, n, args.concurrency, &count));
+        let ((o, ocpu), t) = if args.no_ceiling {
             (deliver().await, None)
         } else if r % 2 == 0 {
-            let t = ceiling.run(n, args.concurrency, count.clone()).await;
+            let t = bare().await;
             (deliver().await, Some(t))
         } else {
             let o = deliver().await;
-            (o, Some(ceiling.run(n, args.concurrency, count.clone()).await))
+            (o, Some(bare().await))
         };
-        let (os, ts) = (o.stats(), t.as_ref().map(Run::stats));
+        let (os, ts) = (o.stats(), t.as_ref().map(|(t, _)| t.stats()));
+        let cpu_us = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
         per_round.push(serde_json::json!({
             "courier_per_second": os.per_second,
             "ceiling_per_second": ts.as_ref().map(|t| t.per_second),
             "ratio": ts.as_ref().map(|t| os.per_second / t.per_second.max(1e-9)),
+            "courier_cpu_us_per_message": cpu_us(ocpu),
+            "ceiling_cpu_us_per_message": t.as_ref().map(|(_, c)| cpu_us(*c)),
         }));
         ours.merge(o);
-        if let Some(t) = t {
+        ours_cpu += ocpu;
+        if let Some((t, tcpu)) = t {
             theirs.merge(t);
+            theirs_cpu += tcpu;
         }
     }
     ticker.abort();
@@ -262,12 +284,23 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         .collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = median(&ratios);
+    // Process CPU time per message (sink included): on a busy machine the wall-time figures
+    // swing with the other processes, while this moves little; when the bench has the cores to
+    // itself and both sides keep them busy, its ratio is the throughput ratio.
+    let per_msg = |cpu: Duration| cpu.as_secs_f64() * 1e6 / args.messages.max(1) as f64;
+    let (ours_cpu_us, theirs_cpu_us) = (per_msg(ours_cpu), per_msg(theirs_cpu));
+    let cpu_ratio = ceiling
+        .as_ref()
+        .map(|_| theirs_cpu_us / ours_cpu_us.max(1e-9));
     if args.json {
         let out = serde_json::json!({
             "messages": args.messages, "concurrency": args.concurrency, "distinct": true,
             "build_message_us": build_us,
             "courier": ours, "ceiling": ceiling, "ratio": ratio,
             "ratio_of_totals": ceiling.as_ref().map(|c| ours.per_second / c.per_second.max(1e-9)),
+            "courier_cpu_us_per_message": ours_cpu_us,
+            "ceiling_cpu_us_per_message": ceiling.as_ref().map(|_| theirs_cpu_us),
+            "cpu_ratio": cpu_ratio,
             "rounds": per_round,
         });
         println!("{out:#}");
@@ -285,6 +318,12 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
                 .collect();
             println!("rounds    {}", each.join(" "));
         }
+        match cpu_ratio {
+            Some(r) => println!(
+                "cpu       {ours_cpu_us:.2} µs per message, ceiling {theirs_cpu_us:.2} µs: ratio {r:.2} (process CPU time, sink included)"
+            ),
+            None => println!("cpu       {ours_cpu_us:.2} µs per message (process CPU time, sink included)"),
+        }
     }
     if ours.failed > 0 {
         return Err(Failure::failed(anyhow::anyhow!(
@@ -295,32 +334,49 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     Ok(())
 }
 
-// TEMPORARY: layout experiment.
-enum BenchSink {
-    Shared(Sink),
-    Thread(SinkThread),
+/// A courier phase ([`run_courier`]) and the process CPU time it took.
+fn courier_phase(
+    courier: &Arc<Courier>,
+    messages: &Arc<Vec<Message>>,
+    base: u64,
+    n: u64,
+    concurrency: usize,
+    progress: &Arc<AtomicU64>,
+) -> impl std::future::Future<Output = (Run, Duration)> + Send + 'static {
+    let (courier, messages, progress) = (courier.clone(), messages.clone(), progress.clone());
+    async move {
+        let cpu = process_cpu();
+        let run = run_courier(&courier, &messages, base, n, concurrency, progress).await;
+        (run, process_cpu().saturating_sub(cpu))
+    }
 }
 
-impl BenchSink {
-    async fn start() -> std::io::Result<BenchSink> {
-        if std::env::var("COURIER_BENCH_SINK").as_deref() == Ok("shared") {
-            Ok(BenchSink::Shared(Sink::ok().await?))
-        } else {
-            Ok(BenchSink::Thread(SinkThread::ok()?))
-        }
+/// A ceiling phase and the process CPU time it took.
+fn ceiling_phase(
+    ceiling: &Ceiling,
+    n: u64,
+    concurrency: usize,
+    progress: &Arc<AtomicU64>,
+) -> impl std::future::Future<Output = (Run, Duration)> + Send + 'static {
+    let (ceiling, progress) = (ceiling.clone(), progress.clone());
+    async move {
+        let cpu = process_cpu();
+        let run = ceiling.run(n, concurrency, progress).await;
+        (run, process_cpu().saturating_sub(cpu))
     }
-    fn url(&self, p: &str) -> String {
-        match self {
-            BenchSink::Shared(s) => s.url(p),
-            BenchSink::Thread(s) => s.url(p),
-        }
+}
+
+/// CPU time this process has used so far, all threads.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant the kernel knows.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
     }
-    fn addr(&self) -> std::net::SocketAddr {
-        match self {
-            BenchSink::Shared(s) => s.addr,
-            BenchSink::Thread(s) => s.addr,
-        }
-    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The median of sorted `values`, if any.

@@ -14,4 +14,4 @@ mod sink;
 
 pub use apart::LoadThread;
 pub use drive::{drive, drive_run, run_ceiling, Ceiling, Run, RunStats};
-pub use sink::{Record, Recorded, Reply, Sink, SinkThread};
+pub use sink::{Record, Recorded, Reply, Sink};
