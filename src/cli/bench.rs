@@ -1,5 +1,6 @@
 //! `courier bench`: render-and-deliver throughput against an in-process sink, next to the ceiling
-//! (a bare hyper client posting a pre-rendered payload to the same sink), in one run.
+//! (a bare hyper client posting the same payloads pre-rendered to the same sink), in alternating
+//! rounds of one run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -149,10 +150,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     // all three, tasks and their connections hop between the workers, and a process settled
     // into a faster or a slower mode (courier and ceiling alike) by where they landed.
     let sink_thread = LoadThread::start().map_err(Failure::failed)?;
-    let sink = sink_thread
-        .run(Sink::ok())
-        .await
-        .map_err(Failure::failed)?;
+    let sink = sink_thread.run(Sink::ok()).await.map_err(Failure::failed)?;
     let client = LoadThread::start().map_err(Failure::failed)?;
     let url = sink.url("/deliver");
     let body = match &args.template {
@@ -183,10 +181,12 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             m
         })
         .collect();
-    // The ceiling posts what the courier posts, pre-rendered: the default template over each
+    // The ceiling posts what the courier posts, pre-rendered: the channel's template over each
     // sample made distinct, in the order the courier cycles through them, so both post bodies
     // of the same sizes.
-    let template = jsonnet_courier::template::default_template(style);
+    let (template, style) = courier
+        .channel_template("email")
+        .unwrap_or_else(|| (jsonnet_courier::template::default_template(style), style));
     let payloads = Engine::new(Default::default())
         .and_then(|mut e| {
             (0..messages.len() as u64)
@@ -221,7 +221,14 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     let warm = (args.messages / 50).clamp(100, 2000);
     let zero = || Arc::new(AtomicU64::new(0));
     client
-        .run(courier_phase(&courier, &messages, 0, warm, args.concurrency, &zero()))
+        .run(courier_phase(
+            &courier,
+            &messages,
+            0,
+            warm,
+            args.concurrency,
+            &zero(),
+        ))
         .await;
     if !args.no_ceiling {
         client
@@ -246,8 +253,16 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         let n = args.messages / rounds + u64::from(r < args.messages % rounds);
         let base = next;
         next += n;
-        let deliver =
-            || client.run(courier_phase(&courier, &messages, base, n, args.concurrency, &count));
+        let deliver = || {
+            client.run(courier_phase(
+                &courier,
+                &messages,
+                base,
+                n,
+                args.concurrency,
+                &count,
+            ))
+        };
         let bare = || client.run(ceiling_phase(&ceiling, n, args.concurrency, &count));
         let ((o, ocpu), t) = if args.no_ceiling {
             (deliver().await, None)
