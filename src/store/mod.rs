@@ -443,13 +443,15 @@ fn encode_attempt(id: &str, attempt: &Attempt) -> Result<String, StoreError> {
 /// `placeholder(n)` writes the n-th (1-based) bind parameter in the backend's syntax. `None` means
 /// the answer is an empty page (limit 0, or a token this store did not make). Parameters bind in
 /// order: status, recipient, template type, channel, seq (each only when used), then the limit.
-/// `channel_expr` is the backend's SQL for a row's effective channel (the `channel` column).
+/// `channel_expr` is the backend's SQL for a row's effective channel (the `channel` column);
+/// `messages` its SQL for the rows with every message column.
 fn list_plan(
     filter: &ListFilter,
     page_token: Option<&str>,
     limit: usize,
     placeholder: fn(usize) -> String,
     channel_expr: &str,
+    messages: &str,
 ) -> Option<(String, Option<i64>)> {
     let before = match page_token.map(parse_page_token) {
         None => None,
@@ -483,7 +485,7 @@ fn list_plan(
     // One more than asked tells whether there is a next page.
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM \
-         (SELECT * FROM messages {where_clause} ORDER BY seq DESC LIMIT {limit_param}) m \
+         (SELECT * FROM {messages} {where_clause} ORDER BY seq DESC LIMIT {limit_param}) m \
          LEFT JOIN attempts a ON a.message_id = m.id \
          ORDER BY m.seq DESC, a.number"
     );

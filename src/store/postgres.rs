@@ -26,6 +26,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// message itself is compressed.
 const PG_CHANNEL: &str = "channel";
 
+/// Messages with their bodies, which live in a table of their own (migration 0004).
+const PG_MESSAGES: &str = "(messages JOIN message_bodies USING (id))";
+
 /// The PostgreSQL [`MessageStore`].
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -48,34 +51,29 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Inserts `rows` as queued messages in `tx`, in one statement; ORDER BY ord gives `seq` the
-    /// batch's order. DO NOTHING (the caller then rolls back) rather than an error tells which
-    /// id already existed.
-    async fn insert_rows(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        rows: &[NewRow],
-    ) -> Result<(), StoreError> {
-        let mut seen = HashSet::new();
-        if let Some(dup) = rows.iter().find(|r| !seen.insert(r.id.as_str())) {
-            return Err(StoreError::Duplicate(dup.id.clone()));
-        }
+    /// Inserts `rows` as queued messages, bodies apart (see migration 0004), in one statement:
+    /// outside a transaction it commits alone, atomically, in one round trip. ORDER BY ord gives
+    /// `seq` the batch's order. An id that already exists fails the whole statement; the caller
+    /// then names it with [`existing_id`](Self::existing_id).
+    async fn insert_rows<'e, E>(executor: E, rows: &[NewRow]) -> Result<(), sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+    {
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
         let types: Vec<&str> = rows.iter().map(|r| r.template_type).collect();
         let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
         let stored: Vec<&[u8]> = rows.iter().map(|r| r.message.as_slice()).collect();
         let now = to_millis(SystemTime::now());
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
-             send_count, created_at, updated_at, next_attempt_at) \
-             SELECT u.id, 'queued', u.recipient, u.template_type, u.channel, u.message, 0, \
-                 $6, $6, $6 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) \
-                 WITH ORDINALITY AS u(id, recipient, template_type, channel, message, ord) \
-             ORDER BY u.ord \
-             ON CONFLICT (id) DO NOTHING \
-             RETURNING id",
+        sqlx::query(
+            "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                 $5::bytea[]) WITH ORDINALITY AS u(id, recipient, template_type, channel, \
+                 message, ord)), \
+             b AS (INSERT INTO message_bodies (id, message) SELECT id, message FROM u) \
+             INSERT INTO messages (id, status, recipient, template_type, channel, send_count, \
+                 created_at, updated_at, next_attempt_at) \
+             SELECT id, 'queued', recipient, template_type, channel, 0, $6, $6, $6 \
+             FROM u ORDER BY ord",
         )
         .bind(&ids)
         .bind(&recipients)
@@ -83,18 +81,28 @@ impl PostgresStore {
         .bind(&channels)
         .bind(&stored)
         .bind(now)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        if inserted.len() != rows.len() {
-            let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
-            let existing = ids
-                .iter()
-                .find(|id| !inserted.contains(**id))
-                .map_or_else(String::new, |id| (*id).to_owned());
-            return Err(StoreError::Duplicate(existing));
-        }
+        .execute(executor)
+        .await?;
         Ok(())
+    }
+
+    /// The error of a failed [`insert_rows`](Self::insert_rows): [`StoreError::Duplicate`] with
+    /// the id that exists when the cause was a unique violation.
+    async fn insert_error(&self, e: sqlx::Error, rows: &[NewRow]) -> StoreError {
+        let unique = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"));
+        if !unique {
+            return self.err(e);
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM message_bodies WHERE id = ANY($1) LIMIT 1")
+                .bind(&ids)
+                .fetch_optional(&self.pool)
+                .await
+                .ok()
+                .flatten();
+        // Gone again (retention) by now: the conflict was still real when the insert ran.
+        StoreError::Duplicate(existing.unwrap_or_default())
     }
 
     /// Connects to `url` (`postgres://…` or `postgresql://…`, every libpq-style parameter sqlx
@@ -195,6 +203,16 @@ impl PostgresStore {
     }
 }
 
+/// [`StoreError::Duplicate`] for an id given twice in one batch, which the database would
+/// report as a unique violation without naming it.
+fn duplicate_in(rows: &[NewRow]) -> Result<(), StoreError> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    match rows.iter().find(|r| !seen.insert(r.id.as_str())) {
+        Some(dup) => Err(StoreError::Duplicate(dup.id.clone())),
+        None => Ok(()),
+    }
+}
+
 #[async_trait::async_trait]
 impl MessageStore for PostgresStore {
     async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError> {
@@ -202,12 +220,10 @@ impl MessageStore for PostgresStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        if let Err(e) = self.insert_rows(&mut tx, &rows).await {
-            tx.rollback().await.map_err(|e| self.err(e))?;
-            return Err(e);
+        duplicate_in(&rows)?;
+        if let Err(e) = Self::insert_rows(&self.pool, &rows).await {
+            return Err(self.insert_error(e, &rows).await);
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
@@ -235,9 +251,16 @@ impl MessageStore for PostgresStore {
             .await
             .map_err(|e| self.err(e))?;
             if claimed.is_some() {
-                if let Err(e) = self.insert_rows(&mut tx, &rows).await {
+                let inserted = match duplicate_in(&rows) {
+                    Ok(()) => Self::insert_rows(&mut *tx, &rows).await,
+                    Err(dup) => {
+                        tx.rollback().await.map_err(|e| self.err(e))?;
+                        return Err(dup);
+                    }
+                };
+                if let Err(e) = inserted {
                     tx.rollback().await.map_err(|e| self.err(e))?;
-                    return Err(e);
+                    return Err(self.insert_error(e, &rows).await);
                 }
                 tx.commit().await.map_err(|e| self.err(e))?;
                 return Ok(Idempotent::Inserted(
@@ -287,11 +310,13 @@ impl MessageStore for PostgresStore {
                  WHERE status = 'queued' AND next_attempt_at <= $3 \
                  ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED), \
              pick AS (SELECT id FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) u \
-                 ORDER BY next_attempt_at, seq LIMIT $4) \
-             UPDATE messages SET status = 'processing', lease_owner = $1, lease_until = $2, \
-             updated_at = $3 \
-             WHERE id IN (SELECT id FROM pick) \
-             RETURNING id, message, send_count, next_attempt_at, seq",
+                 ORDER BY next_attempt_at, seq LIMIT $4), \
+             claim AS (UPDATE messages SET status = 'processing', lease_owner = $1, \
+                 lease_until = $2, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM pick) \
+                 RETURNING id, send_count, next_attempt_at, seq) \
+             SELECT c.id, b.message, c.send_count, c.next_attempt_at, c.seq \
+             FROM claim c JOIN message_bodies b ON b.id = c.id",
         )
         .bind(worker)
         .bind(now.saturating_add(duration_millis(lease)))
@@ -370,7 +395,7 @@ impl MessageStore for PostgresStore {
 
     async fn get(&self, id: &str) -> Result<Option<StoredMessage>, StoreError> {
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+            "SELECT {MESSAGE_COLUMNS} FROM {PG_MESSAGES} m \
              LEFT JOIN attempts a ON a.message_id = m.id \
              WHERE m.id = $1 ORDER BY a.number"
         ))
@@ -387,9 +412,14 @@ impl MessageStore for PostgresStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let Some((sql, before)) =
-            list_plan(filter, page_token, limit, |n| format!("${n}"), PG_CHANNEL)
-        else {
+        let Some((sql, before)) = list_plan(
+            filter,
+            page_token,
+            limit,
+            |n| format!("${n}"),
+            PG_CHANNEL,
+            PG_MESSAGES,
+        ) else {
             return Ok(empty_page());
         };
         let mut query = sqlx::query_as::<_, MessageRow>(&sql);
@@ -444,13 +474,17 @@ impl MessageStore for PostgresStore {
     }
 
     async fn delete_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        // Attempts go with their message (ON DELETE CASCADE). A finished message's
+        // Body and attempts go with their message, in the same statement. A finished message's
         // next_attempt_at is when it finished (see `recorded_due`).
-        let done = sqlx::query(
-            "DELETE FROM messages WHERE status IN ('sent', 'cancelled') AND next_attempt_at < $1",
+        let done: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM messages \
+                 WHERE status IN ('sent', 'cancelled') AND next_attempt_at < $1 RETURNING id), \
+             b AS (DELETE FROM message_bodies WHERE id IN (SELECT id FROM gone)), \
+             a AS (DELETE FROM attempts WHERE message_id IN (SELECT id FROM gone)) \
+             SELECT count(*) FROM gone",
         )
         .bind(to_millis(cutoff))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
@@ -458,7 +492,7 @@ impl MessageStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -483,7 +517,8 @@ impl MessageStore for PostgresStore {
     async fn footprint(&self) -> Result<u64, StoreError> {
         // Tables, their indexes and TOAST, in this store's schema.
         let bytes: i64 = sqlx::query_scalar(
-            "SELECT pg_total_relation_size('messages') + pg_total_relation_size('attempts')",
+            "SELECT pg_total_relation_size('messages') + pg_total_relation_size('message_bodies') \
+             + pg_total_relation_size('attempts')",
         )
         .fetch_one(&self.pool)
         .await

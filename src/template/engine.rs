@@ -131,12 +131,12 @@ impl Engine {
         if let Some(c) = self.cache.get(&template.id()) {
             return Ok(c.clone());
         }
-        if let Err(at) = super::nesting::check(template.source()) {
+        if let Err(deep) = super::nesting::check(template.source()) {
             return Err(RenderError::at(
                 RenderErrorKind::Syntax,
                 template,
-                at,
-                format!("nested more than {} levels deep", super::nesting::MAX_DEPTH),
+                deep.at,
+                deep.what,
             ));
         }
         let state = &self.state;

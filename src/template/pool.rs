@@ -322,11 +322,10 @@ pub(super) fn closed(template: &Template) -> RenderError {
     )
 }
 
-/// Native stack of an evaluator thread. jrsonnet grows its evaluation stack on the heap in 1 MiB
-/// segments (stacker), so Jsonnet depth does not need native stack: measured, 20000 frames and
-/// the writer's 1000 nesting levels both ran on 2 MiB in a debug build. Set explicitly so that
-/// `RUST_MIN_STACK` cannot shrink it.
-const RENDER_THREAD_STACK: usize = 2 * 1024 * 1024;
+/// Native stack of an evaluator thread. jrsonnet grows its stack on the heap for function calls
+/// (stacker), but not for chained binary operators, which [`nesting`](super::nesting) bounds.
+/// Set explicitly so that `RUST_MIN_STACK` cannot shrink it.
+const RENDER_THREAD_STACK: usize = super::nesting::EVAL_STACK;
 
 fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
     let slot = Arc::new(Slot {

@@ -412,3 +412,52 @@ fn deeply_nested_templates_are_refused_not_a_crash() {
         .join()
         .unwrap();
 }
+
+/// jrsonnet's evaluator recurses on the native stack once per chained binary operator: a long
+/// chain within the limit renders on an evaluator thread (a debug build included), and one past
+/// it is refused with its location instead of overflowing the thread's stack and aborting.
+#[test]
+fn long_operator_chains_render_or_are_refused_never_a_crash() {
+    let levels = jsonnet_courier::template::nesting::MAX_LEVELS;
+    let terms = levels - 50;
+    let concat = format!(
+        "function(ctx) {{ s: {} }}",
+        vec!["ctx.recipient"; terms].join(" + ")
+    );
+    let ifs = format!(
+        "function(ctx) {{ n: {} -1 }}",
+        (0..terms / 2)
+            .map(|i| format!("if ctx.recipient == 'r{i}' then {i} else"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let pool = Pool::new(1, Limits::default()).unwrap();
+    let out = pool
+        .render_blocking(&Template::new("concat", concat), json!({"recipient": "ab"}))
+        .unwrap();
+    assert_eq!(out, format!(r#"{{"s":"{}"}}"#, "ab".repeat(terms)));
+    let out = pool
+        .render_blocking(&Template::new("ifs", ifs), json!({"recipient": "r400"}))
+        .unwrap();
+    assert_eq!(out, r#"{"n":400}"#);
+    let bomb = format!(
+        "function(ctx)\n{{ s: {} }}",
+        vec!["ctx.recipient"; 50_000].join(" + ")
+    );
+    let err = pool
+        .render_blocking(
+            &Template::new("bomb.jsonnet", bomb),
+            json!({"recipient": "ab"}),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), RenderErrorKind::Syntax);
+    assert!(
+        err.to_string().starts_with("bomb.jsonnet:2:") && err.to_string().contains("levels deep"),
+        "{err}"
+    );
+    // The pool still serves.
+    let ok = pool
+        .render_blocking(&Template::new("ok", "function(ctx) {a: 1}"), json!({}))
+        .unwrap();
+    assert_eq!(ok, r#"{"a":1}"#);
+}

@@ -916,3 +916,103 @@ contract_tests!(
     ];
     pair: [concurrent_claims, concurrent_idempotent_inserts]
 );
+
+/// A PostgreSQL database migrated before 0004 (bodies in the messages row, attempts under a
+/// foreign key) migrates: its messages read back whole, attempts included, new ones go in
+/// beside them, and retention removes the old ones with their bodies and attempts.
+#[tokio::test]
+#[ignore = "needs COURIER_TEST_POSTGRES_URL"]
+async fn postgres_database_from_0003_migrates() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+
+    let url = crate::backend::postgres_url();
+    let schema = crate::backend::fresh_schema();
+    let base = sqlx::postgres::PgConnectOptions::from_str(&url).expect("url");
+    let mut conn = base.connect().await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    conn.close().await.expect("close");
+    let mut conn = base
+        .clone()
+        .options([("search_path", schema.as_str())])
+        .connect()
+        .await
+        .expect("connect in schema");
+    // The migrations up to 0003 only, as a database left by an earlier release has them.
+    let earlier = tempfile::tempdir().expect("temp dir");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for entry in std::fs::read_dir(&dir).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if name.as_str() < "0004" {
+            std::fs::copy(&path, earlier.path().join(&name)).expect("copy migration");
+        }
+    }
+    sqlx::migrate::Migrator::new(earlier.path())
+        .await
+        .expect("migrator")
+        .run(&mut conn)
+        .await
+        .expect("migrate to 0003");
+    let old = message("old@example.com", Some("old-1"));
+    let record = serde_json::to_string(&attempt(1, AttemptClass::Delivered)).unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, status, recipient, template_type, channel, message, \
+         send_count, created_at, updated_at, next_attempt_at) \
+         VALUES ('old-1', 'sent', 'old@example.com', 'verification_code_valid', 'email-eu', $1, \
+         1, 1000, 1000, 1000)",
+    )
+    .bind(serde_json::to_vec(&old).unwrap())
+    .execute(&mut conn)
+    .await
+    .expect("old row");
+    sqlx::query("INSERT INTO attempts (message_id, number, record) VALUES ('old-1', 1, $1)")
+        .bind(&record)
+        .execute(&mut conn)
+        .await
+        .expect("old attempt");
+    conn.close().await.expect("close");
+
+    let store = PostgresStore::open_in_schema(&url, &schema)
+        .await
+        .expect("open and migrate");
+    let got = store.get("old-1").await.unwrap().expect("old message kept");
+    assert_eq!(got.message, old);
+    assert_eq!(got.status, Status::Sent);
+    assert_eq!(got.attempts, vec![attempt(1, AttemptClass::Delivered)]);
+    let new = store.insert(&messages(1, "new")).await.unwrap();
+    let page = store.list(&ListFilter::default(), None, 10).await.unwrap();
+    let listed: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(listed, vec![new[0].as_str(), "old-1"]);
+    assert_eq!(
+        store
+            .delete_finished_before(SystemTime::UNIX_EPOCH + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.get("old-1").await.unwrap().is_none());
+    // Nothing of it is left behind: body and attempts are no longer removed by a cascade.
+    let mut conn = base
+        .options([("search_path", schema.as_str())])
+        .connect()
+        .await
+        .expect("connect in schema");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM message_bodies WHERE id = 'old-1') \
+         + (SELECT count(*) FROM attempts WHERE message_id = 'old-1')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(left, 0);
+    conn.close().await.expect("close");
+    store.drop_schema().await.expect("drop schema");
+}

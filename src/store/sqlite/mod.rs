@@ -470,6 +470,7 @@ impl MessageStore for SqliteStore {
             limit,
             |n| format!("?{n}"),
             SQLITE_CHANNEL,
+            "messages",
         ) else {
             return Ok(empty_page());
         };

@@ -142,9 +142,9 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
     let settings = ParserSettings {
         source: source.clone(),
     };
-    crate::template::nesting::check(code).map_err(|at| Unsupported {
+    crate::template::nesting::check(code).map_err(|deep| Unsupported {
         construct: "deep nesting".into(),
-        location: Some(at),
+        location: Some(deep.at),
     })?;
     let parsed =
         crate::template::nesting::parse_stack(|| jrsonnet_ir_parser::parse(code, &settings));

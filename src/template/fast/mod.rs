@@ -91,4 +91,4 @@ pub(crate) fn render_serialize<T: serde::Serialize + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

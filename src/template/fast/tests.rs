@@ -9,13 +9,13 @@ use crate::message::{ctx, samples, CtxStyle};
 use crate::template::{CtxRef, Engine, Limits, RenderError, Template};
 
 /// The evaluator alone, and the engine as callers get it (fast path first).
-struct Pair {
+pub(crate) struct Pair {
     evaluator: Engine,
     engine: Engine,
 }
 
 impl Pair {
-    fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         let mut evaluator = Engine::new(limits.clone()).unwrap();
         evaluator.set_fast_path(false);
         Self {
@@ -25,7 +25,12 @@ impl Pair {
     }
 
     /// Renders with both and asserts the same outcome; returns whether the fast path answered.
-    fn check(&mut self, template: &Template, ctx: CtxRef<'_>, what: &dyn Fn() -> String) -> bool {
+    pub(crate) fn check(
+        &mut self,
+        template: &Template,
+        ctx: CtxRef<'_>,
+        what: &dyn Fn() -> String,
+    ) -> bool {
         let mut expected = String::new();
         let expected = self
             .evaluator
