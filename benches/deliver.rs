@@ -1,6 +1,8 @@
 //! Delivery throughput: render + deliver of distinct messages (each its own recipient and code)
 //! through `Courier` to an in-process sink on 127.0.0.1, and in the same run the ceiling, a bare
-//! hyper client posting a pre-rendered payload to the same sink at the same concurrency; and the
+//! hyper client (its pool kept across iterations, as the courier's is) posting the same payloads
+//! pre-rendered to the same sink at the same concurrency; the sink and the client side each on a
+//! thread of their own, as in `courier bench`; and the
 //! same delivery with Standard Webhooks signing and an idempotency key, beside the cost of one
 //! signature alone. Run with `cargo bench --bench deliver`; a summary with the ratios prints
 //! after criterion's report.
@@ -11,7 +13,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 
-use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
+use bytes::Bytes;
+use courier_loadgen::{drive, Ceiling, LoadThread, RunStats, Sink};
 use hyper::header::HeaderMap;
 use jsonnet_courier::config::{ChannelConfig, ChannelOptions, Config, Secret, Signing};
 use jsonnet_courier::delivery::stamp::Stamp;
@@ -32,7 +35,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let sink = rt.block_on(Sink::ok()).unwrap();
+    let sink_thread = LoadThread::start().unwrap();
+    let sink = rt.block_on(sink_thread.run(Sink::ok())).unwrap();
+    let client = LoadThread::start().unwrap();
     let mut config = Config::default();
     config
         .channels
@@ -63,15 +68,22 @@ fn main() {
             m
         })
         .collect();
-    let payload = Engine::new(Limits::default())
-        .unwrap()
-        .render(
-            &default_template(CtxStyle::Pascal),
-            &ctx::build(&messages[0], CtxStyle::Pascal),
-        )
-        .unwrap();
+    let mut engine = Engine::new(Limits::default()).unwrap();
+    let mut render = |m: &Message| {
+        engine
+            .render(
+                &default_template(CtxStyle::Pascal),
+                &ctx::build(m, CtxStyle::Pascal),
+            )
+            .unwrap()
+    };
+    let payload = render(&messages[0]);
+    // What the courier posts, pre-rendered: each sample made distinct, in the courier's order.
+    let payloads: Vec<Bytes> = (0..messages.len() as u64)
+        .map(|i| Bytes::from(render(&samples::distinct(&messages, i))))
+        .collect();
     let messages = Arc::new(messages);
-    let url = sink.url("/deliver");
+    let ceiling = Ceiling::new(&sink.url("/deliver"), payloads).unwrap();
 
     let mut c = Criterion::default()
         .configure_from_args()
@@ -82,35 +94,35 @@ fn main() {
     g.throughput(Throughput::Elements(BATCH));
     g.bench_function("ceiling_bare_client", |b| {
         b.iter(|| {
-            rt.block_on(run_ceiling(
-                &url,
-                payload.clone().into(),
-                BATCH,
-                CONCURRENCY,
-                Arc::new(AtomicU64::new(0)),
-            ))
+            let ceiling = ceiling.clone();
+            rt.block_on(client.run(async move {
+                ceiling
+                    .run(BATCH, CONCURRENCY, Arc::new(AtomicU64::new(0)))
+                    .await
+                    .stats()
+            }))
         })
     });
     g.bench_function("courier_render_and_deliver", |b| {
         b.iter(|| {
-            rt.block_on(run_courier(
+            rt.block_on(client.run(run_courier(
                 courier.clone(),
                 messages.clone(),
                 BATCH,
                 CONCURRENCY,
                 Arc::new(AtomicU64::new(0)),
-            ))
+            )))
         })
     });
     g.bench_function("courier_render_and_deliver_signed", |b| {
         b.iter(|| {
-            rt.block_on(run_courier(
+            rt.block_on(client.run(run_courier(
                 signed.clone(),
                 messages.clone(),
                 BATCH,
                 CONCURRENCY,
                 Arc::new(AtomicU64::new(0)),
-            ))
+            )))
         })
     });
     g.finish();

@@ -1,5 +1,6 @@
 //! `courier bench`: render-and-deliver throughput against an in-process sink, next to the ceiling
-//! (a bare hyper client posting a pre-rendered payload to the same sink), in one run.
+//! (a bare hyper client posting the same payloads pre-rendered to the same sink), in alternating
+//! rounds of one run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,8 @@ mod service;
 mod storage;
 
 use super::{load_template, CmdResult, Failure, StyleArg};
-use courier_loadgen::{drive, run_ceiling, RunStats, Sink};
+use bytes::Bytes;
+use courier_loadgen::{drive_run, Ceiling, LoadThread, Run, RunStats, Sink};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
@@ -35,6 +37,10 @@ pub(crate) struct BenchArgs {
     /// Evaluator threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Rounds: the messages are split into this many, each run next to a ceiling round of the
+    /// same size; the ratio reported is the median of the rounds'.
+    #[arg(long, default_value_t = 6)]
+    rounds: u64,
     /// Skip the ceiling run.
     #[arg(long)]
     no_ceiling: bool,
@@ -138,7 +144,15 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         return run_smtp(args).await;
     }
     let style = CtxStyle::from(args.style);
-    let sink = Sink::ok().await.map_err(Failure::failed)?;
+    // Layout: the sink on a thread of its own and the client side (the courier, or the bare
+    // client) on another, each with a single-threaded runtime: on the 2 cores the benches run on,
+    // each side has a core, the same for both phases. In one multi-threaded runtime shared by
+    // all three, tasks and their connections hop between the workers, and a process settled
+    // into a faster or a slower mode (courier and ceiling alike) by where they landed.
+    let sink_thread = LoadThread::start().map_err(Failure::failed)?;
+    let sink = sink_thread.run(Sink::ok()).await.map_err(Failure::failed)?;
+    let client = LoadThread::start().map_err(Failure::failed)?;
+    let url = sink.url("/deliver");
     let body = match &args.template {
         Some(t) => {
             // Validate early, with the CLI's path-or-URI rules.
@@ -157,7 +171,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
     config.channels.push(ChannelConfig {
         path: "bench".into(),
         body,
-        ..ChannelConfig::default_post("email", &sink.url("/deliver"))
+        ..ChannelConfig::default_post("email", &url)
     });
     let courier = Arc::new(Courier::new(config).await.map_err(Failure::usage)?);
     // Every sample, email and SMS, through the one channel.
@@ -167,13 +181,25 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             m
         })
         .collect();
-    let template = jsonnet_courier::template::default_template(style);
-    let payload = Engine::new(Default::default())
+    // The ceiling posts what the courier posts, pre-rendered: the channel's template over each
+    // sample made distinct, in the order the courier cycles through them, so both post bodies
+    // of the same sizes.
+    let (template, style) = courier
+        .channel_template("email")
+        .unwrap_or_else(|| (jsonnet_courier::template::default_template(style), style));
+    let payloads = Engine::new(Default::default())
         .and_then(|mut e| {
-            e.render(&template, &ctx::build(&messages[0], style))
-                .map_err(std::io::Error::other)
+            (0..messages.len() as u64)
+                .map(|i| {
+                    let m = samples::distinct(&messages, i);
+                    e.render(&template, &ctx::build(&m, style))
+                        .map(Bytes::from)
+                        .map_err(std::io::Error::other)
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .map_err(Failure::failed)?;
+    let ceiling = Ceiling::new(&url, payloads).map_err(Failure::failed)?;
     let messages = Arc::new(messages);
     let quiet = args.json;
     // What building the distinct messages costs the load generator (inside the courier figure).
@@ -182,61 +208,115 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         std::hint::black_box(samples::distinct(&messages, i));
     }
     let build_us = built.elapsed().as_secs_f64() * 1e6 / 10_000.0;
+    let rounds = args.rounds.clamp(1, args.messages.max(1));
     if !quiet {
         eprintln!(
             "delivering {} distinct messages (each its own recipient and code, over the {} samples), \
-             {} in flight, to an in-process sink at {}; building one costs the load generator {build_us:.2} µs",
+             {} in flight, to an in-process sink at {} (a thread of its own; the client side on another), \
+             in {rounds} rounds alternating with the ceiling; building one costs the load generator {build_us:.2} µs",
             args.messages, messages.len(), args.concurrency, sink.addr
         );
     }
-    // A short warm-up fills the connection pools and the template caches.
+    // A warm-up of both sides fills their connection pools and the template caches.
     let warm = (args.messages / 50).clamp(100, 2000);
-    run_courier(
-        courier.clone(),
-        messages.clone(),
-        warm,
-        args.concurrency,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await;
-
-    let ceiling = if args.no_ceiling {
-        None
-    } else {
-        run_ceiling(
-            &sink.url("/deliver"),
-            payload.clone().into(),
+    let zero = || Arc::new(AtomicU64::new(0));
+    client
+        .run(courier_phase(
+            &courier,
+            &messages,
+            0,
             warm,
             args.concurrency,
-            Arc::new(AtomicU64::new(0)),
-        )
+            &zero(),
+        ))
         .await;
-        let (bar, count, ticker) = progress(args.messages, "ceiling", quiet);
-        let s = run_ceiling(
-            &sink.url("/deliver"),
-            payload.into(),
-            args.messages,
-            args.concurrency,
-            count,
-        )
-        .await;
-        ticker.abort();
-        bar.finish_and_clear();
-        Some(s)
+    if !args.no_ceiling {
+        client
+            .run(ceiling_phase(&ceiling, warm, args.concurrency, &zero()))
+            .await;
+    }
+
+    // Rounds alternate the two sides (ceiling first in even rounds, courier first in odd ones),
+    // so a slow spell of the machine falls on both; the ratio is the median of the rounds'.
+    let total = if args.no_ceiling {
+        args.messages
+    } else {
+        args.messages * 2
     };
-    let (bar, count, ticker) = progress(args.messages, "courier", quiet);
-    let ours = run_courier(courier, messages, args.messages, args.concurrency, count).await;
+    let (bar, count, ticker) = progress(total, "bench", quiet);
+    let (mut ours, mut theirs) = (Run::default(), Run::default());
+    let (mut ours_cpu, mut theirs_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut per_round = Vec::with_capacity(rounds as usize);
+    let mut next = warm;
+    for r in 0..rounds {
+        // Round r's share of the messages: the first `messages % rounds` rounds take one more.
+        let n = args.messages / rounds + u64::from(r < args.messages % rounds);
+        let base = next;
+        next += n;
+        let deliver = || {
+            client.run(courier_phase(
+                &courier,
+                &messages,
+                base,
+                n,
+                args.concurrency,
+                &count,
+            ))
+        };
+        let bare = || client.run(ceiling_phase(&ceiling, n, args.concurrency, &count));
+        let ((o, ocpu), t) = if args.no_ceiling {
+            (deliver().await, None)
+        } else if r % 2 == 0 {
+            let t = bare().await;
+            (deliver().await, Some(t))
+        } else {
+            let o = deliver().await;
+            (o, Some(bare().await))
+        };
+        let (os, ts) = (o.stats(), t.as_ref().map(|(t, _)| t.stats()));
+        let cpu_us = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+        per_round.push(serde_json::json!({
+            "courier_per_second": os.per_second,
+            "ceiling_per_second": ts.as_ref().map(|t| t.per_second),
+            "ratio": ts.as_ref().map(|t| os.per_second / t.per_second.max(1e-9)),
+            "courier_cpu_us_per_message": cpu_us(ocpu),
+            "ceiling_cpu_us_per_message": t.as_ref().map(|(_, c)| cpu_us(*c)),
+        }));
+        ours.merge(o);
+        ours_cpu += ocpu;
+        if let Some((t, tcpu)) = t {
+            theirs.merge(t);
+            theirs_cpu += tcpu;
+        }
+    }
     ticker.abort();
     bar.finish_and_clear();
-
-    let ratio = ceiling
+    let ours = ours.stats();
+    let ceiling = (!args.no_ceiling).then(|| theirs.stats());
+    let mut ratios: Vec<f64> = per_round
+        .iter()
+        .filter_map(|r| r["ratio"].as_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = median(&ratios);
+    // Process CPU time per message (sink included): on a busy machine the wall-time figures
+    // swing with the other processes, while this moves little; when the bench has the cores to
+    // itself and both sides keep them busy, its ratio is the throughput ratio.
+    let per_msg = |cpu: Duration| cpu.as_secs_f64() * 1e6 / args.messages.max(1) as f64;
+    let (ours_cpu_us, theirs_cpu_us) = (per_msg(ours_cpu), per_msg(theirs_cpu));
+    let cpu_ratio = ceiling
         .as_ref()
-        .map(|c| ours.per_second / c.per_second.max(1e-9));
+        .map(|_| theirs_cpu_us / ours_cpu_us.max(1e-9));
     if args.json {
         let out = serde_json::json!({
             "messages": args.messages, "concurrency": args.concurrency, "distinct": true,
             "build_message_us": build_us,
             "courier": ours, "ceiling": ceiling, "ratio": ratio,
+            "ratio_of_totals": ceiling.as_ref().map(|c| ours.per_second / c.per_second.max(1e-9)),
+            "courier_cpu_us_per_message": ours_cpu_us,
+            "ceiling_cpu_us_per_message": ceiling.as_ref().map(|_| theirs_cpu_us),
+            "cpu_ratio": cpu_ratio,
+            "rounds": per_round,
         });
         println!("{out:#}");
     } else {
@@ -245,7 +325,19 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             println!("{}", line("ceiling", c));
         }
         if let Some(r) = ratio {
-            println!("ratio     {r:.2} of the ceiling (render + deliver vs a bare client posting a pre-rendered payload)");
+            println!("ratio     {r:.2} of the ceiling (render + deliver vs a bare client posting the pre-rendered payloads; median of {rounds} rounds)");
+            let each: Vec<String> = per_round
+                .iter()
+                .filter_map(|r| r["ratio"].as_f64())
+                .map(|r| format!("{r:.2}"))
+                .collect();
+            println!("rounds    {}", each.join(" "));
+        }
+        match cpu_ratio {
+            Some(r) => println!(
+                "cpu       {ours_cpu_us:.2} µs per message, ceiling {theirs_cpu_us:.2} µs: ratio {r:.2} (process CPU time, sink included)"
+            ),
+            None => println!("cpu       {ours_cpu_us:.2} µs per message (process CPU time, sink included)"),
         }
     }
     if ours.failed > 0 {
@@ -255,6 +347,61 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+/// A courier phase ([`run_courier`]) and the process CPU time it took.
+fn courier_phase(
+    courier: &Arc<Courier>,
+    messages: &Arc<Vec<Message>>,
+    base: u64,
+    n: u64,
+    concurrency: usize,
+    progress: &Arc<AtomicU64>,
+) -> impl std::future::Future<Output = (Run, Duration)> + Send + 'static {
+    let (courier, messages, progress) = (courier.clone(), messages.clone(), progress.clone());
+    async move {
+        let cpu = process_cpu();
+        let run = run_courier(&courier, &messages, base, n, concurrency, progress).await;
+        (run, process_cpu().saturating_sub(cpu))
+    }
+}
+
+/// A ceiling phase and the process CPU time it took.
+fn ceiling_phase(
+    ceiling: &Ceiling,
+    n: u64,
+    concurrency: usize,
+    progress: &Arc<AtomicU64>,
+) -> impl std::future::Future<Output = (Run, Duration)> + Send + 'static {
+    let (ceiling, progress) = (ceiling.clone(), progress.clone());
+    async move {
+        let cpu = process_cpu();
+        let run = ceiling.run(n, concurrency, progress).await;
+        (run, process_cpu().saturating_sub(cpu))
+    }
+}
+
+/// CPU time this process has used so far, all threads.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant the kernel knows.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The median of sorted `values`, if any.
+fn median(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 async fn run_smtp(args: BenchArgs) -> CmdResult {
@@ -295,7 +442,7 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
     }
     let warm = (args.messages / 50).clamp(100, 2000);
     let zero = || Arc::new(AtomicU64::new(0));
-    run_courier(courier.clone(), messages.clone(), warm, conns, zero()).await;
+    run_courier(&courier, &messages, 0, warm, conns, zero()).await;
     let ceiling = if args.no_ceiling {
         None
     } else {
@@ -317,7 +464,9 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
         Some(s)
     };
     let (bar, count, ticker) = progress(args.messages, "courier", quiet);
-    let ours = run_courier(courier, messages, args.messages, conns, count).await;
+    let ours = run_courier(&courier, &messages, 0, args.messages, conns, count)
+        .await
+        .stats();
     ticker.abort();
     bar.finish_and_clear();
     let ratio = ceiling
@@ -347,20 +496,23 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
     Ok(())
 }
 
-/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: message `i`
-/// is sample `i` (cycling through `samples`) with its own recipient and code, so no cache keyed
-/// on the message can help. Building it (a clone and three strings) is the load generator's cost.
+/// Delivers `total` distinct messages through `courier` with `concurrency` in flight: message
+/// `base + i` is sample `base + i` (cycling through `samples`) with its own recipient and code,
+/// so no cache keyed on the message can help. Building it (a clone and three strings) is the load
+/// generator's cost.
 async fn run_courier(
-    courier: Arc<Courier>,
-    samples: Arc<Vec<Message>>,
+    courier: &Arc<Courier>,
+    samples: &Arc<Vec<Message>>,
+    base: u64,
     total: u64,
     concurrency: usize,
     progress: Arc<AtomicU64>,
-) -> RunStats {
-    drive(total, concurrency, progress, move |i| {
+) -> Run {
+    let (courier, samples) = (courier.clone(), samples.clone());
+    drive_run(total, concurrency, progress, move |i| {
         let (courier, samples) = (courier.clone(), samples.clone());
         async move {
-            let msg = samples::distinct(&samples, i);
+            let msg = samples::distinct(&samples, base + i);
             courier.deliver(&msg).await.outcome == Outcome::Delivered
         }
     })

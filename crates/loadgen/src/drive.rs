@@ -1,5 +1,5 @@
 //! Driving a fixed number of jobs at a fixed concurrency, and the ceiling to compare a delivery
-//! path with: a bare hyper client posting one payload.
+//! path with: a bare hyper client posting pre-rendered payloads.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 /// What one run measured.
@@ -48,6 +49,32 @@ pub(crate) fn stats(mut latencies_us: Vec<u32>, failed: u64, elapsed: Duration) 
     }
 }
 
+/// The raw figures of runs, kept so that several runs (rounds) add up to one [`RunStats`].
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    latencies_us: Vec<u32>,
+    failed: u64,
+    elapsed: Duration,
+}
+
+impl Run {
+    /// This run's figures.
+    pub fn stats(&self) -> RunStats {
+        stats(self.latencies_us.clone(), self.failed, self.elapsed)
+    }
+
+    /// Adds `other`'s jobs and time to this one.
+    pub fn merge(&mut self, other: Run) {
+        self.latencies_us.extend(other.latencies_us);
+        self.failed += other.failed;
+        self.elapsed += other.elapsed;
+    }
+}
+
+/// How many completed jobs a task counts before adding them to the shared progress counter:
+/// one shared atomic per job would bounce its cache line between the cores on every job.
+const PROGRESS_BATCH: u64 = 64;
+
 /// Runs `total` jobs with `concurrency` tasks; `job(i)` returns whether job `i` succeeded.
 /// `progress` counts completed jobs as they finish.
 pub async fn drive<F, Fut>(
@@ -60,19 +87,37 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    drive_run(total, concurrency, progress, job).await.stats()
+}
+
+/// [`drive`], returning the raw figures (to [`Run::merge`] rounds).
+pub async fn drive_run<F, Fut>(
+    total: u64,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+    job: F,
+) -> Run
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let job = Arc::new(job);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let tasks_n = concurrency.max(1);
+    let per_task = (total as usize).div_ceil(tasks_n) + 1;
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency.max(1) {
+    let mut tasks = Vec::with_capacity(tasks_n);
+    for _ in 0..tasks_n {
         let (job, next, failed, progress) =
             (job.clone(), next.clone(), failed.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut lat = Vec::with_capacity(per_task);
+            let mut unreported = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
+                    progress.fetch_add(unreported, Ordering::Relaxed);
                     break lat;
                 }
                 let t = Instant::now();
@@ -80,7 +125,11 @@ where
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
                 lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                progress.fetch_add(1, Ordering::Relaxed);
+                unreported += 1;
+                if unreported == PROGRESS_BATCH {
+                    progress.fetch_add(unreported, Ordering::Relaxed);
+                    unreported = 0;
+                }
             }
         }));
     }
@@ -90,15 +139,73 @@ where
             all.extend(lat);
         }
     }
-    stats(
-        all,
-        failed.load(Ordering::Relaxed) as u64,
-        started.elapsed(),
-    )
+    Run {
+        latencies_us: all,
+        failed: failed.load(Ordering::Relaxed) as u64,
+        elapsed: started.elapsed(),
+    }
 }
 
-/// The ceiling: a bare pooled hyper client posting `payload` to `url` `total` times with
-/// `concurrency` in flight.
+/// The ceiling: a bare pooled hyper client posting pre-rendered payloads to one URL. Its pool
+/// lives as long as it does, so rounds after the first reuse their connections, as a courier's
+/// client does.
+#[derive(Clone)]
+pub struct Ceiling {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: hyper::Uri,
+    payloads: Arc<Vec<Bytes>>,
+}
+
+impl Ceiling {
+    /// A client for `url`; job `i` posts `payloads[i % len]` (an empty list posts empty bodies).
+    ///
+    /// # Errors
+    /// `url` is not a valid URI.
+    pub fn new(url: &str, payloads: Vec<Bytes>) -> Result<Ceiling, hyper::http::uri::InvalidUri> {
+        // Same socket options as our client (TCP_NODELAY), so the comparison is like for like.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let payloads = if payloads.is_empty() {
+            vec![Bytes::new()]
+        } else {
+            payloads
+        };
+        Ok(Ceiling {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            uri: url.parse()?,
+            payloads: Arc::new(payloads),
+        })
+    }
+
+    /// Posts `total` payloads with `concurrency` in flight.
+    pub async fn run(&self, total: u64, concurrency: usize, progress: Arc<AtomicU64>) -> Run {
+        let this = self.clone();
+        drive_run(total, concurrency, progress, move |i| {
+            let this = this.clone();
+            async move { this.post(i).await }
+        })
+        .await
+    }
+
+    async fn post(&self, i: u64) -> bool {
+        let payload = self.payloads[(i as usize) % self.payloads.len()].clone();
+        let req = hyper::Request::post(self.uri.clone())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(payload));
+        let Ok(req) = req else { return false };
+        match self.client.request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The ceiling once: a fresh bare pooled hyper client posting `payload` to `url` `total` times
+/// with `concurrency` in flight.
 pub async fn run_ceiling(
     url: &str,
     payload: Bytes,
@@ -106,31 +213,8 @@ pub async fn run_ceiling(
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> RunStats {
-    // Same socket options as our client (TCP_NODELAY), so the comparison is like for like.
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-    let uri: hyper::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => return stats(Vec::new(), total, Duration::ZERO),
-    };
-    drive(total, concurrency, progress, move |_| {
-        let (client, uri, payload) = (client.clone(), uri.clone(), payload.clone());
-        async move {
-            let req = hyper::Request::post(uri)
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(payload));
-            let Ok(req) = req else { return false };
-            match client.request(req).await {
-                Ok(resp) => {
-                    let ok = resp.status().is_success();
-                    let _ = resp.into_body().collect().await;
-                    ok
-                }
-                Err(_) => false,
-            }
-        }
-    })
-    .await
+    match Ceiling::new(url, vec![payload]) {
+        Ok(c) => c.run(total, concurrency, progress).await.stats(),
+        Err(_) => stats(Vec::new(), total, Duration::ZERO),
+    }
 }
