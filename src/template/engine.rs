@@ -140,10 +140,12 @@ impl Engine {
             ));
         }
         let state = &self.state;
+        // Evaluating the top level walks its chain of locals recursively too.
         let top = super::nesting::parse_stack(|| {
-            state.prepare_snippet(template.name(), template.source())
+            state
+                .prepare_snippet(template.name(), template.source())
+                .and_then(|prepared| state.evaluate_prepared_snippet(&prepared))
         })
-        .and_then(|prepared| self.state.evaluate_prepared_snippet(&prepared))
         .map_err(|e| RenderError::from_jsonnet(template, &e, None, None));
         let compiled = match top {
             Ok(Val::Func(func)) => {

@@ -67,21 +67,21 @@ pub fn reads(template: &Template) -> Reads {
     if crate::template::nesting::check(template.source()).is_err() {
         return Reads::default();
     }
-    let parsed = crate::template::nesting::parse_stack(|| {
-        jrsonnet_ir_parser::parse(template.source(), &settings)
-    });
-    let Ok(expr) = parsed else {
-        return Reads::default();
-    };
-    let Some((param, body)) = top_function(&expr) else {
-        return Reads::default();
-    };
-    let mut scan = Scan {
-        ctx: param,
-        reads: Reads::default(),
-    };
-    scan.visit_expr(body);
-    scan.reads
+    // The parse, the scan and the tree's drop all recurse once per level.
+    crate::template::nesting::parse_stack(|| {
+        let Ok(expr) = jrsonnet_ir_parser::parse(template.source(), &settings) else {
+            return Reads::default();
+        };
+        let Some((param, body)) = top_function(&expr) else {
+            return Reads::default();
+        };
+        let mut scan = Scan {
+            ctx: param,
+            reads: Reads::default(),
+        };
+        scan.visit_expr(body);
+        scan.reads
+    })
 }
 
 /// The style for `template`: `explicit` (the style and the setting that chose it) when given,

@@ -389,14 +389,18 @@ fn deeply_nested_templates_are_refused_not_a_crash() {
         "[".repeat(200_000),
         "]".repeat(200_000)
     );
-    let chain = format!("function(ctx) {}1", "local a = 1; ".repeat(300));
+    let chain = format!("function(ctx) {}1", "local a = 1; ".repeat(450));
+    let top_chain = format!("{}function(ctx) a", "local a = 1;\n".repeat(450));
     std::thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(move || {
             let mut engine = Engine::new(Limits::default()).unwrap();
-            for (name, src) in [("within", &within), ("chain", &chain)] {
+            for (name, src) in [("within", &within), ("chain", &chain), ("top", &top_chain)] {
                 let t = Template::new(name, src.as_str());
                 engine.compile(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
+                // The ctx-style scan and the fast path's compiler walk the same tree.
+                let _ = jsonnet_courier::template::style::reads(&t);
+                let _ = t.fast_path();
             }
             let err = engine
                 .compile(&Template::new("bomb.jsonnet", bomb.as_str()))

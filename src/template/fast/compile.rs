@@ -146,12 +146,17 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
         construct: "deep nesting".into(),
         location: Some(deep.at),
     })?;
-    let parsed =
-        crate::template::nesting::parse_stack(|| jrsonnet_ir_parser::parse(code, &settings));
-    let expr = parsed.map_err(|e| Unsupported {
-        construct: format!("a syntax error ({})", e.message),
-        location: locate(&e.location),
-    })?;
+    // The parse, the walk below and the tree's drop all recurse once per level.
+    crate::template::nesting::parse_stack(|| {
+        let expr = jrsonnet_ir_parser::parse(code, &settings).map_err(|e| Unsupported {
+            construct: format!("a syntax error ({})", e.message),
+            location: locate(&e.location),
+        })?;
+        compile_expr(&expr)
+    })
+}
+
+fn compile_expr(expr: &Expr) -> Result<Program, Unsupported> {
     let mut c = Compiler {
         scope: Vec::new(),
         // Slot 0 is the ctx.
@@ -161,7 +166,7 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
         max_depth: 0,
         funcs: Vec::new(),
     };
-    let root = c.top(&expr)?;
+    let root = c.top(expr)?;
     let mut program = Program {
         root,
         slots: c.slots,
