@@ -131,21 +131,14 @@ impl Engine {
         if let Some(c) = self.cache.get(&template.id()) {
             return Ok(c.clone());
         }
-        if let Err(deep) = super::nesting::check(template.source()) {
-            return Err(RenderError::at(
-                RenderErrorKind::Syntax,
-                template,
-                deep.at,
-                deep.what,
-            ));
-        }
         let state = &self.state;
         // Evaluating the top level walks its chain of locals recursively too.
-        let top = super::nesting::parse_stack(|| {
+        let top = super::nesting::guarded(template.source(), || {
             state
                 .prepare_snippet(template.name(), template.source())
                 .and_then(|prepared| state.evaluate_prepared_snippet(&prepared))
         })
+        .map_err(|deep| RenderError::at(RenderErrorKind::Syntax, template, deep.at, deep.what))?
         .map_err(|e| RenderError::from_jsonnet(template, &e, None, None));
         let compiled = match top {
             Ok(Val::Func(func)) => {

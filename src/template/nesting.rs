@@ -1,7 +1,7 @@
 //! Guarding jrsonnet, which recurses once per nesting level on the native stack: its parser for
 //! every level, its evaluator for chained binary operators (`a + b + c …` nests one level per
 //! operator); either would abort the whole process on a template nested deep enough. Every parse
-//! of a user's template source goes through [`parse_stack`], which runs it on a stack segment
+//! of a user's template source goes through [`guarded`], which runs it on a stack segment
 //! large enough for the limits here, after [`check`] has refused sources nested deeper; evaluator
 //! threads get a stack sized for the same limits.
 
@@ -25,9 +25,11 @@ const PARSE_STACK: usize = 64 * 1024 * 1024;
 /// 2 MiB in a debug build.
 pub(crate) const EVAL_STACK: usize = 64 * 1024 * 1024;
 
-/// Runs `parse` on a stack of [`PARSE_STACK`] bytes.
-pub(crate) fn parse_stack<R>(parse: impl FnOnce() -> R) -> R {
-    stacker::grow(PARSE_STACK, parse)
+/// Runs `work` (a parse of `source` and whatever walks or drops its tree) on a stack of
+/// [`PARSE_STACK`] bytes, once [`check`] has accepted `source`.
+pub(crate) fn guarded<R>(source: &str, work: impl FnOnce() -> R) -> Result<R, TooDeep> {
+    check(source)?;
+    Ok(stacker::grow(PARSE_STACK, work))
 }
 
 /// Keywords whose expression nests the rest of the chain (`in` as the binary operator).

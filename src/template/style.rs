@@ -64,11 +64,8 @@ pub struct Reads {
 pub fn reads(template: &Template) -> Reads {
     let source = Source::new_virtual(template.name().into(), template.source().into());
     let settings = jrsonnet_ir_parser::ParserSettings { source };
-    if crate::template::nesting::check(template.source()).is_err() {
-        return Reads::default();
-    }
     // The parse, the scan and the tree's drop all recurse once per level.
-    crate::template::nesting::parse_stack(|| {
+    crate::template::nesting::guarded(template.source(), || {
         let Ok(expr) = jrsonnet_ir_parser::parse(template.source(), &settings) else {
             return Reads::default();
         };
@@ -82,6 +79,7 @@ pub fn reads(template: &Template) -> Reads {
         scan.visit_expr(body);
         scan.reads
     })
+    .unwrap_or_default()
 }
 
 /// The style for `template`: `explicit` (the style and the setting that chose it) when given,

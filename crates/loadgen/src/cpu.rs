@@ -32,6 +32,8 @@ struct Counters {
 
 const LOAD_PART: &str = "load generator + sink";
 const SERVICE_PART: &str = "service (runtime: API, worker, deliveries)";
+/// Parts listed even when idle.
+const ALWAYS: [&str; 2] = [LOAD_PART, SERVICE_PART];
 
 /// A running measurement: [`CpuClock::start`], then [`CpuClock::stop`].
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ impl CpuClock {
         let after = counters(self.postgres);
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         // The load and the service are always listed, idle or not.
-        let mut by_part: HashMap<&'static str, u64> = [(LOAD_PART, 0), (SERVICE_PART, 0)].into();
+        let mut by_part: HashMap<&'static str, u64> = ALWAYS.map(|p| (p, 0)).into();
         for (tid, (name, ticks)) in &after.threads {
             let from = self.before.threads.get(tid).map_or(0, |t| t.1);
             *by_part.entry(thread_part(name)).or_default() += ticks.saturating_sub(from);
@@ -91,7 +93,7 @@ impl CpuClock {
             .own
             .saturating_sub(self.before.own)
             .saturating_sub(threads);
-        *by_part.entry(thread_part("")).or_default() += exited;
+        *by_part.entry(SERVICE_PART).or_default() += exited;
         for (pid, (part, ticks)) in &after.processes {
             let from = self.before.processes.get(pid).map_or(0, |p| p.1);
             *by_part.entry(part).or_default() += ticks.saturating_sub(from);
@@ -102,7 +104,7 @@ impl CpuClock {
         let seconds = |t: u64| t as f64 / TICKS_PER_SECOND;
         let mut parts: Vec<CpuPart> = by_part
             .into_iter()
-            .filter(|(part, t)| *t > 0 || [LOAD_PART, SERVICE_PART].contains(part))
+            .filter(|(part, t)| *t > 0 || ALWAYS.contains(part))
             .map(|(part, t)| CpuPart {
                 part: part.to_owned(),
                 seconds: seconds(t),

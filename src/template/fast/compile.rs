@@ -142,18 +142,18 @@ pub(super) fn compile(name: &str, code: &str) -> Result<Program, Unsupported> {
     let settings = ParserSettings {
         source: source.clone(),
     };
-    crate::template::nesting::check(code).map_err(|deep| Unsupported {
-        construct: "deep nesting".into(),
-        location: Some(deep.at),
-    })?;
     // The parse, the walk below and the tree's drop all recurse once per level.
-    crate::template::nesting::parse_stack(|| {
+    crate::template::nesting::guarded(code, || {
         let expr = jrsonnet_ir_parser::parse(code, &settings).map_err(|e| Unsupported {
             construct: format!("a syntax error ({})", e.message),
             location: locate(&e.location),
         })?;
         compile_expr(&expr)
     })
+    .map_err(|deep| Unsupported {
+        construct: "deep nesting".into(),
+        location: Some(deep.at),
+    })?
 }
 
 fn compile_expr(expr: &Expr) -> Result<Program, Unsupported> {
