@@ -101,14 +101,45 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    drive_run_with(
+        total,
+        concurrency,
+        progress,
+        || (),
+        move |(), i| {
+            let done = job(i);
+            async move { ((), done.await) }
+        },
+    )
+    .await
+}
+
+/// [`drive_run`] where each of the `concurrency` tasks has a state of its own, made by `init`,
+/// that its jobs take and hand back: `job(state, i)` returns the state and whether job `i`
+/// succeeded. A load generator keeps buffers there that it would otherwise allocate per job.
+pub async fn drive_run_with<S, I, F, Fut>(
+    total: u64,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+    init: I,
+    job: F,
+) -> Run
+where
+    S: Send + 'static,
+    I: Fn() -> S,
+    F: Fn(S, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (S, bool)> + Send,
+{
     let job = Arc::new(job);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let tasks_n = concurrency.max(1);
     let per_task = (total as usize).div_ceil(tasks_n) + 1;
+    // The states are made inside the measured time: they are the load generator's work.
     let started = Instant::now();
+    let states: Vec<S> = (0..tasks_n).map(|_| init()).collect();
     let mut tasks = Vec::with_capacity(tasks_n);
-    for _ in 0..tasks_n {
+    for mut state in states {
         let (job, next, failed, progress) =
             (job.clone(), next.clone(), failed.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
@@ -121,7 +152,9 @@ where
                     break lat;
                 }
                 let t = Instant::now();
-                if !job(i).await {
+                let (back, ok) = job(state, i).await;
+                state = back;
+                if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
                 lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);

@@ -13,5 +13,5 @@ pub mod service;
 mod sink;
 
 pub use apart::LoadThread;
-pub use drive::{drive, drive_run, run_ceiling, Ceiling, Run, RunStats};
+pub use drive::{drive, drive_run, drive_run_with, run_ceiling, Ceiling, Run, RunStats};
 pub use sink::{Record, Recorded, Reply, Sink};
