@@ -185,8 +185,14 @@ impl Courier {
             return super::smtp::attempt(mailer, mail.as_ref(), notes, number).await;
         }
         let make_ctx = |composer: &Composer, _| prepare(composer, message);
-        self.attempt_inner(message.channel(), message.id.as_deref(), make_ctx, number)
-            .await
+        self.attempt_inner(
+            &setup,
+            message.channel(),
+            message.id.as_deref(),
+            make_ctx,
+            number,
+        )
+        .await
     }
 
     /// Like [`Courier::attempt`], with a ctx of any shape handed to `channel`'s template as is.
@@ -195,13 +201,15 @@ impl Courier {
             ctx: CtxSource::Ctx(ctx),
             notes: Vec::new(),
         };
-        self.attempt_inner(channel, None, |_, _| Ok(prepared), number)
+        self.attempt_inner(&self.current(), channel, None, |_, _| Ok(prepared), number)
             .await
     }
 
     /// The ctx is built only when a template is rendered (not for TRACE or body-less channels).
+    /// The attempt runs with `setup` from start to end.
     async fn attempt_inner<'m>(
         &self,
+        setup: &Setup,
         channel: &str,
         id: Option<&str>,
         make_ctx: impl FnOnce(&Composer, CtxStyle) -> Result<Prepared<'m>, ComposeError>,
@@ -209,7 +217,6 @@ impl Courier {
     ) -> Attempt {
         let mut a = Attempt::start(number);
         let clock = Instant::now();
-        let setup = self.current();
         let route = match setup.route(channel) {
             Ok(route) => route,
             Err(reason) => {
@@ -236,10 +243,11 @@ impl Courier {
                 return a;
             }
         };
-        if payload.is_some() {
-            a.render_ms = Some(ms_since(clock));
-        }
+        // One clock read ends the render and starts the send.
         let sent = Instant::now();
+        if payload.is_some() {
+            a.render_ms = Some(ms_between(clock, sent));
+        }
         let result = route.transport.send(payload, id, &setup.config).await;
         a.latency_ms = ms_since(sent);
         match result {
@@ -314,15 +322,18 @@ impl Courier {
             Some(id) => id.clone(),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        drop(setup);
+        // The first attempt runs with the setup just read; each later one reads it again, so a
+        // reload between attempts applies to the next one.
+        let mut setup = Some(setup);
         let mut attempts = Vec::with_capacity(1);
         let outcome = loop {
             let number = attempts.len() as u32 + 1;
             let make_ctx = |composer: &Composer, _| prepare(composer, message);
+            let now = setup.take().unwrap_or_else(|| self.current());
             let a = self
-                .attempt_inner(message.channel(), Some(&id), make_ctx, number)
+                .attempt_inner(&now, message.channel(), Some(&id), make_ctx, number)
                 .await;
-            match self.decide(a, &mut attempts) {
+            match Self::decide_with(&now.policy, a, &mut attempts) {
                 Ok(outcome) => break outcome,
                 Err(after) => tokio::time::sleep(after).await,
             }
@@ -373,7 +384,16 @@ impl Courier {
     /// The policy's decision on attempt `a`, which joins `attempts`: the outcome, or the wait
     /// before the next attempt.
     fn decide(&self, a: Attempt, attempts: &mut Vec<Attempt>) -> Result<Outcome, Duration> {
-        let decision = self.current().policy.decide(&a);
+        Self::decide_with(&self.current().policy, a, attempts)
+    }
+
+    /// [`Courier::decide`] by `policy`.
+    fn decide_with(
+        policy: &RetryPolicy,
+        a: Attempt,
+        attempts: &mut Vec<Attempt>,
+    ) -> Result<Outcome, Duration> {
+        let decision = policy.decide(&a);
         attempts.push(a);
         if let Some(outcome) = decision.outcome() {
             return Ok(outcome);
@@ -513,5 +533,9 @@ impl Setup {
 }
 
 fn ms_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1e3
+    ms_between(start, Instant::now())
+}
+
+fn ms_between(start: Instant, end: Instant) -> f64 {
+    end.saturating_duration_since(start).as_secs_f64() * 1e3
 }

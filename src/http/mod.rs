@@ -19,7 +19,34 @@ use guard::{Guard, GuardedConnector};
 use tls::{TlsError, TlsOptions};
 
 /// The pooled client type used everywhere in the crate.
-pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
+pub type HttpClient = Client<SharedConnector, Full<Bytes>>;
+
+/// The TLS and guard connector behind one `Arc`. hyper-util's client clones its connector for
+/// every request, pooled connection or not; the connector itself is several `Arc`s and a
+/// resolver, so sharing it makes that clone (and its drop) one reference count.
+#[derive(Clone)]
+pub struct SharedConnector(Arc<HttpsConnector<GuardedConnector>>);
+
+impl tower_service::Service<hyper::Uri> for SharedConnector {
+    type Response =
+        <HttpsConnector<GuardedConnector> as tower_service::Service<hyper::Uri>>::Response;
+    type Error = <HttpsConnector<GuardedConnector> as tower_service::Service<hyper::Uri>>::Error;
+    type Future = <HttpsConnector<GuardedConnector> as tower_service::Service<hyper::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // The TCP connector underneath is always ready; `call` works on a copy of the shared one.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        // Only new connections come here: a copy per connect costs what every request did.
+        let mut connector = HttpsConnector::clone(&self.0);
+        connector.call(uri)
+    }
+}
 
 /// `jsonnet-courier/<version>`: the default User-Agent.
 pub const USER_AGENT: &str = concat!("jsonnet-courier/", env!("CARGO_PKG_VERSION"));
@@ -70,7 +97,7 @@ pub fn client_with(
         .enable_http1()
         .enable_http2()
         .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(Client::builder(TokioExecutor::new()).build(SharedConnector(Arc::new(connector))))
 }
 
 /// Why a GET failed.
