@@ -212,10 +212,16 @@ impl<'n> ser::Serializer for Build<'n> {
         Err(Unsure)
     }
 
-    fn serialize_map(self, _: Option<usize>) -> Result<Map<'n>, Unsure> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Map<'n>, Unsure> {
+        // Room for what is built: the members read by name, or all of them.
+        let room = match self.need {
+            Some(Need::Keys(keys)) => keys.len(),
+            Some(Need::Full) => len.unwrap_or(0),
+            None => 0,
+        };
         Ok(Map {
             of: self.inner()?,
-            members: Vec::new(),
+            members: Vec::with_capacity(room),
             key: String::new(),
             keyed: false,
         })

@@ -113,6 +113,8 @@ pub(super) struct ObjIr {
     /// Every name is fixed, and `fields` is sorted by name bytes (stably: duplicates, which
     /// fail at run time, stay in source order).
     pub(super) sorted: bool,
+    /// `sorted`, with a name twice: known here, so renders need not compare the names.
+    pub(super) duplicate: bool,
 }
 
 /// The text of a fixed name; empty for a computed one.
@@ -445,10 +447,15 @@ impl Compiler {
                 if sorted {
                     fields.sort_by(|a, b| fixed(&a.name).as_bytes().cmp(fixed(&b.name).as_bytes()));
                 }
+                let duplicate = sorted
+                    && fields
+                        .windows(2)
+                        .any(|w| fixed(&w[0].name) == fixed(&w[1].name));
                 Ir::Obj(Box::new(ObjIr {
                     locals,
                     fields,
                     sorted,
+                    duplicate,
                 }))
             }
             Expr::Obj(ObjBody::ObjComp(_)) => return self.unsupported("an object comprehension"),

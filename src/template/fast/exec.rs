@@ -214,6 +214,10 @@ impl<'a> Exec<'a> {
                 items.iter().map(|e| self.eval(e)).collect::<R<_>>()?,
             )),
             Ir::Obj(obj) => {
+                if obj.duplicate {
+                    // The evaluator reports the duplicate field.
+                    return Err(Fallback);
+                }
                 self.bind(&obj.locals)?;
                 let mut members = Vec::with_capacity(obj.fields.len());
                 for f in &obj.fields {
@@ -231,16 +235,17 @@ impl<'a> Exec<'a> {
                         value: self.eval(&f.value)?,
                     });
                 }
+                // Fixed names were sorted and checked for duplicates when compiled.
                 if !obj.sorted {
                     members.sort_unstable_by(|a, b| {
                         a.key.as_str().as_bytes().cmp(b.key.as_str().as_bytes())
                     });
-                }
-                if members
-                    .windows(2)
-                    .any(|w| w[0].key.as_str() == w[1].key.as_str())
-                {
-                    return Err(Fallback);
+                    if members
+                        .windows(2)
+                        .any(|w| w[0].key.as_str() == w[1].key.as_str())
+                    {
+                        return Err(Fallback);
+                    }
                 }
                 V::Obj(Rc::new(members))
             }
