@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 
 use bytes::Bytes;
-use courier_loadgen::{drive, Ceiling, LoadThread, RunStats, Sink};
+use courier_loadgen::{drive_run_with, Ceiling, LoadThread, RunStats, Sink};
 use hyper::header::HeaderMap;
 use jsonnet_courier::config::{ChannelConfig, ChannelOptions, Config, Secret, Signing};
 use jsonnet_courier::delivery::stamp::Stamp;
@@ -385,8 +385,10 @@ fn cpu_seconds(clock: libc::clockid_t) -> f64 {
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Delivers `total` distinct messages through `courier` with `concurrency` in flight: each is a
-/// sample with its own recipient and code ([`samples::distinct`]), built by the load generator
-/// as `courier bench` does, and without an id (the courier makes one).
+/// sample with its own recipient and code, without an id (the courier makes one), made by the
+/// load generator inside the measured time as `courier bench` makes them: each worker keeps a
+/// copy of every sample and writes the next message's recipient and codes into it
+/// ([`samples::distinct_into`]).
 async fn run_courier(
     courier: Arc<Courier>,
     messages: Arc<Vec<Message>>,
@@ -394,12 +396,24 @@ async fn run_courier(
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> RunStats {
-    drive(total, concurrency, progress, move |_| {
-        let (courier, messages) = (courier.clone(), messages.clone());
-        async move {
-            let msg = samples::distinct(&messages, NEXT.fetch_add(1, Ordering::Relaxed));
-            courier.deliver(&msg).await.outcome == Outcome::Delivered
-        }
-    })
+    let copies = messages.clone();
+    drive_run_with(
+        total,
+        concurrency,
+        progress,
+        move || copies.to_vec(),
+        move |mut copies, _| {
+            let courier = courier.clone();
+            async move {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let len = copies.len() as u64;
+                let msg = &mut copies[(n % len) as usize];
+                samples::distinct_into(msg, n);
+                let ok = courier.deliver(msg).await.outcome == Outcome::Delivered;
+                (copies, ok)
+            }
+        },
+    )
     .await
+    .stats()
 }
