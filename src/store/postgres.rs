@@ -379,9 +379,7 @@ impl MessageStore for PostgresStore {
         // and only their attempts are appended. Any row with a lease owner is a claimed one (see
         // PG_STATUS); a condition on `status` as well led the planner to read every queued row
         // through the claim index rather than look the batch up by id. A repeated attempt number
-        // replaces the record rather than failing the whole batch: found by the snapshot, not by
-        // ON CONFLICT, whose speculative insertion costs a WAL record per attempt; a record of
-        // the same message committed since the snapshot would have cleared the lease `upd` needs.
+        // replaces the record rather than failing the whole batch.
         let applied: i64 = sqlx::query_scalar(
             "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
                  $5::text[], $6::text[]) AS v(id, status, n, due, worker, record)), \
@@ -391,12 +389,9 @@ impl MessageStore for PostgresStore {
                  RETURNING m.id), \
              ins AS (INSERT INTO attempts (message_id, number, record) \
                  SELECT v.id, v.n, v.record FROM v JOIN upd ON upd.id = v.id \
-                 WHERE NOT EXISTS (SELECT 1 FROM attempts a \
-                     WHERE a.message_id = v.id AND a.number = v.n) \
-                 RETURNING 1), \
-             rep AS (UPDATE attempts a SET record = v.record FROM v JOIN upd ON upd.id = v.id \
-                 WHERE a.message_id = v.id AND a.number = v.n RETURNING 1) \
-             SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM rep)",
+                 ON CONFLICT (message_id, number) DO UPDATE SET record = EXCLUDED.record \
+                 RETURNING 1) \
+             SELECT count(*) FROM ins",
         )
         .bind(&ids)
         .bind(&statuses)
@@ -536,17 +531,16 @@ impl MessageStore for PostgresStore {
         let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
             "SELECT {PG_STATUS} AS s, COUNT(*) FROM messages GROUP BY s"
         ))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let oldest: Option<i64> =
-            sqlx::query_scalar(
-                "SELECT MIN(created_at) FROM messages \
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM messages \
                  WHERE status = 'queued' AND lease_owner IS NULL",
-            )
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
         stats_of(counts, oldest)
     }
 
