@@ -27,9 +27,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const PG_CHANNEL: &str = "channel";
 
 /// A row's status as reported: a claim leaves `status` 'queued' and sets only the lease columns,
-/// none of them indexed, so that its update is HOT (migration 0005); a 'queued' row with a lease
-/// owner is a claimed one. Only a claim sets the owner, only on a 'queued' row, and records,
-/// releases and requeues clear it: any row with an owner is a claimed one.
+/// none of them indexed, so that its update is HOT (migration 0005). Only a claim sets the lease
+/// owner, only on a 'queued' row, and records, releases and requeues clear it: any row with an
+/// owner is a claimed one.
 const PG_STATUS: &str =
     "CASE WHEN status = 'queued' AND lease_owner IS NOT NULL THEN 'processing' ELSE status END";
 /// [`PG_STATUS`] of `messages m`.
@@ -38,7 +38,7 @@ const PG_STATUS_M: &str = "CASE WHEN m.status = 'queued' AND m.lease_owner IS NO
 
 /// Messages with their bodies, which live in a table of their own (migration 0004), and their
 /// status as reported ([`PG_STATUS`]), for `get` and `list`. With `status`, only the messages in
-/// it, by a condition on the stored columns that the index `(status, next_attempt_at)` serves
+/// it, by a condition on the stored columns that the claim index `(status, ...)` serves
 /// (the reported status is computed). PostgreSQL 15 wants an alias on a subquery.
 fn pg_messages(status: Option<Status>) -> String {
     let only = match status {
