@@ -96,6 +96,12 @@ pub(crate) struct BenchArgs {
     /// With --service: duration of the latency run, seconds.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// With --service: instead of the runs above, what Standard Webhooks signing costs the
+    /// service: N pairs of throughput runs (the first --posters value), unsigned and signed in
+    /// alternating order, each on a fresh in-process service over the same store, compared on
+    /// the service's CPU time per delivered message.
+    #[arg(long, value_name = "N", requires = "service", conflicts_with_all = ["api", "backlog"])]
+    signing_pairs: Option<u64>,
 }
 
 fn progress(

@@ -48,6 +48,38 @@ async fn check_normal(pool: &Pool, normal: &Template, n: u64) {
     assert_eq!(out, format!(r#"{{"n":{},"ok":true,"to":"{to}"}}"#, n * 2));
 }
 
+#[tokio::test]
+async fn evaluator_processes_render_chains_as_deep_as_the_nesting_bound_allows() {
+    // What the in-process pool renders (tests/it/engine.rs) renders in an evaluator process
+    // too, where renders run on the main thread (8 MiB) under the address-space cap: the
+    // deepest chains the nesting bound lets through fit, in a debug build as well. (A 64 MiB
+    // evaluator thread there would not: with the parse's 64 MiB stack segment it left too
+    // little of the 256 MiB cap, and the parse failed to map its stack.)
+    let terms = jsonnet_courier::template::nesting::MAX_LEVELS - 50;
+    let concat = format!(
+        "function(ctx) {{ s: {} }}",
+        vec!["ctx.recipient"; terms].join(" + ")
+    );
+    let ifs = format!(
+        "function(ctx) {{ n: {} -1 }}",
+        (0..terms / 2)
+            .map(|i| format!("if ctx.recipient == 'r{i}' then {i} else"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let pool = process_pool(1, Duration::from_secs(30));
+    let out = pool
+        .render(&Template::new("concat", concat), json!({"recipient": "ab"}))
+        .await
+        .unwrap();
+    assert_eq!(out, format!(r#"{{"s":"{}"}}"#, "ab".repeat(terms)));
+    let out = pool
+        .render(&Template::new("ifs", ifs), json!({"recipient": "r400"}))
+        .await
+        .unwrap();
+    assert_eq!(out, r#"{"n":400}"#);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evaluator_processes_contain_loops_memory_and_stack_bombs_while_normal_renders_flow() {
     // Generous for ordinary renders on a loaded machine; loops use all of it.

@@ -233,6 +233,45 @@ fn service_bench_delivers_everything_and_accounts_for_the_cpu() {
 }
 
 #[test]
+fn signing_bench_alternates_unsigned_and_signed_runs_that_really_sign() {
+    let out = courier(&[
+        "bench",
+        "--service",
+        "--signing-pairs",
+        "2",
+        "--batch",
+        "10",
+        "-n",
+        "200",
+        "--posters",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let order: Vec<bool> = runs
+        .iter()
+        .map(|r| r["signed"].as_bool().unwrap())
+        .collect();
+    // A B, then B A: drift falls on both sides alike.
+    assert_eq!(order, [false, true, true, false]);
+    for r in runs {
+        assert_eq!(r["stats"]["missing"], 0, "{r}");
+        assert_eq!(r["stats"]["duplicates"], 0, "{r}");
+        // One request per message, each signed on the signed channel only.
+        let expected = if r["signed"] == true { 200 } else { 0 };
+        assert_eq!(r["signed_requests"], expected, "{r}");
+        assert!(r["service_cpu_us_per_message"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(v["summary"]["pairs"], 2);
+    assert!(v["summary"]["cpu_change_percent"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+}
+
+#[test]
 fn sink_prints_what_send_delivers_with_secrets_masked() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -32,6 +32,8 @@ struct Counters {
 
 const LOAD_PART: &str = "load generator + sink";
 const SERVICE_PART: &str = "service (runtime: API, worker, deliveries)";
+const REST_PART: &str = "rest of the machine";
+const IDLE_PART: &str = "idle";
 /// Parts listed even when idle.
 const ALWAYS: [&str; 2] = [LOAD_PART, SERVICE_PART];
 
@@ -112,10 +114,7 @@ impl CpuClock {
             })
             .collect();
         parts.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-        for (part, t) in [
-            ("rest of the machine", busy.saturating_sub(ours)),
-            ("idle", idle),
-        ] {
+        for (part, t) in [(REST_PART, busy.saturating_sub(ours)), (IDLE_PART, idle)] {
             parts.push(CpuPart {
                 part: part.to_owned(),
                 seconds: seconds(t),
@@ -127,6 +126,18 @@ impl CpuClock {
             machine_cores: std::thread::available_parallelism().map_or(1, usize::from),
             parts,
         }
+    }
+}
+
+impl CpuReport {
+    /// CPU seconds of the system under test: every part but the load generator, the rest of
+    /// the machine and idle time.
+    pub fn service_seconds(&self) -> f64 {
+        self.parts
+            .iter()
+            .filter(|p| !matches!(p.part.as_str(), LOAD_PART | REST_PART | IDLE_PART))
+            .map(|p| p.seconds)
+            .sum()
     }
 }
 

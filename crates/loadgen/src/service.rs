@@ -24,6 +24,8 @@ pub struct RecordingSink {
     pub arrivals: Arc<Mutex<HashMap<String, Instant>>>,
     /// Payloads whose recipient had already arrived.
     pub duplicates: Arc<AtomicU64>,
+    /// Requests that carried a `webhook-signature` header (a signed channel's).
+    pub signed: Arc<AtomicU64>,
 }
 
 impl RecordingSink {
@@ -33,10 +35,13 @@ impl RecordingSink {
     /// The address cannot be bound.
     pub async fn start(addr: SocketAddr) -> std::io::Result<RecordingSink> {
         let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let duplicates = Arc::new(AtomicU64::new(0));
-        let (arr, dups) = (arrivals.clone(), duplicates.clone());
+        let (duplicates, signed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (arr, dups, sig) = (arrivals.clone(), duplicates.clone(), signed.clone());
         let sink = Sink::bind(addr, Record::Count, move |_, req| {
             let now = Instant::now();
+            if req.headers.contains_key("webhook-signature") {
+                sig.fetch_add(1, Ordering::Relaxed);
+            }
             let Some(r) = recipient_of(&req.body) else {
                 return Reply::status(200);
             };
@@ -57,6 +62,7 @@ impl RecordingSink {
             sink,
             arrivals,
             duplicates,
+            signed,
         })
     }
 

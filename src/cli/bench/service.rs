@@ -1,6 +1,7 @@
 //! `courier bench --service`: drives `courier serve` through its API (throughput per number of
 //! concurrent posters, latency per offered rate), or with `--backlog N` fills a store with N
-//! queued messages and measures the service draining it (rate and RSS over time).
+//! queued messages and measures the service draining it (rate and RSS over time), or with
+//! `--signing-pairs N` ([`signing`]) compares the service's CPU per message unsigned and signed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use courier_loadgen::service::{
     run_service_latency, run_service_throughput, MessageMaker, RecordingSink, Target,
 };
 use courier_loadgen::LoadThread;
-use jsonnet_courier::config::{ChannelConfig, Config};
+use jsonnet_courier::config::{ChannelConfig, Config, Secret, Signing};
 use jsonnet_courier::message::{samples, Message, MessageType, TemplateType};
 use jsonnet_courier::service::Service;
 use jsonnet_courier::store::MessageStore;
 
 use super::BenchArgs;
+
+mod signing;
 use crate::cli::{CmdResult, Failure};
 
 /// Messages per insert while filling a backlog.
@@ -25,6 +28,9 @@ const FILL_BATCH: u64 = 1000;
 pub(super) async fn run(args: BenchArgs) -> CmdResult {
     if let Some(n) = args.backlog {
         return run_backlog(&args, n).await;
+    }
+    if let Some(pairs) = args.signing_pairs {
+        return signing::run(&args, pairs).await;
     }
     let sink_addr = if args.api.is_some() {
         args.sink
@@ -47,7 +53,7 @@ pub(super) async fn run(args: BenchArgs) -> CmdResult {
             let store = jsonnet_courier::store::open(&db)
                 .await
                 .map_err(Failure::usage)?;
-            let (api, running) = start(&args, store, &sink.sink.url("/deliver")).await?;
+            let (api, running) = start(&args, store, &sink.sink.url("/deliver"), false).await?;
             (api, Some(running), jsonnet_courier::config::mask_url(&db))
         }
     };
@@ -189,7 +195,7 @@ async fn run_backlog(args: &BenchArgs, n: u64) -> CmdResult {
             "time s", "delivered", "msgs/s", "RSS MB"
         );
     }
-    let (_, running) = start(args, store, &sink.sink.url("/deliver")).await?;
+    let (_, running) = start(args, store, &sink.sink.url("/deliver"), false).await?;
     let postgres = counts_postgres(args);
     let clock = CpuClock::start(postgres);
     let quiet = args.json;
@@ -309,19 +315,25 @@ impl Running {
     }
 }
 
-/// Starts the service over `store`, delivering to `sink_url`; returns its API base URL.
+/// Starts the service over `store`, delivering to `sink_url` (with Standard Webhooks signatures
+/// if `signed`); returns its API base URL.
 async fn start(
     args: &BenchArgs,
     store: Arc<dyn MessageStore>,
     sink_url: &str,
+    signed: bool,
 ) -> Result<(String, Running), Failure> {
     let mut config = Config::default();
     config.settings.template.threads = args.threads;
     config.settings.serve.listen = ([127, 0, 0, 1], 0).into();
     config.settings.serve.concurrency = args.concurrency;
-    config
-        .channels
-        .push(ChannelConfig::default_post("email", sink_url));
+    let mut channel = ChannelConfig::default_post("email", sink_url);
+    if signed {
+        channel.options.signing = Some(Signing {
+            secrets: vec![Secret::new(signing::BENCH_SECRET)],
+        });
+    }
+    config.channels.push(channel);
     let service = Service::new(config, store).await.map_err(Failure::usage)?;
     let listener = service.bind().await.map_err(Failure::usage)?;
     let addr = listener.local_addr().map_err(Failure::failed)?;
