@@ -129,9 +129,33 @@ impl AsSlot for Field<Value> {
     }
 }
 
-/// Reads a present field, keeping a `null` apart from a left-out one.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Field<T>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+/// A map key, borrowed from the input when it can be (no allocation for the known keys).
+struct KeyName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl<'de> serde::de::Visitor<'de> for Key {
+            type Value = KeyName<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyName<'de>, E> {
+                Ok(KeyName(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<KeyName<'de>, E> {
+                Ok(KeyName(std::borrow::Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<KeyName<'de>, E> {
+                Ok(KeyName(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Key)
+    }
 }
 
 macro_rules! data_keys {
@@ -175,17 +199,59 @@ macro_rules! data_keys {
         ///
         /// User data (`identity`, `traits`, `transient_payload`, `oauth2_login_request`) keeps
         /// its own keys.
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
         #[allow(missing_docs)] // fields are documented by the spec's table
         pub struct TemplateData {
             $(
-                #[serde(default, alias = $pascal, deserialize_with = "present",
-                        skip_serializing_if = "Option::is_none")]
+                #[serde(skip_serializing_if = "Option::is_none")]
                 pub $field: Field<$ty>,
             )*
             /// Every field this version does not know, with its key as sent.
             #[serde(flatten)]
             pub extra: Map<String, Value>,
+        }
+
+        // By hand rather than derived: a derived `flatten` buffers every value of the map (the
+        // identity and its traits included) into an intermediate tree first, and that doubled
+        // the cost of reading a message.
+        impl<'de> Deserialize<'de> for TemplateData {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> serde::de::Visitor<'de> for Fields {
+                    type Value = TemplateData;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("struct TemplateData")
+                    }
+
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<TemplateData, A::Error> {
+                        let mut out = TemplateData::default();
+                        while let Some(KeyName(key)) = map.next_key::<KeyName<'de>>()? {
+                            match &*key {
+                                $(
+                                    stringify!($field) | $pascal => {
+                                        if out.$field.is_some() {
+                                            return Err(serde::de::Error::duplicate_field(
+                                                stringify!($field),
+                                            ));
+                                        }
+                                        out.$field = Some(map.next_value::<Option<$ty>>()?);
+                                    }
+                                )*
+                                _ => {
+                                    let value: Value = map.next_value()?;
+                                    out.extra.insert(key.into_owned(), value);
+                                }
+                            }
+                        }
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(Fields)
+            }
         }
 
         impl TemplateData {
@@ -281,6 +347,32 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d).unwrap(),
             serde_json::json!({"to": "a@b.c", "identity": null, "expires_in_minutes": 5, "custom": null})
+        );
+    }
+
+    #[test]
+    fn both_styles_read_alike_and_a_key_twice_is_an_error() {
+        let pascal: TemplateData = serde_json::from_str(
+            r#"{"To": "a@b.c", "Identity": {"traits": {"x": [1, 2.5]}}, "ExpiresInMinutes": 5, "Custom": {"k": "v"}}"#,
+        )
+        .unwrap();
+        let snake: TemplateData = serde_json::from_str(
+            r#"{"to": "a@b.c", "identity": {"traits": {"x": [1, 2.5]}}, "expires_in_minutes": 5, "Custom": {"k": "v"}}"#,
+        )
+        .unwrap();
+        assert_eq!(pascal, snake);
+        // From a tree too (the element-by-element pass of the API reads one).
+        let from_value: TemplateData =
+            serde_json::from_value(serde_json::to_value(&pascal).unwrap()).unwrap();
+        assert_eq!(from_value, pascal);
+        let e = serde_json::from_str::<TemplateData>(r#"{"To": "a", "to": "b"}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate field `to`"), "{e}");
+        let e = serde_json::from_str::<TemplateData>(r#"{"expires_in_minutes": "5"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type: string \"5\""), "{e}");
+        let e = serde_json::from_str::<TemplateData>("[]").unwrap_err();
+        assert!(
+            e.to_string().contains("expected struct TemplateData"),
+            "{e}"
         );
     }
 }

@@ -250,8 +250,9 @@ async fn deliver_one(
 /// in the next transaction. A failed write is retried until it succeeds; nothing is dropped.
 ///
 /// Each update travels with its delivery slot's permit, released only after the write: so at most
-/// `concurrency` messages are ever delivered but unrecorded (what a crash would send twice), and
-/// claiming slows down when the store falls behind.
+/// `concurrency` messages are ever delivered but unrecorded (what a crash would send twice; a
+/// power loss, with SQLite, also the records of the last few milliseconds), and claiming slows
+/// down when the store falls behind.
 async fn write_updates(
     store: Arc<dyn MessageStore>,
     mut rx: mpsc::UnboundedReceiver<(AttemptUpdate, OwnedSemaphorePermit)>,

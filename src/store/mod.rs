@@ -223,6 +223,18 @@ pub trait MessageStore: Send + Sync {
     /// assigning a UUID v4 to each message without one. Nothing is stored if any insert fails.
     async fn insert(&self, messages: &[Message]) -> Result<Vec<String>, StoreError>;
 
+    /// [`MessageStore::insert`] of messages the caller has no further use for, so that the store
+    /// may keep them (SQLite hands them to its own worker's claims); on failure they come back.
+    async fn insert_owned(
+        &self,
+        messages: Vec<Message>,
+    ) -> Result<Vec<String>, (StoreError, Vec<Message>)> {
+        match self.insert(&messages).await {
+            Ok(ids) => Ok(ids),
+            Err(e) => Err((e, messages)),
+        }
+    }
+
     /// Like [`MessageStore::insert`], under an idempotency key, in the same transaction as the
     /// key: a key seen before (and not yet deleted by [`MessageStore::delete_finished_before`])
     /// stores nothing and says what the first request got.

@@ -917,12 +917,17 @@ contract_tests!(
     pair: [concurrent_claims, concurrent_idempotent_inserts]
 );
 
-/// A PostgreSQL database migrated before 0004 (bodies in the messages row, attempts under a
-/// foreign key) migrates: its messages read back whole, attempts included, new ones go in
-/// beside them, and retention removes the old ones with their bodies and attempts.
-#[tokio::test]
-#[ignore = "needs COURIER_TEST_POSTGRES_URL"]
-async fn postgres_database_from_0003_migrates() {
+/// A fresh schema migrated with the PostgreSQL migrations before `first_missing` only, as a
+/// database left by an earlier release has them: its URL, name, connect options and a
+/// connection in it.
+async fn postgres_schema_before(
+    first_missing: &str,
+) -> (
+    String,
+    String,
+    sqlx::postgres::PgConnectOptions,
+    sqlx::postgres::PgConnection,
+) {
     use sqlx::{ConnectOptions, Connection};
     use std::str::FromStr;
 
@@ -941,7 +946,6 @@ async fn postgres_database_from_0003_migrates() {
         .connect()
         .await
         .expect("connect in schema");
-    // The migrations up to 0003 only, as a database left by an earlier release has them.
     let earlier = tempfile::tempdir().expect("temp dir");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
     for entry in std::fs::read_dir(&dir).expect("migrations") {
@@ -951,7 +955,7 @@ async fn postgres_database_from_0003_migrates() {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        if name.as_str() < "0004" {
+        if name.as_str() < first_missing {
             std::fs::copy(&path, earlier.path().join(&name)).expect("copy migration");
         }
     }
@@ -960,7 +964,19 @@ async fn postgres_database_from_0003_migrates() {
         .expect("migrator")
         .run(&mut conn)
         .await
-        .expect("migrate to 0003");
+        .expect("migrate");
+    (url, schema, base, conn)
+}
+
+/// A PostgreSQL database migrated before 0004 (bodies in the messages row, attempts under a
+/// foreign key) migrates: its messages read back whole, attempts included, new ones go in
+/// beside them, and retention removes the old ones with their bodies and attempts.
+#[tokio::test]
+#[ignore = "needs COURIER_TEST_POSTGRES_URL"]
+async fn postgres_database_from_0003_migrates() {
+    use sqlx::{ConnectOptions, Connection};
+
+    let (url, schema, base, mut conn) = postgres_schema_before("0004").await;
     let old = message("old@example.com", Some("old-1"));
     let record = serde_json::to_string(&attempt(1, AttemptClass::Delivered)).unwrap();
     sqlx::query(
@@ -1014,5 +1030,65 @@ async fn postgres_database_from_0003_migrates() {
     .expect("count");
     assert_eq!(left, 0);
     conn.close().await.expect("close");
+    store.drop_schema().await.expect("drop schema");
+}
+
+/// Messages claimed before 0005 (stored status 'processing') read as processing afterwards and
+/// keep their leases: the live one is not claimed again and its owner records it; the expired
+/// one is claimed by another worker.
+#[tokio::test]
+#[ignore = "needs COURIER_TEST_POSTGRES_URL"]
+async fn postgres_claims_from_0004_migrate() {
+    use sqlx::Connection;
+
+    let (url, schema, _base, mut conn) = postgres_schema_before("0005").await;
+    let now = SystemTime::now();
+    let now_ms = i64::try_from(
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    for (id, lease_until) in [("live", now_ms + 600_000), ("expired", now_ms - 1_000)] {
+        sqlx::query(
+            "INSERT INTO messages (id, status, recipient, template_type, channel, send_count, \
+             created_at, updated_at, next_attempt_at, lease_owner, lease_until) \
+             VALUES ($1, 'processing', 'old@example.com', 'verification_code_valid', \
+             'email-eu', 0, $2, $2, $2, 'old-worker', $3)",
+        )
+        .bind(id)
+        .bind(now_ms - 60_000)
+        .bind(lease_until)
+        .execute(&mut conn)
+        .await
+        .expect("claimed row");
+        sqlx::query("INSERT INTO message_bodies (id, message) VALUES ($1, $2)")
+            .bind(id)
+            .bind(serde_json::to_vec(&message("old@example.com", Some(id))).unwrap())
+            .execute(&mut conn)
+            .await
+            .expect("body");
+    }
+    conn.close().await.expect("close");
+
+    let store = PostgresStore::open_in_schema(&url, &schema)
+        .await
+        .expect("open and migrate");
+    assert_eq!(must_get(&store, "live").await.status, Status::Processing);
+    assert_eq!(count(&store, Status::Processing).await, 2);
+    let filter = ListFilter {
+        status: Some(Status::Processing),
+        ..ListFilter::default()
+    };
+    let page = store.list(&filter, None, 10).await.unwrap();
+    assert_eq!(ids_of(&page), vec!["expired".to_owned(), "live".to_owned()]);
+    assert_eq!(
+        claim_ids(&store, "new-worker", now, 10).await,
+        vec!["expired".to_owned()]
+    );
+    let done = update("live", "old-worker", 1, Status::Sent, now);
+    assert_eq!(store.record(&[done]).await.unwrap(), 1);
+    assert_eq!(must_get(&store, "live").await.status, Status::Sent);
+    assert_eq!(count(&store, Status::Processing).await, 1);
     store.drop_schema().await.expect("drop schema");
 }

@@ -1,6 +1,8 @@
 //! Reading a request body under the API's two limits: the size cap (`max_body_bytes`) and the
 //! time cap (`body_read_timeout`), so a client can neither flood nor stall a handler.
 
+use std::future::Future as _;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,15 +26,25 @@ pub(crate) async fn read(
     limit: usize,
     deadline: Duration,
 ) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(BodyError::TimedOut(deadline)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e))
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // A small body has usually arrived with the head: one poll then reads all of it, and the
+    // deadline's timer (an entry in the runtime's timer wheel per request) is not needed.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(collected) => collected,
+        Poll::Pending => match tokio::time::timeout(deadline, collect).await {
+            Err(_) => return Err(BodyError::TimedOut(deadline)),
+            Ok(collected) => collected,
+        },
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             Err(BodyError::TooLarge(limit))
         }
-        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+        Err(e) => Err(BodyError::Broken(e.to_string())),
     }
 }

@@ -88,7 +88,7 @@ async fn commit(store: &dyn MessageStore, group: Vec<Pending>, _slot: OwnedSemap
         let Some((messages, reply)) = group.into_iter().next() else {
             return;
         };
-        let _ = reply.send(store.insert(&messages).await);
+        let _ = reply.send(store.insert_owned(messages).await.map_err(|(e, _)| e));
         return;
     }
     let mut all = Vec::with_capacity(group.iter().map(|(m, _)| m.len()).sum());
@@ -97,14 +97,14 @@ async fn commit(store: &dyn MessageStore, group: Vec<Pending>, _slot: OwnedSemap
         replies.push((messages.len(), reply));
         all.extend(messages);
     }
-    match store.insert(&all).await {
+    match store.insert_owned(all).await {
         Ok(ids) => {
             let mut ids = ids.into_iter();
             for (n, reply) in replies {
                 let _ = reply.send(Ok(ids.by_ref().take(n).collect()));
             }
         }
-        Err(_) => {
+        Err((_, all)) => {
             let mut from = 0;
             for (n, reply) in replies {
                 let _ = reply.send(store.insert(&all[from..from + n]).await);

@@ -5,7 +5,9 @@
 //! job, however many statements it runs. The thread takes every job waiting when it wakes, runs
 //! them in one `BEGIN IMMEDIATE` transaction, each under a savepoint of its own (a failing job is
 //! rolled back alone and gets its error), commits once (one fsync for all of them), and only then
-//! answers: an insert is acknowledged after its commit, never before.
+//! answers: an insert is acknowledged after its commit, never before. Claims and attempt records
+//! are lazy ([`Writer::write_lazy`]): a group of only those commits without an fsync, so the one
+//! fsync per round of the hot path is the inserts'.
 //!
 //! **The readers** (file databases): a few connections lent to blocking tasks; WAL readers block
 //! neither each other nor the writer. A private in-memory database has only the writer's
@@ -13,6 +15,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{oneshot, Semaphore};
@@ -26,6 +29,8 @@ const MAX_JOBS: usize = 512;
 trait Work: Send {
     /// How it runs.
     fn mode(&self) -> Mode;
+    /// Whether its answer waits for the commit to be on disk (see [`Writer::write_lazy`]).
+    fn durable(&self) -> bool;
     /// Runs it; the answer waits for the transaction's outcome.
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Ran>;
     /// Answers without running it.
@@ -54,6 +59,7 @@ enum Mode {
 struct Job<F, T> {
     f: F,
     mode: Mode,
+    durable: bool,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -69,6 +75,10 @@ where
 {
     fn mode(&self) -> Mode {
         self.mode
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Ran> {
@@ -134,7 +144,22 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        self.send(f, Mode::Write).await
+        self.send(f, Mode::Write, true).await
+    }
+
+    /// Like [`write`](Self::write), but the answer need not wait for the disk: when no job of
+    /// the transaction needs durability, it commits with `synchronous = NORMAL` (no fsync; the
+    /// next durable commit's fsync of the log covers it, or a checkpoint's within
+    /// [`SYNC_WITHIN`]). Committed either way, so visible to other connections and processes at
+    /// once, and kept if this process dies; only a power loss or OS crash can undo it. For writes
+    /// whose loss is harmless: a lost claim leaves the message queued, as an expired lease would;
+    /// a lost attempt record leaves it leased, to be delivered again (at least once).
+    pub(super) async fn write_lazy<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.send(f, Mode::Write, false).await
     }
 
     /// Runs `f` outside any transaction, between two groups.
@@ -143,41 +168,76 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        self.send(f, Mode::Alone).await
+        self.send(f, Mode::Alone, true).await
     }
 
-    async fn send<T, F>(&self, f: F, mode: Mode) -> Result<T, StoreError>
+    async fn send<T, F>(&self, f: F, mode: Mode, durable: bool) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(Job { f, mode, reply }))
+            .send(Box::new(Job {
+                f,
+                mode,
+                durable,
+                reply,
+            }))
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
     /// Ends the thread once the jobs sent before have run; the connection closes with it.
     pub(super) async fn close(&self) {
-        let _ = self.send(|_| Ok(()), Mode::Last).await;
+        let _ = self.send(|_| Ok(()), Mode::Last, true).await;
     }
 }
 
+/// How long a lazy commit may stay off the disk: the next group is then committed durably, and
+/// an idle writer checkpoints (which syncs the log first).
+const SYNC_WITHIN: Duration = Duration::from_millis(10);
+
 fn serve(conn: &Connection, rx: &mpsc::Receiver<Box<dyn Work>>) {
     let mut next: Option<Box<dyn Work>> = None;
+    // The connection's `synchronous` setting: FULL as configured, NORMAL for lazy groups.
+    let mut full = true;
+    // Since when lazy commits have been waiting for an fsync.
+    let mut unsynced: Option<Instant> = None;
     loop {
         let first = match next.take() {
             Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
+            None => {
+                let got = match unsynced {
+                    Some(since) => {
+                        let wait = SYNC_WITHIN.saturating_sub(since.elapsed());
+                        rx.recv_timeout(wait)
+                            .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected))
+                    }
+                    None => rx.recv().map_err(|_| true),
+                };
+                match got {
+                    Ok(job) => job,
+                    Err(closed) => {
+                        if unsynced.is_some() {
+                            // Failed, it is tried again a period later (not in a busy loop).
+                            unsynced = (!sync(conn)).then(Instant::now);
+                        }
+                        if closed {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
         };
         let mode = first.mode();
         if mode != Mode::Write {
             first.run(conn).answer(Ok(()));
             if mode == Mode::Last {
+                if unsynced.is_some() {
+                    sync(conn);
+                }
                 return;
             }
             continue;
@@ -193,18 +253,50 @@ fn serve(conn: &Connection, rx: &mpsc::Receiver<Box<dyn Work>>) {
                 Err(_) => break,
             }
         }
-        run_group(conn, group);
+        let durable = group.iter().any(|job| job.durable())
+            || unsynced.is_some_and(|since| since.elapsed() >= SYNC_WITHIN);
+        if durable != full {
+            let pragma = if durable {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            if let Err(e) = run(conn, pragma) {
+                let e = e.to_string();
+                for job in group {
+                    job.fail(&e);
+                }
+                continue;
+            }
+            full = durable;
+        }
+        if run_group(conn, group) {
+            if durable {
+                // The log's fsync covers every commit before it.
+                unsynced = None;
+            } else if unsynced.is_none() {
+                unsynced = Some(Instant::now());
+            }
+        }
     }
 }
 
+/// Puts the lazy commits on disk while the writer is idle: a checkpoint syncs the log before
+/// copying it into the database. Returns whether it ran.
+fn sync(conn: &Connection) -> bool {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .is_ok()
+}
+
 /// Runs `group` in one transaction, a savepoint per job, then answers every job.
-fn run_group(conn: &Connection, group: Vec<Box<dyn Work>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+/// Returns whether it committed.
+fn run_group(conn: &Connection, group: Vec<Box<dyn Work>>) -> bool {
+    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         let e = e.to_string();
         for job in group {
             job.fail(&e);
         }
-        return;
+        return false;
     }
     let single = group.len() == 1;
     let mut done = Vec::with_capacity(group.len());
@@ -213,24 +305,24 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn Work>>) {
             done.push(job.run(conn));
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = run(conn, "SAVEPOINT job") {
             job.fail(&e.to_string());
             continue;
         }
         let ran = job.run(conn);
         let end = if ran.ok() {
-            "RELEASE job"
+            run(conn, "RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        match conn.execute_batch(end) {
+        match end {
             Ok(()) => done.push(ran),
             // The transaction is in an unknown state: roll everything back.
             Err(e) => {
                 let e = e.to_string();
                 ran.answer(Err(&e));
                 rollback_all(conn, done, &e);
-                return;
+                return false;
             }
         }
     }
@@ -240,16 +332,25 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn Work>>) {
         for ran in done {
             ran.answer(Ok(()));
         }
-        return;
+        return false;
     }
-    match conn.execute_batch("COMMIT") {
+    match run(conn, "COMMIT") {
         Ok(()) => {
             for ran in done {
                 ran.answer(Ok(()));
             }
+            true
         }
-        Err(e) => rollback_all(conn, done, &e.to_string()),
+        Err(e) => {
+            rollback_all(conn, done, &e.to_string());
+            false
+        }
     }
+}
+
+/// Runs one statement of the writer's own, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn rollback_all(conn: &Connection, done: Vec<Box<dyn Ran>>, error: &str) {
