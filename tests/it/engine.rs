@@ -417,13 +417,10 @@ fn deeply_nested_templates_are_refused_not_a_crash() {
         .unwrap();
 }
 
-/// jrsonnet's evaluator recurses on the native stack once per chained binary operator: a long
-/// chain within the limit renders on an evaluator thread (a debug build included), and one past
-/// it is refused with its location instead of overflowing the thread's stack and aborting.
-#[test]
-fn long_operator_chains_render_or_are_refused_never_a_crash() {
-    let levels = jsonnet_courier::template::nesting::MAX_LEVELS;
-    let terms = levels - 50;
+/// The deepest chains the nesting bound lets through: `ctx.recipient + ...` over `terms` terms,
+/// and `terms / 2` chained `if ... then ... else` (`ctx.recipient == 'r400'` gives 400).
+pub(crate) fn deep_chains() -> (usize, String, String) {
+    let terms = jsonnet_courier::template::nesting::MAX_LEVELS - 50;
     let concat = format!(
         "function(ctx) {{ s: {} }}",
         vec!["ctx.recipient"; terms].join(" + ")
@@ -435,6 +432,15 @@ fn long_operator_chains_render_or_are_refused_never_a_crash() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    (terms, concat, ifs)
+}
+
+/// jrsonnet's evaluator recurses on the native stack once per chained binary operator: a long
+/// chain within the limit renders on an evaluator thread (a debug build included), and one past
+/// it is refused with its location instead of overflowing the thread's stack and aborting.
+#[test]
+fn long_operator_chains_render_or_are_refused_never_a_crash() {
+    let (terms, concat, ifs) = deep_chains();
     let pool = Pool::new(1, Limits::default()).unwrap();
     let out = pool
         .render_blocking(&Template::new("concat", concat), json!({"recipient": "ab"}))

@@ -55,18 +55,7 @@ async fn evaluator_processes_render_chains_as_deep_as_the_nesting_bound_allows()
     // deepest chains the nesting bound lets through fit, in a debug build as well. (A 64 MiB
     // evaluator thread there would not: with the parse's 64 MiB stack segment it left too
     // little of the 256 MiB cap, and the parse failed to map its stack.)
-    let terms = jsonnet_courier::template::nesting::MAX_LEVELS - 50;
-    let concat = format!(
-        "function(ctx) {{ s: {} }}",
-        vec!["ctx.recipient"; terms].join(" + ")
-    );
-    let ifs = format!(
-        "function(ctx) {{ n: {} -1 }}",
-        (0..terms / 2)
-            .map(|i| format!("if ctx.recipient == 'r{i}' then {i} else"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let (terms, concat, ifs) = crate::engine::deep_chains();
     let pool = process_pool(1, Duration::from_secs(30));
     let out = pool
         .render(&Template::new("concat", concat), json!({"recipient": "ab"}))
