@@ -129,8 +129,9 @@ impl AsSlot for Field<Value> {
     }
 }
 
-/// A map key, borrowed from the input when it can be (no allocation for the known keys).
-struct KeyName<'de>(std::borrow::Cow<'de, str>);
+/// A map key, borrowed from the input when it can be (no allocation when it has no escapes).
+/// Also the fast path's ctx parse's key (`template::fast::node`).
+pub(crate) struct KeyName<'de>(pub(crate) std::borrow::Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for KeyName<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

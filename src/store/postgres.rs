@@ -26,14 +26,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// message itself is compressed.
 const PG_CHANNEL: &str = "channel";
 
-/// A row's status as reported: a claim leaves `status` 'queued' and sets only the lease columns,
-/// none of them indexed, so that its update is HOT (migration 0005). Only a claim sets the lease
-/// owner, only on a 'queued' row, and records, releases and requeues clear it: any row with an
-/// owner is a claimed one.
-const PG_STATUS: &str =
-    "CASE WHEN status = 'queued' AND lease_owner IS NOT NULL THEN 'processing' ELSE status END";
-/// [`PG_STATUS`] of `messages m`.
-const PG_STATUS_M: &str = "CASE WHEN m.status = 'queued' AND m.lease_owner IS NOT NULL \
+/// A row's status as reported, of `messages m`: a claim leaves `status` 'queued' and sets only
+/// the lease columns, none of them indexed, so that its update is HOT (migration 0005). Only a
+/// claim sets the lease owner, only on a 'queued' row, and records, releases and requeues clear
+/// it: any row with an owner is a claimed one.
+const PG_STATUS: &str = "CASE WHEN m.status = 'queued' AND m.lease_owner IS NOT NULL \
      THEN 'processing' ELSE m.status END";
 
 /// Messages with their bodies, which live in a table of their own (migration 0004), and their
@@ -50,7 +47,7 @@ fn pg_messages(status: Option<Status>) -> String {
         Some(s) => format!("WHERE m.status = '{}'", s.as_str()),
     };
     format!(
-        "(SELECT m.id, m.seq, {PG_STATUS_M} AS status, m.recipient, m.template_type, m.channel, \
+        "(SELECT m.id, m.seq, {PG_STATUS} AS status, m.recipient, m.template_type, m.channel, \
          m.send_count, m.created_at, m.updated_at, m.next_attempt_at, b.message \
          FROM messages m JOIN message_bodies b ON b.id = m.id {only}) pm"
     )
@@ -493,12 +490,13 @@ impl MessageStore for PostgresStore {
         if done.rows_affected() == 1 {
             return Ok(Requeue::Requeued);
         }
-        let status: Option<String> =
-            sqlx::query_scalar(&format!("SELECT {PG_STATUS} FROM messages WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
+        let status: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT {PG_STATUS} FROM messages m WHERE m.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
         match status {
             None => Ok(Requeue::NotFound),
             Some(s) => Ok(Requeue::NotFinal(decode_status(id, &s)?)),
@@ -529,7 +527,7 @@ impl MessageStore for PostgresStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT {PG_STATUS} AS s, COUNT(*) FROM messages GROUP BY s"
+            "SELECT {PG_STATUS} AS s, COUNT(*) FROM messages m GROUP BY s"
         ))
         .fetch_all(&self.pool)
         .await

@@ -534,44 +534,29 @@ impl ser::Serializer for Depth {
     }
 }
 
-impl ser::SerializeSeq for Depth {
-    type Ok = ();
-    type Error = Unsure;
+/// The element walks of [`Depth`]'s sequences: each element is walked, nothing kept.
+macro_rules! walk_elements {
+    ($($tr:ident::$method:ident),*) => {$(
+        impl ser::$tr for Depth {
+            type Ok = ();
+            type Error = Unsure;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
-        value.serialize(*self)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
+                value.serialize(*self)
+            }
 
-    fn end(self) -> Result<(), Unsure> {
-        Ok(())
-    }
+            fn end(self) -> Result<(), Unsure> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Depth {
-    type Ok = ();
-    type Error = Unsure;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
-        value.serialize(*self)
-    }
-
-    fn end(self) -> Result<(), Unsure> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Depth {
-    type Ok = ();
-    type Error = Unsure;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsure> {
-        value.serialize(*self)
-    }
-
-    fn end(self) -> Result<(), Unsure> {
-        Ok(())
-    }
-}
+walk_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 /// An object [`Depth`] walks: its keys are checked (strings only), not kept.
 struct DepthMap {
