@@ -251,9 +251,8 @@ async fn deliver_one(
 ///
 /// Each update travels with its delivery slot's permit, released only after the write: so at most
 /// `concurrency` messages are ever delivered but unrecorded (what a crash would send twice; a
-/// power loss, with SQLite, or a crash of the PostgreSQL server, also the records of the last
-/// few milliseconds: their messages are delivered again once their leases expire), and claiming
-/// slows down when the store falls behind.
+/// power loss, with SQLite, also the records of the last few milliseconds), and claiming slows
+/// down when the store falls behind.
 async fn write_updates(
     store: Arc<dyn MessageStore>,
     mut rx: mpsc::UnboundedReceiver<(AttemptUpdate, OwnedSemaphorePermit)>,

@@ -20,7 +20,7 @@ use super::{
 /// Connections per process: inserts and API reads run concurrently.
 const MAX_CONNECTIONS: u32 = 8;
 /// Connections per process for the worker's claims, records and releases (see
-/// [`PostgresStore::worker`]): the claim loop and the record writer, one spare.
+/// [`worker_options`]): the claim loop and the record writer, one spare.
 const WORKER_CONNECTIONS: u32 = 3;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,16 +93,8 @@ fn pg_messages(status: Option<Status>) -> String {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// The worker's claims, records and releases, committed with `synchronous_commit = off`:
-    /// they return without waiting for their WAL flush, which the WAL writer does within
-    /// milliseconds and any later synchronous commit (an insert's) covers, WAL being written in
-    /// order. Only a crash of the database server itself (not of a courier process) can lose the
-    /// last of them, and each loss is recovered by the lease, at the cost of a repeated delivery
-    /// that at-least-once delivery allows anyway: a lost claim leaves the message unleased (another
-    /// worker may deliver it too); a lost record or release leaves it leased by its worker, taken
-    /// over when the lease expires, delivered again and recorded again, the lost attempt's record
-    /// replaced by the new one's. Nothing acknowledged to an API client depends on them: inserts,
-    /// idempotency keys and requeues commit on `pool`, synchronously (a 202 after its commit).
+    /// The worker's claims, records and releases, on connections whose plans stay index lookups
+    /// (see [`worker_options`]).
     worker: PgPool,
     /// The URL's password, scrubbed from every error message.
     secret: Option<String>,
@@ -286,10 +278,9 @@ impl PostgresStore {
     }
 }
 
-/// The settings of the worker's connections: `synchronous_commit` off (see
-/// [`PostgresStore::worker`]) and plans that stay index lookups.
+/// The settings of the worker's connections, which claim, record and release.
 ///
-/// Its statements touch a batch of rows found by key (ids, or the first entries of the claim
+/// Their statements touch a batch of rows found by key (ids, or the first entries of the claim
 /// index), however large the table. A session caches a generic plan after five executions,
 /// planned for the table's size at that moment: a record first run on a young table was planned
 /// as a sequential scan of `messages` and a hash join, and kept that plan as the table grew
@@ -300,7 +291,6 @@ fn worker_options(options: PgConnectOptions) -> PgConnectOptions {
         ("enable_seqscan", "off"),
         ("enable_hashjoin", "off"),
         ("enable_mergejoin", "off"),
-        ("synchronous_commit", "off"),
     ])
 }
 
