@@ -36,8 +36,7 @@ const PG_CHANNEL: &str = "channel";
 const PG_STATUS: &str = "CASE WHEN m.status = 'queued' AND m.lease_owner IS NOT NULL \
      THEN 'processing' ELSE m.status END";
 
-/// The worker's claim (see `claim_due`): $1 worker, $2 lease end, $3 now,
-/// $4 limit.
+/// The worker's claim (see `claim_due`): $1 worker, $2 lease end, $3 now, $4 limit.
 const CLAIM: &str = "WITH pick AS (SELECT id FROM messages \
         WHERE status = 'queued' AND next_attempt_at <= $3 \
         AND (lease_until IS NULL OR lease_until < $3) \
@@ -48,8 +47,8 @@ const CLAIM: &str = "WITH pick AS (SELECT id FROM messages \
     SELECT c.id, b.message, c.send_count, c.next_attempt_at, c.seq \
     FROM claim c JOIN message_bodies b ON b.id = c.id";
 
-/// The worker's record of attempts (see `record`): $1..$6 arrays (id, status,
-/// attempt number, due time, worker, record), $7 now.
+/// The worker's record of attempts (see `record`): $1..$6 arrays (id, status, attempt number,
+/// due time, worker, record), $7 now.
 const RECORD: &str =
     "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
         $5::text[], $6::text[]) AS v(id, status, n, due, worker, record)), \
