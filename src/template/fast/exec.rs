@@ -394,6 +394,10 @@ impl<'a> Exec<'a> {
                 },
                 _ => Err(Fallback),
             },
+            Ir::Ctx(i) => match self.memo.get(*i) {
+                Seen::Node(n) => w.node(n, depth),
+                _ => Err(Fallback),
+            },
             _ => {
                 let value = self.eval(ir)?;
                 w.value(&value, depth)
