@@ -182,12 +182,30 @@ pub(super) fn render_serialize<T: serde::Serialize + ?Sized>(
     run(program, &node, out, limits)
 }
 
+/// Locals and ctx paths up to this many live on the stack during a render, not in a `Vec`.
+const INLINE: usize = 16;
+
 fn run(program: &Program, node: &Node<'_>, out: &mut String, limits: &Limits) -> R<()> {
+    let (mut env_inline, mut env_heap) = ([const { V::Null }; INLINE], Vec::new());
+    let env = if program.slots <= INLINE {
+        &mut env_inline[..program.slots]
+    } else {
+        env_heap.resize(program.slots, V::Null);
+        &mut env_heap[..]
+    };
+    let n = program.paths.len();
+    let (mut seen_inline, mut seen_heap) = ([Seen::Unknown; INLINE], Vec::new());
+    let seen = if n <= INLINE {
+        &mut seen_inline[..n]
+    } else {
+        seen_heap.resize(n, Seen::Unknown);
+        &mut seen_heap[..]
+    };
     let mut ex = Exec {
-        env: vec![V::Null; program.slots],
+        env,
         funcs: &program.funcs,
         iterations: 0,
-        memo: Memo::new(node, &program.paths),
+        memo: Memo::new(node, &program.paths, seen),
     };
     ex.env[0] = V::of(node);
     let mut w = Out {
@@ -197,14 +215,14 @@ fn run(program: &Program, node: &Node<'_>, out: &mut String, limits: &Limits) ->
     ex.emit(&program.root, &mut w, 0)
 }
 
-struct Exec<'a> {
-    env: Vec<V<'a>>,
+struct Exec<'a, 's> {
+    env: &'s mut [V<'a>],
     funcs: &'a [Func],
     iterations: usize,
-    memo: Memo<'a>,
+    memo: Memo<'a, 's>,
 }
 
-impl<'a> Exec<'a> {
+impl<'a> Exec<'a, '_> {
     fn eval(&mut self, ir: &'a Ir) -> R<V<'a>> {
         Ok(match ir {
             Ir::Null => V::Null,

@@ -132,19 +132,17 @@ pub(super) enum Seen<'a> {
 }
 
 /// Looks up numbered paths over one ctx, each at most once.
-pub(super) struct Memo<'a> {
+pub(super) struct Memo<'a, 's> {
     root: &'a Node<'a>,
     paths: &'a [Path],
-    seen: Vec<Seen<'a>>,
+    /// One per path, all [`Seen::Unknown`] to begin with.
+    seen: &'s mut [Seen<'a>],
 }
 
-impl<'a> Memo<'a> {
-    pub(super) fn new(root: &'a Node<'a>, paths: &'a [Path]) -> Self {
-        Memo {
-            root,
-            paths,
-            seen: vec![Seen::Unknown; paths.len()],
-        }
+impl<'a, 's> Memo<'a, 's> {
+    pub(super) fn new(root: &'a Node<'a>, paths: &'a [Path], seen: &'s mut [Seen<'a>]) -> Self {
+        debug_assert_eq!(seen.len(), paths.len());
+        Memo { root, paths, seen }
     }
 
     pub(super) fn get(&mut self, i: usize) -> Seen<'a> {
