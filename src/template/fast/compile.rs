@@ -24,6 +24,8 @@ pub(crate) struct Program {
     pub(super) funcs: Vec<Func>,
     /// The parts of the ctx the template can read.
     pub(super) need: super::need::Need,
+    /// The ctx paths [`Ir::Ctx`] and [`Ir::CtxHas`] name, by number.
+    pub(super) paths: Vec<super::paths::Path>,
 }
 
 impl Program {
@@ -82,6 +84,10 @@ pub(super) enum Ir {
     Comp(Box<[Spec]>, Box<Ir>),
     /// A standard library function outside `get`/`objectHas`, with its arguments.
     Std(StdFn, Box<[Ir]>),
+    /// `ctx.a.b`: the ctx path numbered so in [`Program::paths`] (see `paths.rs`).
+    Ctx(usize),
+    /// `"k" in ctx.a`: whether the numbered ctx path `ctx.a.k` is there.
+    CtxHas(usize),
 }
 
 #[derive(Debug)]
@@ -175,7 +181,9 @@ fn compile_expr(expr: &Expr) -> Result<Program, Unsupported> {
         depth: c.max_depth,
         funcs: c.funcs,
         need: super::need::Need::Full,
+        paths: Vec::new(),
     };
+    super::paths::number(&mut program);
     program.need = super::need::of(&program);
     Ok(program)
 }

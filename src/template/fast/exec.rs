@@ -8,6 +8,7 @@ use serde::de::DeserializeSeed as _;
 
 use super::compile::{Bin, Func, Ir, Name, Program, Spec, StdFn};
 use super::node::{Node, Seed};
+use super::paths::{Memo, Seen};
 use super::Fallback;
 use crate::template::manifest::{escape_into, write_num, MAX_DEPTH};
 use crate::template::{CtxRef, Limits};
@@ -181,28 +182,47 @@ pub(super) fn render_serialize<T: serde::Serialize + ?Sized>(
     run(program, &node, out, limits)
 }
 
+/// Locals and ctx paths up to this many live on the stack during a render, not in a `Vec`.
+const INLINE: usize = 16;
+
 fn run(program: &Program, node: &Node<'_>, out: &mut String, limits: &Limits) -> R<()> {
+    let (mut env_inline, mut env_heap) = ([const { V::Null }; INLINE], Vec::new());
+    let env = if program.slots <= INLINE {
+        &mut env_inline[..program.slots]
+    } else {
+        env_heap.resize(program.slots, V::Null);
+        &mut env_heap[..]
+    };
+    let n = program.paths.len();
+    let (mut seen_inline, mut seen_heap) = ([Seen::Unknown; INLINE], Vec::new());
+    let seen = if n <= INLINE {
+        &mut seen_inline[..n]
+    } else {
+        seen_heap.resize(n, Seen::Unknown);
+        &mut seen_heap[..]
+    };
     let mut ex = Exec {
-        env: vec![V::Null; program.slots],
+        env,
         funcs: &program.funcs,
         iterations: 0,
+        memo: Memo::new(node, &program.paths, seen),
     };
     ex.env[0] = V::of(node);
-    let value = ex.eval(&program.root)?;
     let mut w = Out {
         out,
         cap: limits.max_output_bytes,
     };
-    w.value(&value, 0)
+    ex.emit(&program.root, &mut w, 0)
 }
 
-struct Exec<'a> {
-    env: Vec<V<'a>>,
+struct Exec<'a, 's> {
+    env: &'s mut [V<'a>],
     funcs: &'a [Func],
     iterations: usize,
+    memo: Memo<'a, 's>,
 }
 
-impl<'a> Exec<'a> {
+impl<'a> Exec<'a, '_> {
     fn eval(&mut self, ir: &'a Ir) -> R<V<'a>> {
         Ok(match ir {
             Ir::Null => V::Null,
@@ -336,7 +356,71 @@ impl<'a> Exec<'a> {
                 let args = args.iter().map(|e| self.eval(e)).collect::<R<Vec<_>>>()?;
                 std_fn(*f, &args)?
             }
+            Ir::Ctx(i) => match self.memo.get(*i) {
+                Seen::Node(n) => V::of(n),
+                _ => return Err(Fallback),
+            },
+            Ir::CtxHas(i) => match self.memo.get(*i) {
+                Seen::Node(_) => V::Bool(true),
+                Seen::Absent => V::Bool(false),
+                _ => return Err(Fallback),
+            },
         })
+    }
+
+    /// Evaluates `ir` and writes its value at `depth`, as `w.value(&self.eval(ir)?, depth)`
+    /// would (the same evaluations in the same order, the same bytes), but writes objects
+    /// with fixed names as their fields come instead of building them first.
+    fn emit(&mut self, ir: &'a Ir, w: &mut Out<'_>, depth: usize) -> R<()> {
+        match ir {
+            Ir::Obj(obj) if obj.sorted && !obj.duplicate => {
+                if depth >= MAX_DEPTH {
+                    return Err(Fallback);
+                }
+                self.bind(&obj.locals)?;
+                w.out.push('{');
+                let mut first = true;
+                for f in &obj.fields {
+                    let Name::Fixed(key) = &f.name else {
+                        return Err(Fallback);
+                    };
+                    if f.hidden {
+                        // Evaluated all the same: its errors are the evaluator's to judge.
+                        self.eval(&f.value)?;
+                        continue;
+                    }
+                    if !first {
+                        w.out.push(',');
+                    }
+                    first = false;
+                    w.string(key)?;
+                    w.out.push(':');
+                    self.emit(&f.value, w, depth + 1)?;
+                }
+                w.out.push('}');
+                w.fits()
+            }
+            Ir::Let(binds, body) => {
+                self.bind(binds)?;
+                self.emit(body, w, depth)
+            }
+            Ir::If(cond, then, other) => match self.eval(cond)? {
+                V::Bool(true) => self.emit(then, w, depth),
+                V::Bool(false) => match other {
+                    Some(e) => self.emit(e, w, depth),
+                    None => w.value(&V::Null, depth),
+                },
+                _ => Err(Fallback),
+            },
+            Ir::Ctx(i) => match self.memo.get(*i) {
+                Seen::Node(n) => w.node(n, depth),
+                _ => Err(Fallback),
+            },
+            _ => {
+                let value = self.eval(ir)?;
+                w.value(&value, depth)
+            }
+        }
     }
 
     fn comp(&mut self, specs: &'a [Spec], body: &'a Ir, out: &mut Vec<V<'a>>) -> R<()> {

@@ -20,6 +20,7 @@ mod compile;
 mod exec;
 mod need;
 mod node;
+mod paths;
 mod scan;
 
 use std::fmt;
@@ -63,7 +64,8 @@ pub(crate) fn compile(name: &str, source: &str) -> Result<Program, Unsupported> 
 ///
 /// # Errors
 /// [`Fallback`] whenever the evaluator could answer differently (an error of any kind, the
-/// output cap, a stack limit too small for the template); `out` is then unspecified.
+/// output cap, a stack limit too small for the template); `out` is then empty (the payload is
+/// written as it is evaluated, and callers render with the evaluator into the same buffer).
 pub(crate) fn render(
     program: &Program,
     ctx: super::CtxRef<'_>,
@@ -71,7 +73,7 @@ pub(crate) fn render(
     limits: &super::Limits,
 ) -> Result<(), Fallback> {
     out.clear();
-    exec::render(program, ctx, out, limits)
+    exec::render(program, ctx, out, limits).inspect_err(|_| out.clear())
 }
 
 /// Like [`render`], over the ctx that `value` serializes to (a message's ctx view), built
@@ -87,7 +89,7 @@ pub(crate) fn render_serialize<T: serde::Serialize + ?Sized>(
     limits: &super::Limits,
 ) -> Result<(), Fallback> {
     out.clear();
-    exec::render_serialize(program, value, out, limits)
+    exec::render_serialize(program, value, out, limits).inspect_err(|_| out.clear())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! for the evaluator, but nothing is built for it.
 
 use super::compile::{Ir, Name, Program, Spec};
+use super::paths::Path;
 
 /// What to build of a ctx value.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,106 +56,146 @@ impl Need {
 /// The ctx need of `program`.
 pub(super) fn of(program: &Program) -> Need {
     let mut need = Need::Keys(Vec::new());
-    walk(&program.root, &mut need);
+    let mut w = Walk {
+        paths: &program.paths,
+        need: &mut need,
+    };
+    w.walk(&program.root);
     for f in &program.funcs {
-        walk(&f.body, &mut need);
+        w.walk(&f.body);
     }
     need
 }
 
-/// `ctx.a.b` as `["a", "b"]`.
-fn path(ir: &Ir) -> Option<Vec<&str>> {
-    match ir {
-        Ir::Local(0) => Some(Vec::new()),
-        Ir::Field(e, key) => {
-            let mut p = path(e)?;
-            p.push(key);
-            Some(p)
+struct Walk<'p, 'n> {
+    /// The program's numbered ctx paths.
+    paths: &'p [Path],
+    need: &'n mut Need,
+}
+
+impl<'p> Walk<'p, '_> {
+    /// The keys of numbered path `i`.
+    fn numbered(&self, i: usize) -> Vec<&'p str> {
+        let (parent, key) = &self.paths[i];
+        let mut p = parent.map_or_else(Vec::new, |j| self.numbered(j));
+        p.push(key);
+        p
+    }
+
+    /// `ctx.a.b` as `["a", "b"]`.
+    fn path<'i>(&self, ir: &'i Ir) -> Option<Vec<&'i str>>
+    where
+        'p: 'i,
+    {
+        match ir {
+            Ir::Local(0) => Some(Vec::new()),
+            Ir::Ctx(i) => Some(self.numbered(*i)),
+            Ir::Field(e, key) => {
+                let mut p = self.path(e)?;
+                p.push(key);
+                Some(p)
+            }
+            _ => None,
         }
-        _ => None,
+    }
+
+    fn walk(&mut self, ir: &Ir) {
+        if let Some(p) = self.path(ir) {
+            self.need.add(&p, Need::Full);
+            return;
+        }
+        if let Ir::CtxHas(i) = ir {
+            let p = self.numbered(*i);
+            self.need.add(&p, Need::Keys(Vec::new()));
+            return;
+        }
+        walk(ir, self);
     }
 }
 
-fn walk(ir: &Ir, need: &mut Need) {
-    if let Some(p) = path(ir) {
-        need.add(&p, Need::Full);
-        return;
-    }
+fn walk(ir: &Ir, w: &mut Walk<'_, '_>) {
     match ir {
-        Ir::Null | Ir::Bool(_) | Ir::Num(_) | Ir::Str(_) | Ir::Local(_) | Ir::Fail => {}
-        Ir::Bin(super::compile::Bin::In, key, obj) => match (&**key, path(obj)) {
+        Ir::Null
+        | Ir::Bool(_)
+        | Ir::Num(_)
+        | Ir::Str(_)
+        | Ir::Local(_)
+        | Ir::Fail
+        | Ir::Ctx(_)
+        | Ir::CtxHas(_) => {}
+        Ir::Bin(super::compile::Bin::In, key, obj) => match (&**key, w.path(obj)) {
             (Ir::Str(k), Some(mut p)) => {
                 p.push(k);
-                need.add(&p, Need::Keys(Vec::new()));
+                w.need.add(&p, Need::Keys(Vec::new()));
             }
             _ => {
-                walk(key, need);
-                walk(obj, need);
+                w.walk(key);
+                w.walk(obj);
             }
         },
-        Ir::Has(obj, key, _) => match (&**key, path(obj)) {
+        Ir::Has(obj, key, _) => match (&**key, w.path(obj)) {
             (Ir::Str(k), Some(mut p)) => {
                 p.push(k);
-                need.add(&p, Need::Keys(Vec::new()));
+                w.need.add(&p, Need::Keys(Vec::new()));
             }
             _ => {
-                walk(obj, need);
-                walk(key, need);
+                w.walk(obj);
+                w.walk(key);
             }
         },
         Ir::StdGet(args) => {
-            match (path(&args[0]), &args[1]) {
+            match (w.path(&args[0]), &args[1]) {
                 (Some(mut p), Ir::Str(k)) => {
                     p.push(k);
-                    need.add(&p, Need::Full);
+                    w.need.add(&p, Need::Full);
                 }
                 _ => {
-                    walk(&args[0], need);
-                    walk(&args[1], need);
+                    w.walk(&args[0]);
+                    w.walk(&args[1]);
                 }
             }
             for a in &args[2..] {
-                walk(a, need);
+                w.walk(a);
             }
         }
-        Ir::Arr(items) => items.iter().for_each(|e| walk(e, need)),
+        Ir::Arr(items) => items.iter().for_each(|e| w.walk(e)),
         Ir::Obj(obj) => {
             for (_, e) in &obj.locals {
-                walk(e, need);
+                w.walk(e);
             }
             for f in &obj.fields {
                 if let Name::Dyn(e) = &f.name {
-                    walk(e, need);
+                    w.walk(e);
                 }
-                walk(&f.value, need);
+                w.walk(&f.value);
             }
         }
-        Ir::Field(e, _) | Ir::Not(e) | Ir::Neg(e) => walk(e, need),
+        Ir::Field(e, _) | Ir::Not(e) | Ir::Neg(e) => w.walk(e),
         Ir::Index(a, b) | Ir::Bin(_, a, b) | Ir::Assert(a, b) => {
-            walk(a, need);
-            walk(b, need);
+            w.walk(a);
+            w.walk(b);
         }
         Ir::If(c, t, e) => {
-            walk(c, need);
-            walk(t, need);
+            w.walk(c);
+            w.walk(t);
             if let Some(e) = e {
-                walk(e, need);
+                w.walk(e);
             }
         }
         Ir::Let(binds, body) => {
             for (_, e) in binds {
-                walk(e, need);
+                w.walk(e);
             }
-            walk(body, need);
+            w.walk(body);
         }
-        Ir::Call(_, args) | Ir::Std(_, args) => args.iter().for_each(|e| walk(e, need)),
+        Ir::Call(_, args) | Ir::Std(_, args) => args.iter().for_each(|e| w.walk(e)),
         Ir::Comp(specs, body) => {
             for s in specs.iter() {
                 match s {
-                    Spec::For(_, e) | Spec::If(e) => walk(e, need),
+                    Spec::For(_, e) | Spec::If(e) => w.walk(e),
                 }
             }
-            walk(body, need);
+            w.walk(body);
         }
     }
 }

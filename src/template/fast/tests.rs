@@ -95,6 +95,48 @@ fn every_shipped_template_takes_the_fast_path() {
     }
 }
 
+/// Each distinct ctx path is numbered once, however often the template reads or tests it; a
+/// test of a path whose parent is missing or not an object declines, as reading it does.
+#[test]
+fn ctx_paths_are_numbered_once_and_tested_like_reads() {
+    let default = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
+    // Recipient, TemplateType, Subject, Body, TemplateData and the seven fields it tests.
+    assert_eq!(default.fast_program().unwrap().paths.len(), 12);
+    let template = Template::new(
+        "paths.jsonnet",
+        r#"function(ctx) {
+          a: "k" in ctx.a, b: std.objectHas(ctx.a, "k"), c: std.objectHasAll(ctx.a, "k"),
+          d: if "x" in ctx then ctx.x else null, e: if "k" in ctx.a then ctx.a.k,
+        }"#,
+    );
+    assert_eq!(template.fast_program().unwrap().paths.len(), 3);
+    let mut pair = Pair::new(Limits::default());
+    for (ctx, expected) in [
+        (
+            r#"{"a":{"k":1}}"#,
+            Some(r#"{"a":true,"b":true,"c":true,"d":null,"e":1}"#),
+        ),
+        (
+            r#"{"a":{},"x":[1]}"#,
+            Some(r#"{"a":false,"b":false,"c":false,"d":[1],"e":null}"#),
+        ),
+        (r#"{"a":1}"#, None),
+        (r#"{"a":null}"#, None),
+        (r#"{}"#, None),
+        (r#"[]"#, None),
+    ] {
+        let mut out = String::from("stale");
+        let program = template.fast_program().unwrap();
+        let fast = super::render(program, CtxRef::Json(ctx), &mut out, &Limits::default());
+        match expected {
+            Some(e) => assert_eq!(out, e, "{ctx}"),
+            None => assert_eq!((fast, out.as_str()), (Err(super::Fallback), ""), "{ctx}"),
+        }
+        let answered = pair.check(&template, CtxRef::Json(ctx), &|| ctx.to_owned());
+        assert_eq!(answered, expected.is_some(), "{ctx}");
+    }
+}
+
 #[test]
 fn shipped_templates_over_every_sample_match_the_evaluator() {
     let mut pair = Pair::new(Limits::default());
