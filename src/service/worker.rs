@@ -110,19 +110,14 @@ impl Worker {
         self.drain(inflight, backlog, writer).await;
     }
 
-    /// Claim phase: once the backlog is down to a quarter of a round of deliveries, tops it up
-    /// to two rounds. Returns whether more may be due (false when the store had fewer than
-    /// asked).
-    ///
-    /// Each claim steps over the messages leased and not yet recorded (in flight and in the
-    /// backlog), which come first in the claim order (PostgreSQL reads each of them again): few,
-    /// large claims read them fewer times per message claimed, and make fewer statements.
+    /// Claim phase: tops the backlog up to one round of deliveries. Returns whether more may be
+    /// due (false when the store had fewer than asked).
     async fn claim(&self, backlog: &mut Backlog) -> Result<bool, StoreError> {
         let ahead = self.settings.concurrency.max(1);
-        if backlog.len() > ahead / 4 {
+        if backlog.len() > ahead / 2 {
             return Ok(true);
         }
-        let want = (2 * ahead - backlog.len()).clamp(1, BATCH);
+        let want = (ahead - backlog.len()).clamp(1, BATCH);
         let claimed = self
             .store
             .claim_due(&self.id, SystemTime::now(), want, self.settings.lease)
