@@ -29,7 +29,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BATCH: u64 = 2000;
 const CONCURRENCY: usize = 64;
 
-/// The copies of the samples that the courier side's tasks make distinct.
+/// The copies of the samples that the courier side's tasks make distinct (every courier run here
+/// delivers the same samples: all of them, on the `email` channel).
 static COPIES: std::sync::LazyLock<Stash<Vec<Message>>> = std::sync::LazyLock::new(Stash::new);
 
 fn main() {
