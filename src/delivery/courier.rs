@@ -302,8 +302,7 @@ impl Courier {
     ) -> Result<String, Ctx> {
         if let Ok(program) = template.fast_program() {
             let mut out = String::with_capacity(512);
-            let view = ctx::view(message, style);
-            if fast::render_serialize(program, &view, &mut out, self.pool.limits()).is_ok() {
+            if fast::render_message(program, message, style, &mut out, self.pool.limits()).is_ok() {
                 return Ok(out);
             }
         }

@@ -110,6 +110,31 @@ pub(crate) fn view(message: &Message, style: CtxStyle) -> impl Serialize + '_ {
     }
 }
 
+/// Whether none of the JSON values `message` carries (user data, unknown template-data fields,
+/// request headers) nests more than `levels` arrays or objects deep.
+pub(crate) fn values_within(message: &Message, levels: usize) -> bool {
+    let d = &message.template_data;
+    let headers = message.request_headers.iter().flat_map(|h| h.values());
+    DataKey::ALL
+        .iter()
+        .filter_map(|&k| d.json(k))
+        .chain(d.extra.values())
+        .chain(headers)
+        .all(|v| nests_within(v, levels))
+}
+
+/// Whether `v` nests at most `levels` arrays or objects deep (a scalar: 0). Recurses at most
+/// `levels` deep, however deep `v` is.
+fn nests_within(v: &Value, levels: usize) -> bool {
+    match v {
+        Value::Array(items) => levels > 0 && items.iter().all(|i| nests_within(i, levels - 1)),
+        Value::Object(members) => {
+            levels > 0 && members.values().all(|m| nests_within(m, levels - 1))
+        }
+        _ => true,
+    }
+}
+
 /// A message seen as a ctx in one key style.
 struct View<'a> {
     message: &'a Message,

@@ -16,14 +16,18 @@ use super::node::{self, Node};
 use crate::template::lazy::scan::PLAIN_MAX_DEPTH;
 
 /// The parts of `value`'s ctx that `need` asks for, or `None` when the text road must decide.
+/// With `walk_unread` off, the caller vouches that nothing in `value` nests deep enough to be
+/// refused, and the parts no template reads are skipped without walking them.
 pub(super) fn from_serialize<'n, T: Serialize + ?Sized>(
     value: &T,
     need: &'n Need,
+    walk_unread: bool,
 ) -> Option<Node<'n>> {
     value
         .serialize(Build {
             need: Some(need),
             depth: 0,
+            walk_unread,
         })
         .ok()
 }
@@ -52,6 +56,8 @@ struct Build<'n> {
     need: Option<&'n Need>,
     /// Containers around the value.
     depth: usize,
+    /// Whether members nothing reads are walked for their nesting (see [`from_serialize`]).
+    walk_unread: bool,
 }
 
 impl<'n> Build<'n> {
@@ -69,8 +75,8 @@ impl<'n> Build<'n> {
             return Err(Unsure);
         }
         Ok(Build {
-            need: self.need,
             depth: self.depth + 1,
+            ..self
         })
     }
 }
@@ -188,7 +194,7 @@ impl<'n> ser::Serializer for Build<'n> {
             // Arrays are built whole.
             item: Build {
                 need: self.need.map(|_| &Need::Full),
-                depth: self.inner()?.depth,
+                ..self.inner()?
             },
             items,
         })
@@ -316,12 +322,15 @@ impl<'n> Map<'n> {
             None => (Cow::Borrowed(""), None),
         };
         let Some(need) = need else {
-            // Not read: only its nesting is checked, and nothing is built.
+            // Not read: only its nesting is checked (unless the caller has), and nothing is built.
+            if !self.of.walk_unread {
+                return Ok(());
+            }
             return value.serialize(Depth(self.of.depth));
         };
         let node = value.serialize(Build {
             need: Some(need),
-            depth: self.of.depth,
+            ..self.of
         })?;
         self.members.push((name, node));
         Ok(())

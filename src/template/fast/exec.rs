@@ -168,17 +168,19 @@ pub(super) fn render(
     run(program, &node, out, limits)
 }
 
-/// Renders over the ctx that `value` serializes to, built without its JSON text.
+/// Renders over the ctx that `value` serializes to, built without its JSON text (for
+/// `walk_unread`, see `build::from_serialize`).
 pub(super) fn render_serialize<T: serde::Serialize + ?Sized>(
     program: &Program,
     value: &T,
+    walk_unread: bool,
     out: &mut String,
     limits: &Limits,
 ) -> R<()> {
     if limits.max_stack < program.min_stack() {
         return Err(Fallback);
     }
-    let node = super::build::from_serialize(value, &program.need).ok_or(Fallback)?;
+    let node = super::build::from_serialize(value, &program.need, walk_unread).ok_or(Fallback)?;
     run(program, &node, out, limits)
 }
 

@@ -25,6 +25,9 @@ mod scan;
 
 use std::fmt;
 
+use crate::message::{ctx, CtxStyle, Message};
+use crate::template::lazy::scan::PLAIN_MAX_DEPTH;
+
 pub(crate) use compile::Program;
 
 /// Why a template does not take the fast path: the first construct outside the subset.
@@ -76,12 +79,43 @@ pub(crate) fn render(
     exec::render(program, ctx, out, limits).inspect_err(|_| out.clear())
 }
 
-/// Like [`render`], over the ctx that `value` serializes to (a message's ctx view), built
-/// without writing it as JSON text first.
+/// Like [`render`], over `message`'s ctx in `style`, built from the message's ctx view without
+/// writing it as JSON text first.
 ///
 /// # Errors
-/// As [`render`], and also when the value holds something whose JSON text form the tree
-/// cannot mirror for sure; the caller then writes the text and renders from it.
+/// As [`render`], and also when the message holds something whose JSON text form the tree
+/// cannot mirror for sure (a JSON value nested too deep); the caller then writes the text and
+/// renders from it.
+pub(crate) fn render_message(
+    program: &Program,
+    message: &Message,
+    style: CtxStyle,
+    out: &mut String,
+    limits: &super::Limits,
+) -> Result<(), Fallback> {
+    out.clear();
+    // Walking the values no template reads (a whole identity, for most) only to find their
+    // nesting within bounds cost as much as evaluating the default template: one direct look
+    // at the message's JSON values answers it for all of them.
+    let walk_unread = !ctx::values_within(message, VALUE_LEVELS);
+    exec::render_serialize(
+        program,
+        &ctx::view(message, style),
+        walk_unread,
+        out,
+        limits,
+    )
+    .inspect_err(|_| out.clear())
+}
+
+/// How deep a message's JSON values may nest for [`render_message`] to skip walking the unread
+/// ones: the view puts them two containers into the ctx (`ctx.TemplateData.Identity`,
+/// `ctx.RequestHeaders.X`), and the build refuses a container entered [`PLAIN_MAX_DEPTH`] deep;
+/// two levels of margin besides.
+const VALUE_LEVELS: usize = PLAIN_MAX_DEPTH - 4;
+
+/// [`render_message`] over any value that serializes to a ctx, every part walked (for tests).
+#[cfg(test)]
 pub(crate) fn render_serialize<T: serde::Serialize + ?Sized>(
     program: &Program,
     value: &T,
@@ -89,7 +123,7 @@ pub(crate) fn render_serialize<T: serde::Serialize + ?Sized>(
     limits: &super::Limits,
 ) -> Result<(), Fallback> {
     out.clear();
-    exec::render_serialize(program, value, out, limits).inspect_err(|_| out.clear())
+    exec::render_serialize(program, value, true, out, limits).inspect_err(|_| out.clear())
 }
 
 #[cfg(test)]

@@ -819,7 +819,7 @@ fn the_ctx_built_from_a_message_is_the_ctx_read_from_its_text() {
         for style in [CtxStyle::Pascal, CtxStyle::Snake] {
             let text = ctx::to_json(&message, style);
             for need in &needs {
-                let built = super::build::from_serialize(&ctx::view(&message, style), need)
+                let built = super::build::from_serialize(&ctx::view(&message, style), need, true)
                     .expect("a sample's view is plain");
                 let read = super::scan::parse(&text, need).unwrap();
                 assert!(same_node(&built, &read), "sample {i} ({style:?})");
@@ -845,12 +845,8 @@ fn rendering_from_a_message_matches_the_evaluator() {
                     .render_into(&template, CtxRef::Json(&text), &mut expected)
                     .is_ok();
                 let mut got = String::new();
-                let fast = super::render_serialize(
-                    program,
-                    &ctx::view(&message, style),
-                    &mut got,
-                    pair.engine.limits(),
-                );
+                let fast =
+                    super::render_message(program, &message, style, &mut got, pair.engine.limits());
                 let what = format!("{name} over {ty:?}/{kind:?} ({style:?})");
                 match (fast, ok) {
                     (Ok(()), true) => assert_eq!(got, expected, "{what}"),
@@ -874,5 +870,53 @@ fn rendering_from_a_message_matches_the_evaluator() {
     let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
     let view = ctx::view(&message, CtxStyle::Pascal);
     let need = &template.fast_program().unwrap().need;
-    assert!(super::build::from_serialize(&view, need).is_none());
+    assert!(super::build::from_serialize(&view, need, true).is_none());
+}
+
+/// A message whose JSON values nest within the bound renders from its view without walking the
+/// unread ones, as the evaluator renders it; past the bound they are walked, and one nested
+/// deeper than the build takes is declined (the text road decides).
+#[test]
+fn message_values_nested_near_the_bound_render_as_the_evaluator_does() {
+    let mut pair = Pair::new(Limits::default());
+    let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
+    let program = template.fast_program().unwrap();
+    let (_, _, sample) = samples::all().next().unwrap();
+    let bound = super::VALUE_LEVELS;
+    for levels in [0, 1, bound - 1, bound, bound + 1, bound + 2, bound + 3, 70] {
+        let mut deep = Value::Null;
+        for _ in 0..levels {
+            deep = serde_json::json!({ "a": deep });
+        }
+        let mut message = sample.clone();
+        message
+            .request_headers
+            .get_or_insert_with(Default::default)
+            .insert("x".into(), deep);
+        assert_eq!(ctx::values_within(&message, bound), levels <= bound);
+        let text = ctx::to_json(&message, CtxStyle::Pascal);
+        let mut expected = String::new();
+        let ok = pair
+            .evaluator
+            .render_into(&template, CtxRef::Json(&text), &mut expected)
+            .is_ok();
+        let mut got = String::new();
+        let fast = super::render_message(
+            program,
+            &message,
+            CtxStyle::Pascal,
+            &mut got,
+            pair.engine.limits(),
+        );
+        match fast {
+            Ok(()) => {
+                assert!(ok, "the evaluator failed at {levels} levels");
+                assert_eq!(got, expected, "{levels} levels");
+            }
+            Err(_) => assert!(levels > bound, "declined at {levels} levels"),
+        }
+        if levels == 70 {
+            assert!(fast.is_err(), "nested past what the build takes");
+        }
+    }
 }
