@@ -82,7 +82,9 @@ impl<'p> Walk<'p, '_> {
         p
     }
 
-    /// `ctx.a.b` as `["a", "b"]`.
+    /// The ctx itself as `[]`, a numbered ctx path (`ctx.a.b`, see `paths.rs`) as `["a", "b"]`.
+    /// Every pure ctx path was numbered before this walk, and so was every `"k" in` or
+    /// `std.objectHas` test of one ([`Ir::CtxHas`]).
     fn path<'i>(&self, ir: &'i Ir) -> Option<Vec<&'i str>>
     where
         'p: 'i,
@@ -90,11 +92,6 @@ impl<'p> Walk<'p, '_> {
         match ir {
             Ir::Local(0) => Some(Vec::new()),
             Ir::Ctx(i) => Some(self.numbered(*i)),
-            Ir::Field(e, key) => {
-                let mut p = self.path(e)?;
-                p.push(key);
-                Some(p)
-            }
             _ => None,
         }
     }
@@ -123,26 +120,6 @@ fn walk(ir: &Ir, w: &mut Walk<'_, '_>) {
         | Ir::Fail
         | Ir::Ctx(_)
         | Ir::CtxHas(_) => {}
-        Ir::Bin(super::compile::Bin::In, key, obj) => match (&**key, w.path(obj)) {
-            (Ir::Str(k), Some(mut p)) => {
-                p.push(k);
-                w.need.add(&p, Need::Keys(Vec::new()));
-            }
-            _ => {
-                w.walk(key);
-                w.walk(obj);
-            }
-        },
-        Ir::Has(obj, key, _) => match (&**key, w.path(obj)) {
-            (Ir::Str(k), Some(mut p)) => {
-                p.push(k);
-                w.need.add(&p, Need::Keys(Vec::new()));
-            }
-            _ => {
-                w.walk(obj);
-                w.walk(key);
-            }
-        },
         Ir::StdGet(args) => {
             match (w.path(&args[0]), &args[1]) {
                 (Some(mut p), Ir::Str(k)) => {
@@ -171,7 +148,7 @@ fn walk(ir: &Ir, w: &mut Walk<'_, '_>) {
             }
         }
         Ir::Field(e, _) | Ir::Not(e) | Ir::Neg(e) => w.walk(e),
-        Ir::Index(a, b) | Ir::Bin(_, a, b) | Ir::Assert(a, b) => {
+        Ir::Index(a, b) | Ir::Bin(_, a, b) | Ir::Assert(a, b) | Ir::Has(a, b, _) => {
             w.walk(a);
             w.walk(b);
         }
