@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::message::{ctx, samples, CtxStyle};
+use crate::message::{ctx, samples, CtxStyle, Message};
 use crate::template::{CtxRef, Engine, Limits, RenderError, Template};
 
 /// The evaluator alone, and the engine as callers get it (fast path first).
@@ -22,6 +22,28 @@ impl Pair {
             evaluator,
             engine: Engine::new(limits).unwrap(),
         }
+    }
+
+    /// `template` over `message`'s ctx in `style`: the evaluator's payload from the ctx text
+    /// (`None` when it fails), and the fast path's from the message's view.
+    fn over_message(
+        &mut self,
+        template: &Template,
+        message: &Message,
+        style: CtxStyle,
+    ) -> (Option<String>, Result<String, super::Fallback>) {
+        let text = ctx::to_json(message, style);
+        let mut expected = String::new();
+        let expected = self
+            .evaluator
+            .render_into(template, CtxRef::Json(&text), &mut expected)
+            .ok()
+            .map(|()| expected);
+        let program = template.fast_program().expect("a fast-path template");
+        let mut got = String::new();
+        let fast = super::render_message(program, message, style, &mut got, self.engine.limits())
+            .map(|()| got);
+        (expected, fast)
     }
 
     /// Renders with both and asserts the same outcome; returns whether the fast path answered.
@@ -835,25 +857,18 @@ fn rendering_from_a_message_matches_the_evaluator() {
     let mut pair = Pair::new(Limits::default());
     for (name, source) in shipped() {
         let template = Template::new(name.clone(), source);
-        let program = template.fast_program().unwrap();
         for (ty, kind, message) in samples::all() {
             for style in [CtxStyle::Pascal, CtxStyle::Snake] {
-                let text = ctx::to_json(&message, style);
-                let mut expected = String::new();
-                let ok = pair
-                    .evaluator
-                    .render_into(&template, CtxRef::Json(&text), &mut expected)
-                    .is_ok();
-                let mut got = String::new();
-                let fast =
-                    super::render_message(program, &message, style, &mut got, pair.engine.limits());
+                let (expected, fast) = pair.over_message(&template, &message, style);
                 let what = format!("{name} over {ty:?}/{kind:?} ({style:?})");
-                match (fast, ok) {
-                    (Ok(()), true) => assert_eq!(got, expected, "{what}"),
-                    (Ok(()), false) => {
+                match (fast, expected) {
+                    (Ok(got), Some(expected)) => assert_eq!(got, expected, "{what}"),
+                    (Ok(_), None) => {
                         panic!("fast path rendered where the evaluator failed: {what}")
                     }
-                    (Err(_), _) => assert!(!ok, "fast path declined a good render: {what}"),
+                    (Err(_), ok) => {
+                        assert!(ok.is_none(), "fast path declined a good render: {what}")
+                    }
                 }
             }
         }
@@ -880,7 +895,6 @@ fn rendering_from_a_message_matches_the_evaluator() {
 fn message_values_nested_near_the_bound_render_as_the_evaluator_does() {
     let mut pair = Pair::new(Limits::default());
     let template = Template::new("default.jsonnet", crate::template::DEFAULT_PASCAL);
-    let program = template.fast_program().unwrap();
     let (_, _, sample) = samples::all().next().unwrap();
     let bound = super::VALUE_LEVELS;
     for levels in [0, 1, bound - 1, bound, bound + 1, bound + 2, bound + 3, 70] {
@@ -894,24 +908,13 @@ fn message_values_nested_near_the_bound_render_as_the_evaluator_does() {
             .get_or_insert_with(Default::default)
             .insert("x".into(), deep);
         assert_eq!(ctx::values_within(&message, bound), levels <= bound);
-        let text = ctx::to_json(&message, CtxStyle::Pascal);
-        let mut expected = String::new();
-        let ok = pair
-            .evaluator
-            .render_into(&template, CtxRef::Json(&text), &mut expected)
-            .is_ok();
-        let mut got = String::new();
-        let fast = super::render_message(
-            program,
-            &message,
-            CtxStyle::Pascal,
-            &mut got,
-            pair.engine.limits(),
-        );
-        match fast {
-            Ok(()) => {
-                assert!(ok, "the evaluator failed at {levels} levels");
-                assert_eq!(got, expected, "{levels} levels");
+        let (expected, fast) = pair.over_message(&template, &message, CtxStyle::Pascal);
+        match &fast {
+            Ok(got) => {
+                let expected = expected.unwrap_or_else(|| {
+                    panic!("the evaluator failed at {levels} levels");
+                });
+                assert_eq!(got, &expected, "{levels} levels");
             }
             Err(_) => assert!(levels > bound, "declined at {levels} levels"),
         }
